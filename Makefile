@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` (the main job) and `make test` (every test). Both install what they need.
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint test-python test-extension test-e2e bench
+
+setup:
+	bash scripts/bootstrap.sh
+
+# Safe training on the embedded synthetic Task01 data under the memory guard, then the packaged extension.
+demo: setup
+	bash scripts/demo.sh
+
+test: setup lint test-python test-extension test-e2e
+
+lint:
+	$(PY) -m ruff check python_backend tests scripts
+	@if [ -f package.json ]; then npm run --silent typecheck && npm run --silent lint; fi
+
+test-python:
+	$(PY) -m pytest
+
+test-extension:
+	@if [ -f package.json ]; then npm run --silent test:unit; fi
+
+test-e2e:
+	@if [ -f package.json ]; then bash scripts/e2e/setup.sh && npm run --silent test:e2e; fi
+
+# Speed and memory figures (not part of `make test`).
+bench: setup
+	$(PY) -m python_backend bench-sample
