@@ -1,0 +1,84 @@
+"""Plots render PNGs of the asked size and never leave figures open, even when drawing fails."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from python_backend.plots import (
+    MemoryPoint,
+    TimelineEvent,
+    plot_memory_timeline,
+    plot_segmentation_overlay,
+    plot_training_curves,
+)
+from python_backend.plots.figure import open_figures
+
+np = pytest.importorskip("numpy")
+nib = pytest.importorskip("nibabel")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_memory_timeline(tmp_path: Path) -> None:
+    points = [MemoryPoint(1000 + t, 40 + t / 2, {0: 20 + t}) for t in range(60)]
+    events = [TimelineEvent(1020, "oom", "OOM: micro-batch 4 -> 2"), TimelineEvent(1040, "checkpoint", "ckpt")]
+    out = plot_memory_timeline(points, tmp_path / "memory.png", events, width_px=900, height_px=300)
+    assert _png_size(out) == (900, 300)
+    assert open_figures() == 0
+
+
+def test_training_curves(tmp_path: Path) -> None:
+    losses = [(s, 1.0 / (s + 1)) for s in range(50)]
+    dice = {"TC": [(e, e / 10) for e in range(5)], "WT": [(e, e / 8) for e in range(5)], "ET": []}
+    out = plot_training_curves(losses, dice, tmp_path / "curves.png", width_px=800, height_px=320)
+    assert _png_size(out) == (800, 320)
+    assert open_figures() == 0
+
+
+def test_failed_plot_closes_its_figure(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        plot_training_curves([(0, 1.0)], {"TC": [(0,)]}, tmp_path / "bad.png")  # type: ignore[list-item]
+    assert open_figures() == 0
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_empty_inputs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no memory samples"):
+        plot_memory_timeline([], tmp_path / "m.png")
+    with pytest.raises(ValueError, match="no training metrics"):
+        plot_training_curves([], {}, tmp_path / "c.png")
+
+
+def _volume(tmp_path: Path) -> tuple[Path, Path]:
+    shape = (48, 48, 32)
+    image = np.random.default_rng(0).normal(size=(*shape, 4)).astype(np.float32)
+    label = np.zeros(shape, dtype=np.uint8)
+    label[15:30, 15:30, 10:20] = 1
+    label[20:25, 20:25, 12:18] = 3
+    image_path, label_path = tmp_path / "case.nii.gz", tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(image, np.eye(4)), image_path)
+    nib.save(nib.Nifti1Image(label, np.eye(4)), label_path)
+    return image_path, label_path
+
+
+def test_overlay_with_prediction(tmp_path: Path) -> None:
+    image_path, label_path = _volume(tmp_path)
+    out = plot_segmentation_overlay(image_path, label_path, tmp_path / "overlay.png", prediction_path=label_path,
+                                    count=3, tile_px=200)
+    assert _png_size(out) == (600, 400)
+    assert open_figures() == 0
+
+
+def test_overlay_slices_lie_in_the_labelled_region(tmp_path: Path) -> None:
+    from python_backend.plots.overlay import _pick_slices
+
+    _, label_path = _volume(tmp_path)
+    chosen = _pick_slices(label_path, 3)
+    assert chosen == [10, 14, 19]
