@@ -82,3 +82,43 @@ def test_overlay_slices_lie_in_the_labelled_region(tmp_path: Path) -> None:
     _, label_path = _volume(tmp_path)
     chosen = _pick_slices(label_path, 3)
     assert chosen == [10, 14, 19]
+
+
+def _write_metrics(run_dir: Path) -> None:
+    import json
+
+    run_dir.mkdir(parents=True)
+    rows = [{"type": "step", "time": 100 + s, "step": s, "epoch": s // 10, "loss": 1 - s / 40,
+             "ram_percent": 30 + s / 2} for s in range(1, 31)]
+    rows.insert(12, {"type": "event", "time": 112.5, "step": 12, "event": "oom_backoff",
+                     "message": "cpu_oom: micro-batch 4 -> 2"})
+    rows += [{"type": "val", "time": 100 + 10 * e, "step": 10 * e, "epoch": e, "dice_tc": 0.1 * e,
+              "dice_wt": 0.2 * e, "dice_et": None} for e in range(4)]
+    text = "\n".join(json.dumps(r) for r in rows) + "\n{torn line"
+    (run_dir / "metrics.jsonl").write_text(text)
+
+
+def test_plot_run_from_metrics(tmp_path: Path) -> None:
+    from python_backend.plots.from_run import plot_run
+
+    _write_metrics(tmp_path / "run")
+    written = plot_run(tmp_path / "run")
+    assert [p.name for p in written] == ["memory.png", "curves.png"]
+    assert all(p.parent == tmp_path / "run" / "plots" for p in written)
+    assert open_figures() == 0
+
+
+def test_plots_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _write_metrics(tmp_path / "run")
+    image, label = _volume(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "python_backend", "plots", "--run", str(tmp_path / "run"),
+                             "--image", str(image), "--label", str(label), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(Path(p).name for p in result.stdout.split()) == ["curves.png", "memory.png", "overlay.png"]
+    missing = subprocess.run([sys.executable, "-m", "python_backend", "plots", "--run", str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no metrics for this run" in missing.stderr
