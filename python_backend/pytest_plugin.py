@@ -10,28 +10,15 @@ Budgets apply to a test's growth: its peak RSS minus its RSS when it started.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
 
 import pytest
 
-from .cli.units import human_bytes
+from .cli.units import human_bytes, parse_size
 from .guard.cleanup import emergency_cleanup
 from .monitor.peak import PeakRssTracker
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """'300MB', '1.5G', '512MiB', '1048576' -> bytes (binary units: the figures RSS is reported in)."""
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"not a memory size: {text!r} (use e.g. 300MB, 1.5GiB)")
-    unit = match.group(2).lower().rstrip("b").rstrip("i")
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json_atomic(path: Path, data: Any, durable: bool = False) -> None:
+def write_json_atomic(path: Path, data: Any, durable: bool = False, indent: int | None = None) -> None:
     """Write to a temp file in the same folder, then rename over `path`.
 
     `durable` adds an fsync (file and folder) for data that must survive power loss; status files skip it
@@ -19,7 +19,11 @@ def write_json_atomic(path: Path, data: Any, durable: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
+            if indent is None:
+                json.dump(data, handle, separators=(",", ":"))
+            else:
+                json.dump(data, handle, indent=indent)
+                handle.write("\n")
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from python_backend.pytest_plugin import parse_size
+from python_backend.cli.units import parse_size
 
 pytest_plugins = ["pytester"]
 
