@@ -1,0 +1,68 @@
+// argv for the python_backend CLI (docs: README / python_backend/cli). Pure: no 'vscode' import.
+import type { RunInfo } from './protocol';
+
+export const SAFE_TRAINING_CONFIG = 'config/safe_training.json';
+
+export type TaskCommand = 'monitor' | 'cleanup' | 'train';
+
+/** The `crashGuard` task definition (package.json `taskDefinitions`). */
+export interface CrashGuardTaskDefinition {
+  type: 'crashGuard';
+  command: TaskCommand;
+  config?: string;
+  resume?: string;
+  runName?: string;
+  runsDir?: string;
+  interval?: number;
+}
+
+export function serveArgs(): string[] {
+  return ['-m', 'python_backend', 'serve'];
+}
+
+export function taskArgs(def: CrashGuardTaskDefinition): string[] {
+  const args = ['-m', 'python_backend', def.command];
+  switch (def.command) {
+    case 'monitor':
+      if (def.interval !== undefined) args.push('--interval', String(def.interval));
+      break;
+    case 'cleanup':
+      break;
+    case 'train':
+      args.push('--config', def.config ?? SAFE_TRAINING_CONFIG);
+      if (def.runName) args.push('--run-name', def.runName);
+      if (def.resume) args.push('--resume', def.resume);
+      if (def.runsDir) args.push('--runs-dir', def.runsDir);
+      break;
+  }
+  return args;
+}
+
+/** Task definition that resumes a crashed/stopped run from its last checkpoint; undefined without a config. */
+export function resumeDefinition(run: RunInfo, runsDir?: string): CrashGuardTaskDefinition | undefined {
+  if (!run.config) return undefined;
+  const def: CrashGuardTaskDefinition = { type: 'crashGuard', command: 'train', config: run.config,
+    runName: run.name, resume: 'auto' };
+  if (runsDir) def.runsDir = runsDir;
+  return def;
+}
+
+/** The runs directory a run lives in (its dir's parent), from RunInfo.dir. */
+export function runsDirOf(run: RunInfo): string | undefined {
+  const dir = run.dir.replace(/[\\/]+$/, '');
+  const cut = Math.max(dir.lastIndexOf('/'), dir.lastIndexOf('\\'));
+  return cut > 0 ? dir.slice(0, cut) : undefined;
+}
+
+/** The run to resume: the most recently updated one that ended without finishing (crashed, stopped, failed). */
+export function lastResumableRun(runs: readonly RunInfo[]): RunInfo | undefined {
+  const candidates = runs.filter((r) => !r.alive && r.config !== null &&
+    (r.state === 'crashed' || r.state === 'stopped' || r.state === 'failed'));
+  candidates.sort((a, b) => (b.updated ?? 0) - (a.updated ?? 0));
+  return candidates[0];
+}
+
+/** Quotes an argv for display in logs (never passed to a shell). */
+export function displayCommand(python: string, args: readonly string[]): string {
+  return [python, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}

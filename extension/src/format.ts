@@ -1,0 +1,155 @@
+// Pure text formatting for gauges, tooltips, notifications and the report. No 'vscode' import.
+import type { CleanupResult, GpuInfo, Level, RunInfo, Sample, StopResult } from './protocol';
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return 'n/a';
+  const sign = bytes < 0 ? '-' : '';
+  let value = Math.abs(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${sign}${value.toFixed(digits)} ${UNITS[unit]}`;
+}
+
+export function formatPercent(percent: number | null | undefined, digits = 0): string {
+  if (percent === null || percent === undefined || !Number.isFinite(percent)) return 'n/a';
+  return `${digits === 0 ? Math.round(percent) : percent.toFixed(digits)}%`;
+}
+
+export function formatSeconds(seconds: number): string {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+export function ramGaugeText(percent: number): string {
+  return `$(pulse) RAM ${formatPercent(percent)}`;
+}
+
+export function gpuGaugeText(gpu: GpuInfo, gpuCount: number): string {
+  const label = gpuCount > 1 ? `VRAM${gpu.index}` : 'VRAM';
+  return `$(chip) ${label} ${formatPercent(gpu.percent)}`;
+}
+
+export type SidecarState = 'starting' | 'running' | 'stale' | 'down' | 'stopped';
+
+/** What the RAM gauge says when there is no fresh sample: never a stale number. */
+export function noDataGaugeText(state: Exclude<SidecarState, 'running'>): string {
+  switch (state) {
+    case 'starting': return '$(loading~spin) RAM …';
+    case 'stale': return '$(warning) RAM: no data';
+    case 'down': return '$(debug-disconnect) RAM: sidecar down';
+    case 'stopped': return '$(circle-slash) RAM: monitor off';
+  }
+}
+
+const LEVEL_LABEL: Record<Level, string> = { normal: 'normal', warning: '**warning**', critical: '**CRITICAL**' };
+
+function runLine(run: RunInfo): string {
+  const parts = [`\`${run.name}\` ${run.state}`];
+  if (run.step !== null) parts.push(`step ${run.step}`);
+  if (run.microBatch !== null) parts.push(`micro-batch ${run.microBatch}`);
+  if (run.treeRss !== null) parts.push(`RSS ${formatBytes(run.treeRss)}`);
+  if (run.vram !== null) parts.push(`VRAM ${formatBytes(run.vram)}`);
+  if (run.lastEvent) parts.push(`— ${run.lastEvent}`);
+  return `- ${parts.join(', ')}`;
+}
+
+/** Markdown breakdown used by the gauge tooltip (and, longer, by the report). */
+export function tooltipMarkdown(sample: Sample, maxProcesses = 5): string {
+  const r = sample.ram;
+  const t = sample.thresholds;
+  const lines: string[] = [];
+  lines.push(`**Crash Guard** — ${LEVEL_LABEL[sample.level]}`, '');
+  const limit = r.limitSource === 'physical' ? 'physical RAM' : `${r.limitSource} limit`;
+  lines.push(`**RAM** ${formatPercent(r.percent, 1)} (${LEVEL_LABEL[r.level]}): used ${formatBytes(r.used)}, ` +
+    `available ${formatBytes(r.available)}, limit ${formatBytes(r.total)} (${limit})` +
+    ` — warning ${t.ramWarningPercent}%, critical ${t.ramCriticalPercent}%`);
+  if (r.swapTotal > 0) lines.push('', `Swap ${r.swapPercent.toFixed(0)}% of ${formatBytes(r.swapTotal)}`);
+  lines.push('');
+  if (sample.gpus.length === 0) {
+    lines.push(`**GPU** none${sample.gpuReason ? ` (${sample.gpuReason})` : ''}`);
+  } else {
+    for (const g of sample.gpus) {
+      lines.push(`**GPU ${g.index}** ${g.name}: ${formatPercent(g.percent, 1)} (${LEVEL_LABEL[g.level]}), ` +
+        `${formatBytes(g.used)} of ${formatBytes(g.total)}` +
+        (g.utilization !== null ? `, ${g.utilization}% busy` : ''), '');
+    }
+  }
+  lines.push('');
+  const procs = sample.topProcesses.slice(0, maxProcesses);
+  if (procs.length > 0) {
+    lines.push('**Heaviest processes**', '');
+    for (const p of procs) lines.push(`- ${p.name} (${p.pid}): ${formatBytes(p.rss)}`);
+    lines.push('');
+  }
+  lines.push(sample.runs.length > 0 ? '**Guarded runs**' : '**Guarded runs**: none', '');
+  for (const run of sample.runs) lines.push(runLine(run));
+  if (sample.runs.length > 0) lines.push('');
+  if (sample.forecasts.length > 0) {
+    lines.push('**Forecast**', '');
+    for (const f of sample.forecasts) lines.push(`- ${f.message}`);
+  } else {
+    lines.push('**Forecast**: steady');
+  }
+  lines.push('', '_Click for the memory report._');
+  return lines.join('\n');
+}
+
+export function gpuTooltipMarkdown(gpu: GpuInfo, sample: Sample): string {
+  return [`**GPU ${gpu.index}** ${gpu.name} — ${LEVEL_LABEL[gpu.level]}`, '',
+    `VRAM ${formatPercent(gpu.percent, 1)}: ${formatBytes(gpu.used)} of ${formatBytes(gpu.total)}` +
+    ` — warning ${sample.thresholds.vramWarningPercent}%, critical ${sample.thresholds.vramCriticalPercent}%`,
+  ].join('\n');
+}
+
+/** One-line result of an emergency cleanup, for the notification. */
+export function cleanupSummary(result: CleanupResult): string {
+  const freed = result.freed > 0 ? `freed ${formatBytes(result.freed)} of RAM` : 'freed no measurable RAM';
+  const parts = [`Emergency cleanup ${freed} (used ${formatBytes(result.ramBefore)} → ${formatBytes(result.ramAfter)})`];
+  parts.push(`sidecar ${formatBytes(result.sidecar.rssFreed)}`);
+  for (const run of result.runs) {
+    if (run.ok && run.report) {
+      let text = `run ${run.run}: ${formatBytes(run.report.rssFreed)}`;
+      if (run.report.vramFreed) text += ` + ${formatBytes(run.report.vramFreed)} VRAM`;
+      parts.push(text);
+    } else {
+      parts.push(`run ${run.run}: failed (${run.error ?? 'no answer'})`);
+    }
+  }
+  if (result.runs.length === 0) parts.push('no guarded runs');
+  return parts.join('; ') + '.';
+}
+
+export function stopSummary(result: StopResult): string {
+  if (!result.ok) return `Could not stop ${result.run}: ${result.message}`;
+  const where = result.checkpoint ? ` Checkpoint: ${result.checkpoint}` : '';
+  return `Run ${result.run} ${result.state}.${where}`;
+}
+
+/** "Run X stopped unexpectedly at step N (killed, signal 9)." */
+export function crashMessage(run: RunInfo, serverMessage?: string): string {
+  if (serverMessage) return serverMessage.replace(/[.\s]+$/, '');
+  const at = run.step !== null ? ` at step ${run.step}` : '';
+  const cause = run.exitCause ? ` (${run.exitCause})` : '';
+  return `Run ${run.name} stopped unexpectedly${at}${cause}`;
+}
+
+export function crashPrompt(run: RunInfo, serverMessage?: string): string {
+  const resumable = run.config !== null;
+  return `${crashMessage(run, serverMessage)}.${resumable ? ' Resume?' : ''}`;
+}
+
+/** The longer memory report (Show Memory Report). */
+export function reportMarkdown(sample: Sample | undefined, sidecar: SidecarState, now = Date.now()): string {
+  if (!sample) return `# Crash Guard memory report\n\nNo sample yet (sidecar ${sidecar}).\n`;
+  const age = Math.max(0, now / 1000 - sample.time);
+  const header = [`# Crash Guard memory report`, '',
+    `Sample #${sample.seq}, ${new Date(sample.time * 1000).toISOString()} (${age.toFixed(1)} s ago), sidecar ${sidecar}.`, '', ''];
+  return header.join('\n') + tooltipMarkdown(sample, 20).replace('\n\n_Click for the memory report._', '') + '\n';
+}

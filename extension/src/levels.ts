@@ -1,0 +1,64 @@
+// Threshold levels → colours, and the "no repeats at the same level" rule. Pure: no 'vscode' import.
+import type { Level } from './protocol';
+
+const RANK: Record<Level, number> = { normal: 0, warning: 1, critical: 2 };
+
+export function rank(level: Level): number {
+  return RANK[level];
+}
+
+export function worst(levels: Iterable<Level>): Level {
+  let out: Level = 'normal';
+  for (const l of levels) if (rank(l) > rank(out)) out = l;
+  return out;
+}
+
+/** Level of a percentage without hysteresis (the sidecar's level, which has hysteresis, wins when present). */
+export function levelFor(percent: number, warningPercent: number, criticalPercent: number): Level {
+  if (percent >= criticalPercent) return 'critical';
+  if (percent >= warningPercent) return 'warning';
+  return 'normal';
+}
+
+/** ThemeColor id for a status bar item's background at this level; undefined = the theme's default. */
+export function backgroundColorId(level: Level): string | undefined {
+  if (level === 'critical') return 'statusBarItem.errorBackground';
+  if (level === 'warning') return 'statusBarItem.warningBackground';
+  return undefined;
+}
+
+/** Matching foreground colour ids (VS Code pairs them with the backgrounds above). */
+export function foregroundColorId(level: Level): string | undefined {
+  if (level === 'critical') return 'statusBarItem.errorForeground';
+  if (level === 'warning') return 'statusBarItem.warningForeground';
+  return undefined;
+}
+
+/**
+ * Decides which level changes deserve a notification: one per resource each time it enters a non-normal
+ * level it was not already notified about; nothing while it stays there; a return to normal re-arms it.
+ */
+export class WarningTracker {
+  private readonly shown = new Map<string, Level>();
+
+  /** Records `level` for `resource`; true when a notification should be shown now. */
+  update(resource: string, level: Level): boolean {
+    const previous = this.shown.get(resource) ?? 'normal';
+    if (level === 'normal') {
+      this.shown.delete(resource);
+      return false;
+    }
+    if (level === previous) return false;
+    this.shown.set(resource, level);
+    // Entering critical from warning is news; falling back from critical to warning is not.
+    return rank(level) > rank(previous);
+  }
+
+  current(resource: string): Level {
+    return this.shown.get(resource) ?? 'normal';
+  }
+
+  reset(): void {
+    this.shown.clear();
+  }
+}

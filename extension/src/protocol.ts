@@ -1,0 +1,213 @@
+// Mirror of docs/protocol.md (source of truth: python_backend/protocol.py). Pure: no 'vscode' import.
+// tests/extension/unit/protocol.test.ts compares these method names with the doc and the Python module.
+
+export const METHOD_SAMPLE = 'crashGuard/sample';
+export const METHOD_WARNING = 'crashGuard/warning';
+export const METHOD_RUN_EVENT = 'crashGuard/runEvent';
+export const METHOD_ACTION = 'crashGuard/action';
+export const METHOD_STATUS = 'crashGuard/status';
+export const METHOD_CLEANUP = 'crashGuard/cleanup';
+export const METHOD_RUNS = 'crashGuard/runs';
+export const METHOD_STOP_RUN = 'crashGuard/stopRun';
+export const METHOD_PROCESS_DETAIL = 'crashGuard/processDetail';
+export const METHOD_UPDATE_SETTINGS = 'crashGuard/updateSettings';
+/** Standard LSP notification carrying `{ settings: { crashGuard: SidecarSettings } }`. */
+export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
+
+/** Server → client notifications. */
+export const NOTIFICATIONS = [METHOD_SAMPLE, METHOD_WARNING, METHOD_RUN_EVENT, METHOD_ACTION] as const;
+/** Client → server requests. */
+export const REQUESTS = [
+  METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
+] as const;
+
+export type Level = 'normal' | 'warning' | 'critical';
+export type CriticalAction = 'none' | 'checkpointAndStop';
+export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'crashed';
+export type RunEventKind = 'started' | 'finished' | 'stopped' | 'failed' | 'crashed';
+
+/** The sidecar's settings (initializationOptions.settings and didChangeConfiguration.settings.crashGuard). */
+export interface SidecarSettings {
+  sampleIntervalMs: number;
+  ramWarningPercent: number;
+  ramCriticalPercent: number;
+  vramWarningPercent: number;
+  vramCriticalPercent: number;
+  autoCleanup: boolean;
+  criticalAction: CriticalAction;
+  runsDirectory: string;
+  topProcesses: number;
+}
+
+export interface RamInfo {
+  total: number;
+  available: number;
+  used: number;
+  percent: number;
+  swapTotal: number;
+  swapUsed: number;
+  swapPercent: number;
+  physicalTotal: number;
+  limitSource: string;
+  cgroupPath: string | null;
+  level: Level;
+}
+
+export interface GpuInfo {
+  index: number;
+  name: string;
+  total: number | null;
+  used: number | null;
+  percent: number | null;
+  utilization: number | null;
+  level: Level;
+}
+
+export interface ProcessInfo {
+  pid: number;
+  name: string;
+  rss: number;
+}
+
+export interface RunInfo {
+  name: string;
+  dir: string;
+  pid: number | null;
+  rank: number;
+  worldSize: number;
+  state: RunState;
+  alive: boolean;
+  step: number | null;
+  epoch: number | null;
+  microBatch: number | null;
+  accumulation: number | null;
+  loss: number | null;
+  peakRss: number | null;
+  treeRss: number | null;
+  vram: number | null;
+  lastEvent: string | null;
+  exitCause: string | null;
+  config: string | null;
+  checkpoint: string | null;
+  started?: number | null;
+  updated: number | null;
+}
+
+export interface Forecast {
+  resource: string;
+  level: Level | 'full';
+  seconds: number;
+  bytesPerSecond: number;
+  message: string;
+}
+
+export interface Thresholds {
+  ramWarningPercent: number;
+  ramCriticalPercent: number;
+  vramWarningPercent: number;
+  vramCriticalPercent: number;
+}
+
+export interface Sample {
+  seq: number;
+  time: number;
+  level: Level;
+  ram: RamInfo;
+  gpus: GpuInfo[];
+  gpuReason: string | null;
+  topProcesses: ProcessInfo[];
+  runs: RunInfo[];
+  forecasts: Forecast[];
+  thresholds: Thresholds;
+  /** How long taking the sample took in the sidecar (ms). */
+  costMs?: number;
+}
+
+export interface WarningParams {
+  resource: string;
+  level: Level;
+  previous: Level;
+  percent: number;
+  thresholdPercent: number;
+  message: string;
+  runs: string[];
+  time: number;
+}
+
+export interface RunEventParams {
+  event: RunEventKind;
+  run: RunInfo;
+  message: string;
+}
+
+export interface CleanupStep {
+  name: string;
+  done: boolean;
+  detail: string | null;
+  freed: number | null;
+}
+
+export interface CleanupReport {
+  pid: number;
+  rssBefore: number;
+  rssAfter: number;
+  rssFreed: number;
+  vramBefore: number | null;
+  vramAfter: number | null;
+  vramFreed: number | null;
+  seconds: number;
+  steps: CleanupStep[];
+}
+
+export interface RunCleanup {
+  run: string;
+  pid: number | null;
+  ok: boolean;
+  report: CleanupReport | null;
+  error: string | null;
+}
+
+export interface CleanupResult {
+  ramBefore: number;
+  ramAfter: number;
+  freed: number;
+  sidecar: CleanupReport;
+  runs: RunCleanup[];
+}
+
+export interface StopResult {
+  run: string;
+  ok: boolean;
+  state: RunState;
+  checkpoint: string | null;
+  message: string;
+  signalled: boolean;
+}
+
+export interface ActionParams {
+  action: 'cleanup' | 'checkpointAndStop';
+  reason: string;
+  result: CleanupResult | StopResult;
+}
+
+export interface CleanupParams {
+  runs?: string[];
+  timeoutMs?: number;
+}
+
+export interface StopRunParams {
+  run: string;
+  timeoutMs?: number;
+}
+
+export interface RunsResult {
+  runs: RunInfo[];
+}
+
+export interface ProcessDetail {
+  pid: number;
+  rss: number;
+  uss: number | null;
+  pss: number | null;
+  swap: number | null;
+}

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { displayCommand, lastResumableRun, resumeDefinition, runsDirOf, serveArgs, taskArgs } from '../../../extension/src/cli';
+import { run } from './fixtures';
+
+describe('CLI argv', () => {
+  it('starts the sidecar as a module', () => {
+    assert.deepEqual(serveArgs(), ['-m', 'python_backend', 'serve']);
+  });
+  it('builds the task command lines', () => {
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['-m', 'python_backend', 'monitor']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor', interval: 2 }),
+      ['-m', 'python_backend', 'monitor', '--interval', '2']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup' }), ['-m', 'python_backend', 'cleanup']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'train' }),
+      ['-m', 'python_backend', 'train', '--config', 'config/safe_training.json']);
+  });
+  it('resumes a crashed run from its last checkpoint', () => {
+    const r = run({ state: 'crashed', alive: false });
+    const def = resumeDefinition(r, runsDirOf(r));
+    assert.ok(def);
+    assert.deepEqual(taskArgs(def), ['-m', 'python_backend', 'train', '--config', '/ws/config/safe_training.json',
+      '--run-name', 'brats-safe', '--resume', 'auto', '--runs-dir', '/ws/runs']);
+    assert.equal(resumeDefinition(run({ config: null })), undefined);
+  });
+  it('finds the runs directory of a run', () => {
+    assert.equal(runsDirOf(run({ dir: '/a/b/runs/x/' })), '/a/b/runs');
+    assert.equal(runsDirOf(run({ dir: 'x' })), undefined);
+  });
+  it('picks the most recently updated run that ended badly', () => {
+    const runs = [
+      run({ name: 'live', alive: true, state: 'running', updated: 50 }),
+      run({ name: 'old', alive: false, state: 'crashed', updated: 10 }),
+      run({ name: 'new', alive: false, state: 'stopped', updated: 20 }),
+      run({ name: 'done', alive: false, state: 'finished', updated: 30 }),
+      run({ name: 'noconfig', alive: false, state: 'crashed', updated: 40, config: null }),
+    ];
+    assert.equal(lastResumableRun(runs)?.name, 'new');
+    assert.equal(lastResumableRun([runs[0]!]), undefined);
+  });
+  it('quotes for display only', () => {
+    assert.equal(displayCommand('/p y/python', ['-c', "print('x')"]), `'/p y/python' -c 'print('\\''x'\\'')'`);
+  });
+});

@@ -1,0 +1,26 @@
+// Sample payloads shaped like docs/protocol.md's examples.
+import type { RunInfo, Sample } from '../../../extension/src/protocol';
+
+export function run(overrides: Partial<RunInfo> = {}): RunInfo {
+  return {
+    name: 'brats-safe', dir: '/ws/runs/brats-safe', pid: 123, rank: 0, worldSize: 1, state: 'running', alive: true,
+    step: 120, epoch: 3, microBatch: 2, accumulation: 2, loss: 0.41, peakRss: 2 * 2 ** 30, treeRss: 1.5 * 2 ** 30,
+    vram: null, lastEvent: 'oom back-off: micro-batch 4 -> 2', exitCause: null, config: '/ws/config/safe_training.json',
+    checkpoint: '/ws/runs/brats-safe/checkpoints/step_120.pt', updated: 1764400000.1, ...overrides,
+  };
+}
+
+export function sample(overrides: Partial<Sample> = {}): Sample {
+  const GiB = 2 ** 30;
+  return {
+    seq: 12, time: 1764400000.1, level: 'normal',
+    ram: { total: 16 * GiB, available: 6 * GiB, used: 10 * GiB, percent: 62.5, swapTotal: 0, swapUsed: 0,
+      swapPercent: 0, physicalTotal: 16 * GiB, limitSource: 'physical', cgroupPath: null, level: 'normal' },
+    gpus: [], gpuReason: 'NVML unavailable: library not found',
+    topProcesses: [{ pid: 1, name: 'python', rss: 3 * GiB }, { pid: 2, name: 'code', rss: GiB }],
+    runs: [run()],
+    forecasts: [{ resource: 'RAM', level: 'critical', seconds: 40, bytesPerSecond: 52428800, message: 'RAM critical in ~40 s' }],
+    thresholds: { ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85, vramCriticalPercent: 95 },
+    ...overrides,
+  };
+}

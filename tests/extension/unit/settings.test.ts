@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULTS, diffSettings, resolveSettings, sidecarSettings, SIDECAR_KEYS } from '../../../extension/src/settings';
+
+const reader = (values: Record<string, unknown>) => (key: string) => values[key];
+
+describe('resolveSettings', () => {
+  it('falls back to the defaults (which match docs/protocol.md)', () => {
+    const { settings, problems } = resolveSettings(reader({}));
+    assert.deepEqual(settings, DEFAULTS);
+    assert.deepEqual(problems, []);
+    assert.deepEqual(sidecarSettings(settings), {
+      sampleIntervalMs: 1000, ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85,
+      vramCriticalPercent: 95, autoCleanup: false, criticalAction: 'none', runsDirectory: 'runs', topProcesses: 5,
+    });
+  });
+  it('takes valid values', () => {
+    const { settings, problems } = resolveSettings(reader({
+      pythonPath: ' /opt/py/bin/python ', sampleIntervalMs: 500, ramWarningPercent: 1, ramCriticalPercent: 95,
+      autoCleanup: true, criticalAction: 'checkpointAndStop', showNotifications: false, runsDirectory: 'out/runs',
+    }));
+    assert.deepEqual(problems, []);
+    assert.equal(settings.pythonPath, '/opt/py/bin/python');
+    assert.equal(settings.sampleIntervalMs, 500);
+    assert.equal(settings.ramWarningPercent, 1);
+    assert.equal(settings.criticalAction, 'checkpointAndStop');
+    assert.equal(settings.showNotifications, false);
+    assert.equal(settings.runsDirectory, 'out/runs');
+  });
+  it('clamps out-of-range numbers, rounds integers and reports each problem', () => {
+    const { settings, problems } = resolveSettings(reader({ sampleIntervalMs: 50, ramWarningPercent: 150,
+      topProcesses: 3.6, vramWarningPercent: 'high' }));
+    assert.equal(settings.sampleIntervalMs, 200);
+    assert.equal(settings.ramWarningPercent, 100);
+    assert.equal(settings.ramCriticalPercent, 100); // raised to stay >= warning
+    assert.equal(settings.topProcesses, 4);
+    assert.equal(settings.vramWarningPercent, 85);
+    assert.equal(problems.length, 4);
+    assert.ok(problems.some((p) => p.includes('crashGuard.sampleIntervalMs')));
+    assert.ok(problems.some((p) => p.includes('crashGuard.vramWarningPercent')));
+    assert.ok(problems.some((p) => p.includes('ramCriticalPercent')));
+  });
+  it('keeps critical >= warning', () => {
+    const { settings, problems } = resolveSettings(reader({ vramWarningPercent: 90, vramCriticalPercent: 50 }));
+    assert.equal(settings.vramCriticalPercent, 90);
+    assert.equal(problems.length, 1);
+  });
+  it('rejects unknown critical actions and wrong types', () => {
+    const { settings, problems } = resolveSettings(reader({ criticalAction: 'kill', autoCleanup: 'yes', runsDirectory: 7 }));
+    assert.equal(settings.criticalAction, 'none');
+    assert.equal(settings.autoCleanup, false);
+    assert.equal(settings.runsDirectory, 'runs');
+    assert.equal(problems.length, 3);
+  });
+  it('keeps an empty runs directory from reaching the sidecar', () => {
+    assert.equal(resolveSettings(reader({ runsDirectory: '  ' })).settings.runsDirectory, 'runs');
+  });
+});
+
+describe('diffSettings', () => {
+  it('restarts only for the interpreter, and lists changed sidecar keys', () => {
+    const a = resolveSettings(reader({})).settings;
+    const b = resolveSettings(reader({ ramWarningPercent: 1, showNotifications: false })).settings;
+    assert.deepEqual(diffSettings(a, b), { restart: false, sidecar: { ramWarningPercent: 1 } });
+    const c = resolveSettings(reader({ pythonPath: '/x/python' })).settings;
+    assert.deepEqual(diffSettings(a, c), { restart: true, sidecar: {} });
+  });
+  it('sends only keys the sidecar knows', () => {
+    const keys = Object.keys(sidecarSettings(DEFAULTS));
+    assert.deepEqual(keys.sort(), [...SIDECAR_KEYS].sort());
+    assert.ok(!keys.includes('pythonPath') && !keys.includes('showNotifications'));
+  });
+});
