@@ -2,6 +2,8 @@
 import type { RunInfo } from './protocol';
 
 export const SAFE_TRAINING_CONFIG = 'config/safe_training.json';
+// F5 runs the trainer unsupervised so the debugger is in the training process itself (breakpoints hit).
+export const SAFE_TRAINING_DEBUG_ARGS = ['train', '--config', SAFE_TRAINING_CONFIG, '--no-supervise'];
 
 export type TaskCommand = 'monitor' | 'cleanup' | 'train';
 

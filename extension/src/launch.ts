@@ -1,7 +1,7 @@
 // F5 "Safe Training (Low Memory)": an initial debug configuration for the Python debugger (debugpy). The run
 // registers itself in the runs directory, where the sidecar finds it.
 import * as vscode from 'vscode';
-import { SAFE_TRAINING_CONFIG } from './cli';
+import { SAFE_TRAINING_DEBUG_ARGS } from './cli';
 import { DEFAULTS } from './settings';
 
 export const SAFE_TRAINING_NAME = 'Safe Training (Low Memory)';
@@ -12,7 +12,7 @@ export function safeTrainingConfiguration(): vscode.DebugConfiguration {
     type: 'debugpy',
     request: 'launch',
     module: 'python_backend',
-    args: ['train', '--config', SAFE_TRAINING_CONFIG],
+    args: [...SAFE_TRAINING_DEBUG_ARGS],
     cwd: '${workspaceFolder}',
     console: 'integratedTerminal',
     justMyCode: true,

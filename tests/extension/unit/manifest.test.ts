@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { SAFE_TRAINING_CONFIG, taskArgs } from '../../../extension/src/cli';
+import { SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs } from '../../../extension/src/cli';
 import { DEFAULTS } from '../../../extension/src/settings';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
@@ -81,7 +81,7 @@ describe('manifest', () => {
     assert.ok(snippet);
     assert.equal(snippet.name, 'Safe Training (Low Memory)');
     assert.equal(snippet.module, 'python_backend');
-    assert.deepEqual(snippet.args, ['train', '--config', SAFE_TRAINING_CONFIG]);
+    assert.deepEqual(snippet.args, SAFE_TRAINING_DEBUG_ARGS);
     const launch = readJsonc(path.join(ROOT, '.vscode', 'launch.json')) as { configurations: Record<string, unknown>[] };
     const f5 = launch.configurations.find((c) => c.name === 'Safe Training (Low Memory)');
     assert.ok(f5);

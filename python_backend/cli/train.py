@@ -1,0 +1,73 @@
+"""`crashguard train --config PATH [--resume auto|never|PATH] [--run-name NAME] [--runs-dir DIR]`.
+
+By default the trainer runs in a child process under a light supervisor (runs/supervisor.py) that records a
+crash (e.g. SIGKILL by the OOM killer) in status.json. `--no-supervise` runs the trainer in this process
+(what the supervisor's child does; also handy under a debugger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="safe MONAI training (OOM back-off, checkpoints, control)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path, help="training config JSON")
+    parser.add_argument("--resume", default="auto", metavar="auto|never|PATH",
+                        help="auto (default): continue from the newest intact checkpoint of this run, if any; "
+                        "never: start fresh (refused if the run has checkpoints); or a checkpoint file")
+    parser.add_argument("--run-name", help="run folder name (default: the config's name)")
+    parser.add_argument("--runs-dir", type=Path, help="runs folder (default: the config's output_dir, 'runs')")
+    parser.add_argument("--no-supervise", action="store_true",
+                        help="run the trainer in this process instead of a supervised child")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(run=run)
+
+
+def fail(message: str) -> int:
+    print(f"crashguard train: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.config import ConfigError, check_data_location, load_config
+
+    try:
+        config = load_config(args.config)
+        check_data_location(config)
+    except ConfigError as exc:
+        return fail(f"{args.config}: {exc}")
+    name = args.run_name or config.name
+    runs_dir = args.runs_dir or config.output_dir
+    if not args.no_supervise:
+        from ..runs.status import status_path
+        from ..runs.supervisor import supervise, trainer_command
+
+        argv = ["-v"] if args.verbose else []
+        argv += ["train", "--config", str(args.config), "--resume", args.resume, "--run-name", name,
+                 "--runs-dir", str(runs_dir), "--no-supervise"]
+        if args.no_progress:
+            argv.append("--no-progress")
+        return supervise(trainer_command(argv), status_path(Path(runs_dir).resolve() / name))
+    return _train(config, args.config, name, Path(runs_dir), args.resume, not args.no_progress)
+
+
+def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume: str, progress: bool) -> int:
+    from ..training.check import DataError
+    from ..training.run import EXIT_REFUSED, RunPlace, RunRefused, execute, prepare
+
+    place = RunPlace(runs_dir=runs_dir, name=name, config_path=config_path)
+    try:
+        trainer, resumed = prepare(config, place, resume=resume, progress=progress)  # type: ignore[arg-type]
+    except (RunRefused, DataError) as exc:
+        print(f"crashguard train: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    outcome = execute(trainer, resumed)
+    print(f"crashguard train: {outcome.message}", file=sys.stderr)
+    return outcome.exit_code

@@ -1,0 +1,209 @@
+"""The training config as a typed model: loaded strictly, validated before anything is written.
+
+`load_config(path)` returns a `TrainingConfig` or raises `ConfigError` whose message is one line naming the
+field and the problem. Relative paths (data.root, output_dir) are relative to the working directory, which is
+the workspace folder when VS Code runs the training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TASK = "Task01_BrainTumour"
+DEFAULT_DATA_ROOT = Path("data")
+
+
+class ConfigError(ValueError):
+    """A config the trainer refuses; str() is one line: `<field>: <problem>`."""
+
+
+class _Strict(BaseModel):
+    # strict: "2" is not an int; forbid: a typo'd key is an error, not a silently ignored setting.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    root: Path = Field(DEFAULT_DATA_ROOT, description="Folder that holds the task folder (e.g. data/).")
+    task: Literal["Task01_BrainTumour"] = Field(TASK, description="Medical Segmentation Decathlon task.")
+    download: bool = Field(False, description="Download the task with MONAI's DecathlonDataset if it is missing "
+                           "(about 7 GB; needs a network).")
+    synthetic_if_missing: bool = Field(False, description="Write the small synthetic dataset (crashguard "
+                                       "sample-data) if the task folder is missing.")
+    val_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="Share of the training cases held out.")
+    cache_rate: float | Literal["auto"] = Field("auto", description="Share of cases cached in RAM after the "
+                                                "deterministic transforms, or 'auto' to fit the RAM budget.")
+    workers: int | Literal["auto"] = Field("auto", description="DataLoader workers (threads: never copies "
+                                           "of the cache); 'auto' = min(2, cpus // 4).")
+    check: Literal["full", "fast", "off"] = Field("full", description="Data check before training: 'full' reads "
+                                                  "every file, 'fast' reads headers and labels only.")
+
+    @field_validator("cache_rate")
+    @classmethod
+    def _rate_range(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            raise ValueError("must lie between 0 and 1, or be 'auto'")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be >= 0 or 'auto'")
+        return value
+
+    @property
+    def task_dir(self) -> Path:
+        return self.root / self.task
+
+    def resolved_workers(self) -> int:
+        if self.workers == "auto":
+            return min(2, (os.cpu_count() or 1) // 4)
+        return int(self.workers)
+
+
+class ModelConfig(_Strict):
+    name: Literal["segresnet", "unet"] = Field("segresnet", description="MONAI network.")
+    init_filters: int = Field(8, ge=1, le=128, description="Channels of the first level; doubled per level.")
+    levels: int = Field(4, ge=2, le=6, description="Resolution levels (the ROI must divide by 2**(levels-1)).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @property
+    def divisor(self) -> int:
+        return 2 ** (self.levels - 1)
+
+
+class TrainConfig(_Strict):
+    roi_size: tuple[int, int, int] = Field((48, 48, 48), description="Random crop size for training and the "
+                                           "sliding window for validation/inference, in voxels.")
+    epochs: int = Field(2, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps in total.")
+    effective_batch: int = Field(4, ge=1, description="Samples per optimizer step; kept through OOM back-off.")
+    micro_batch: int = Field(2, ge=1, description="Starting samples per forward pass (halved on OOM).")
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-5, ge=0.0)
+    amp: bool = Field(True, description="Mixed precision (used on CUDA only).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default).")
+    val_every_epochs: int = Field(1, ge=1)
+    val_at_start: bool = Field(False, description="Validate the untrained model first (a Dice baseline).")
+    sw_batch_size: int = Field(2, ge=1, description="Sliding-window batch for validation (halved on OOM).")
+    sw_overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("roi_size")
+    @classmethod
+    def _roi_positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"every size must be positive, got {list(value)}")
+        return value
+
+
+class CheckpointConfig(_Strict):
+    every_steps: int = Field(10, ge=1, description="Write a checkpoint every N optimizer steps.")
+    keep: int = Field(3, ge=1, description="Keep the last K checkpoints.")
+
+
+class MemoryConfig(_Strict):
+    ram_warning: float = Field(0.80, gt=0.0, le=1.0, description="RAM fraction that logs a warning event.")
+    ram_critical: float = Field(0.90, gt=0.0, le=1.0, description="RAM fraction that triggers cleanup and a "
+                                "pre-emptive micro-batch halving.")
+    ram_headroom_gb: float = Field(2.0, ge=0.0, description="RAM left free when sizing the cache ('auto').")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MemoryConfig:
+        if self.ram_warning > self.ram_critical:
+            raise ValueError(f"ram_warning ({self.ram_warning}) must not exceed ram_critical ({self.ram_critical})")
+        return self
+
+
+class TrainingConfig(_Strict):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True,
+                              title="Crash Guard safe training config")
+
+    schema_ref: str | None = Field(None, alias="$schema", description="Editor hint; ignored.")
+    name: str = Field("brats-safe", description="Default run name (runs/<name>/).")
+    output_dir: Path = Field(Path("runs"), description="Default runs directory.")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    memory: MemoryConfig = MemoryConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        divisor = self.model.divisor
+        roi = self.train.roi_size
+        if any(v % divisor or v < divisor for v in roi):
+            raise ValueError(f"train.roi_size {list(roi)} is impossible for {self.model.name} with "
+                             f"{self.model.levels} levels: every size must be a multiple of {divisor}")
+        if self.model.name == "segresnet" and self.model.init_filters % 8:
+            raise ValueError(f"model.init_filters must be a multiple of 8 for segresnet (its group norm uses 8 "
+                             f"groups), got {self.model.init_filters}")
+        if self.train.micro_batch > self.train.effective_batch:
+            raise ValueError(f"train.micro_batch must not exceed train.effective_batch "
+                             f"({self.train.effective_batch}), got {self.train.micro_batch}")
+        return self
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    # pydantic puts union members / validator names into loc ("float", "literal['auto']"): drop them.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"float", "int", "str"}))]
+    return ".".join(parts) or "config"
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = _field_of(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{field}: unknown key"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] not in {"value_error", "assertion_error"} and "input" in first:
+        message += f" (got {json.dumps(first['input'], default=str)[:60]})"
+    head, _, rest = message.partition(" ")
+    if field == "config" and "." in head and rest:  # a cross-field check names its field first
+        field, message = head, rest
+    return f"{field}: {message}"
+
+
+def parse_config(text: str) -> TrainingConfig:
+    try:
+        return TrainingConfig.model_validate_json(text)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise ConfigError(f"not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise ConfigError(_one_line(exc)) from None
+
+
+def load_config(path: str | Path) -> TrainingConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return parse_config(text)
+
+
+def check_data_location(config: TrainingConfig) -> None:
+    """The data folder must exist unless the config asks for it to be downloaded or generated."""
+    task_dir = config.data.task_dir
+    if task_dir.is_dir():
+        if not (task_dir / "dataset.json").is_file():
+            raise ConfigError(f"data.root: {task_dir} has no dataset.json (not a Decathlon task folder)")
+        return
+    if config.data.download or config.data.synthetic_if_missing:
+        return
+    raise ConfigError(f"data.root: {task_dir} does not exist (run `crashguard sample-data --out {task_dir}` "
+                      "or set data.download: true)")

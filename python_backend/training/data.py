@@ -1,0 +1,218 @@
+"""Task01 data the safe way: a cache sized to the RAM budget, workers that never copy it, reproducible samples.
+
+- cache_rate="auto": one item is run through the deterministic transforms and measured; as many items are
+  cached as fit in (available RAM - headroom). The choice is logged.
+- Workers are threads (MONAI ThreadDataLoader with use_thread_workers): worker *processes* each end up with
+  their own copy of the cache as refcount writes touch its pages (MONAI #5930); threads share it.
+- Random augmentation is seeded per (seed, epoch, sample index) and the sampler's order per (seed, epoch), so
+  a run resumed mid-epoch sees exactly the samples the interrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.apps import DecathlonDataset, download_and_extract
+from monai.data import DataLoader, ThreadDataLoader
+from monai.transforms import Compose, EnsureTyped
+
+from ..monitor.host import read_ram
+from .check import DataError, read_dataset_json
+from .transforms import deterministic_transforms, item_nbytes, random_transforms, region_labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    train_rate: float
+    val_rate: float
+    cached_items: int
+    total_items: int
+    item_bytes: int
+    budget_bytes: int | None  # None when the rate was given, not computed
+
+    def describe(self) -> str:
+        size = f"{self.cached_items} x {self.item_bytes / 2**20:.1f} MiB"
+        if self.budget_bytes is None:
+            return f"cache: {size} (rate set in config)"
+        return (f"cache auto: {size} of {self.total_items} items fit in the budget of "
+                f"{self.budget_bytes / 2**20:.0f} MiB (available RAM minus headroom)")
+
+
+def plan_cache(cache_rate: float | str, item_bytes: int, n_train: int, n_val: int, headroom_bytes: int,
+               available_bytes: int | None = None) -> CachePlan:
+    """Training items first (they are read every epoch), then validation items, within the budget."""
+    total = n_train + n_val
+    if cache_rate != "auto":
+        rate = float(cache_rate)
+        cached = round(rate * n_train) + round(rate * n_val)
+        return CachePlan(rate, rate, cached, total, item_bytes, None)
+    available = read_ram().available if available_bytes is None else available_bytes
+    budget = max(0, available - headroom_bytes)
+    fit = min(total, budget // max(1, item_bytes))
+    train_n = min(fit, n_train)
+    val_n = min(fit - train_n, n_val)
+    return CachePlan(train_n / n_train if n_train else 0.0, val_n / n_val if n_val else 0.0, int(fit), total,
+                     item_bytes, budget)
+
+
+def ensure_downloaded(root: Path, task: str, url: str | None = None) -> None:
+    """MONAI's own Decathlon download (the ~7 GB tar, md5-checked). Offline it fails with a clear message."""
+    if (root / task).is_dir():
+        return
+    url = url or DecathlonDataset.resource[task]
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        download_and_extract(url=url, filepath=root / f"{task}.tar", output_dir=root,
+                             hash_val=DecathlonDataset.md5[task], hash_type="md5", progress=False)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise DataError(f"could not download {task} from {url}: {type(exc).__name__}: {reason} "
+                        f"(no network? fetch it elsewhere and extract it under {root})") from None
+
+
+def _seed_for(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class SeededAugment(torch.utils.data.Dataset):
+    """Applies the random transforms to a cached item with an RNG seeded per (seed, epoch, index)."""
+
+    def __init__(self, base: Any, transform: Compose, seed: int) -> None:
+        self.base = base
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self._local = threading.local()  # one transform copy per worker thread: set_random_state mutates it
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Any:
+        transform = getattr(self._local, "transform", None)
+        if transform is None:
+            transform = self._local.transform = copy.deepcopy(self.transform)
+        transform.set_random_state(seed=_seed_for(self.seed, self.epoch, index))
+        return transform(copy.deepcopy(self.base[index]))  # the cached item stays untouched
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A permutation per (seed, epoch); `start` skips the samples an interrupted epoch already used."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return [int(i) for i in rng.permutation(self.size)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.start:])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+@dataclass
+class DecathlonData:
+    train_loader: Any
+    val_loader: Any
+    train_set: SeededAugment
+    sampler: EpochSampler
+    regions: dict[str, tuple[int, ...]]
+    cache: CachePlan
+    workers: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_set) // self.train_loader.batch_size
+
+    def start_epoch(self, epoch: int, batches_done: int = 0) -> None:
+        self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, batches_done * self.train_loader.batch_size)
+
+
+def _loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) -> Any:
+    if workers > 0:
+        return ThreadDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                use_thread_workers=True, drop_last=sampler is not None)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0,
+                      drop_last=sampler is not None)
+
+
+def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTumour", batch_size: int = 2,
+                              cache_rate: float | str = 0.1, roi_size: Sequence[int] = (48, 48, 48),
+                              workers: int = 0, val_fraction: float = 0.25, seed: int = 0,
+                              download: bool = False, ram_headroom_gb: float = 2.0) -> DecathlonData:
+    """Training and validation loaders for a Decathlon task folder under `root_dir` (the seed's function).
+
+    `batch_size` is the effective batch: every optimizer step gets exactly this many samples (drop_last).
+    """
+    root = Path(root_dir)
+    if download:
+        ensure_downloaded(root, task)
+    task_dir = root / task
+    if not task_dir.is_dir():
+        raise DataError(f"{task_dir} does not exist (run crashguard sample-data or set data.download: true)")
+    meta = read_dataset_json(task_dir)
+    regions = region_labels(meta["labels"])
+    deterministic = deterministic_transforms(regions, roi_size)
+
+    def dataset(section: str, rate: float) -> DecathlonDataset:
+        return DecathlonDataset(root_dir=root, task=task, section=section, transform=deterministic,
+                                download=False, seed=seed, val_frac=val_fraction, cache_rate=rate,
+                                num_workers=max(1, workers), progress=False, copy_cache=False)
+
+    # Cache nothing first, to learn the split and measure one item.
+    probe_train, probe_val = dataset("training", 0.0), dataset("validation", 0.0)
+    if len(probe_train) < batch_size:
+        raise DataError(f"{task_dir}: {len(probe_train)} training cases after the validation split, fewer than "
+                        f"the effective batch {batch_size}")
+    item_bytes = item_nbytes(probe_train[0]) if cache_rate == "auto" else 0
+    plan = plan_cache(cache_rate, item_bytes, len(probe_train), len(probe_val), int(ram_headroom_gb * 2**30))
+    log.info("%s", plan.describe())
+    train_base = dataset("training", plan.train_rate) if plan.train_rate > 0 else probe_train
+    val_base = dataset("validation", plan.val_rate) if plan.val_rate > 0 else probe_val
+
+    augment = Compose([*random_transforms(roi_size).transforms,
+                       EnsureTyped(keys=["image", "label"], track_meta=False)])
+    train_set = SeededAugment(train_base, augment, seed)
+    sampler = EpochSampler(len(train_set), seed)
+    val_set = _PlainTensors(val_base)
+    return DecathlonData(
+        train_loader=_loader(train_set, batch_size, workers, sampler),
+        val_loader=_loader(val_set, 1, workers),
+        train_set=train_set, sampler=sampler, regions=regions, cache=plan, workers=workers,
+    )
+
+
+class _PlainTensors(torch.utils.data.Dataset):
+    """Validation items without MONAI metadata (cheaper collation; the loop needs only the tensors)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.base[index]
+        return {k: torch.Tensor(item[k]).as_subclass(torch.Tensor).clone() for k in ("image", "label")}

@@ -1,0 +1,64 @@
+"""Config: strict typed model, one-line errors with exit code 2 before anything is written, schema in sync."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from training_helpers import REPO, crashguard
+
+from python_backend.training.config import ConfigError, load_config, parse_config
+from python_backend.training.schema import SCHEMA_PATH, schema_text
+
+
+def test_committed_schema_matches_the_model() -> None:
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), \
+        "run: python -m python_backend.training.schema"
+
+
+def test_preset_is_valid_and_low_memory() -> None:
+    config = load_config(REPO / "config" / "safe_training.json")
+    assert config.data.root == Path("data") and config.data.task == "Task01_BrainTumour"
+    assert config.model.name == "segresnet" and config.model.init_filters == 8
+    assert max(config.train.roi_size) <= 48
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"train": {"epochs": "2"}}', "train.epochs: Input should be a valid integer"),
+    ('{"train": {"epochz": 2}}', "train.epochz: unknown key"),
+    ('{"train": {"roi_size": [30, 32, 32]}}', "train.roi_size: [30, 32, 32] is impossible"),
+    ('{"train": {"roi_size": [32, 32]}}', "train.roi_size"),
+    ('{"data": {"cache_rate": 2.0}}', "data.cache_rate: must lie between 0 and 1"),
+    ('{"data": {"cache_rate": "most"}}', "data.cache_rate"),
+    ('{"train": {"micro_batch": 8, "effective_batch": 4}}', "train.micro_batch: must not exceed"),
+    ('{"model": {"init_filters": 4}}', "model.init_filters: must be a multiple of 8"),
+    ('{"train": ', "not valid JSON"),
+])
+def test_bad_values_give_one_line_naming_the_field(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+
+
+def test_schema_key_is_allowed() -> None:
+    assert parse_config('{"$schema": "./safe_training.schema.json"}').schema_ref == "./safe_training.schema.json"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"train": {"learning_rate": "fast"}}, "train.learning_rate: Input should be a valid number"),
+    ({"trainer": {}}, "trainer: unknown key"),
+    ({"train": {"roi_size": [22, 24, 24]}}, "train.roi_size: [22, 24, 24] is impossible"),
+    ({"data": {"root": "/nonexistent/data"}}, "data.root: /nonexistent/data/Task01_BrainTumour does not exist"),
+])
+def test_cli_refuses_bad_config_before_writing(tmp_path: Path, write_config: Callable[..., Path],
+                                               overrides: dict, expected: str) -> None:
+    config = write_config(**overrides)
+    result = crashguard("train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists()
+    assert json.loads(config.read_text())  # the config itself is untouched
