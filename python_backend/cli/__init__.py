@@ -14,7 +14,20 @@ import sys
 from collections.abc import Sequence
 
 # Module names under python_backend.cli, in the order `--help` lists them.
-COMMANDS = ("monitor", "cleanup", "bench_sample")
+COMMANDS = (
+    "monitor",
+    "cleanup",
+    "bench_sample",
+    "serve",
+    "bench_sidecar",
+    "plots",
+    "train",
+    "sample_data",
+    "check_data",
+    "infer",
+    "bench",
+    "bench_train",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

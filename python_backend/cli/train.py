@@ -3,12 +3,17 @@
 By default the trainer runs in a child process under a light supervisor (runs/supervisor.py) that records a
 crash (e.g. SIGKILL by the OOM killer) in status.json. `--no-supervise` runs the trainer in this process
 (what the supervisor's child does; also handy under a debugger).
+
+Under torchrun (`torchrun --nproc_per_node N -m python_backend train --config ...`, RANK/WORLD_SIZE set) each
+rank trains in its own process and torchrun is the supervisor: no supervisor of ours is started (see
+docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.config}: {exc}")
     name = args.run_name or config.name
     runs_dir = args.runs_dir or config.output_dir
-    if not args.no_supervise:
+    if not args.no_supervise and not _under_torchrun():
         from ..runs.status import status_path
         from ..runs.supervisor import supervise, trainer_command
 
@@ -58,16 +63,28 @@ def run(args: argparse.Namespace) -> int:
     return _train(config, args.config, name, Path(runs_dir), args.resume, not args.no_progress)
 
 
+def _under_torchrun() -> bool:
+    # The same test as training.distributed.under_torchrun, without importing torch for the supervisor.
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume: str, progress: bool) -> int:
     from ..training.check import DataError
-    from ..training.run import EXIT_REFUSED, RunPlace, RunRefused, execute, prepare
+    from ..training.distributed import PeerLost, shutdown
+    from ..training.run import EXIT_PEER_LOST, EXIT_REFUSED, RunPlace, RunRefused, execute, prepare
 
     place = RunPlace(runs_dir=runs_dir, name=name, config_path=config_path)
     try:
-        trainer, resumed = prepare(config, place, resume=resume, progress=progress)  # type: ignore[arg-type]
-    except (RunRefused, DataError) as exc:
-        print(f"crashguard train: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    outcome = execute(trainer, resumed)
-    print(f"crashguard train: {outcome.message}", file=sys.stderr)
-    return outcome.exit_code
+        try:
+            trainer, resumed = prepare(config, place, resume=resume, progress=progress)  # type: ignore[arg-type]
+        except (RunRefused, DataError) as exc:
+            print(f"crashguard train: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        except PeerLost as exc:  # another rank refused or died before the run registered
+            print(f"crashguard train: {exc}", file=sys.stderr)
+            return EXIT_PEER_LOST
+        outcome = execute(trainer, resumed)
+        print(f"crashguard train: {outcome.message}", file=sys.stderr)
+        return outcome.exit_code
+    finally:
+        shutdown()

@@ -131,23 +131,60 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return self.size - self.start
 
 
+class ShardedEpochSampler(torch.utils.data.DistributedSampler[int]):
+    """The distributed sampler: the same (seed, epoch) permutation as EpochSampler, cut into optimizer steps
+    of `step_batch` samples; each rank yields its `step_batch / world_size` share of every step.
+
+    torch's DistributedSampler cannot skip the samples an interrupted epoch already used, and interleaves ranks
+    over the whole epoch; this keeps the global batch of every step equal to the single-process run's (so a
+    run's steps do not depend on the world size), and `start` resumes mid-epoch on every rank.
+    """
+
+    def __init__(self, size: int, seed: int, step_batch: int, rank: int, world_size: int) -> None:
+        if step_batch % world_size:
+            raise DataError(f"effective batch {step_batch} does not divide by the world size {world_size}")
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.size = size
+        self.step_batch = step_batch
+        self.share = step_batch // world_size
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return [int(i) for i in rng.permutation(self.size)]
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order()
+        steps = self.size // self.step_batch
+        for first in range(self.start, steps * self.step_batch, self.step_batch):
+            own = first + self.rank * self.share
+            yield from order[own:own + self.share]
+
+    def __len__(self) -> int:
+        return max(0, (self.size // self.step_batch) * self.step_batch - self.start) // self.num_replicas
+
+
 @dataclass
 class DecathlonData:
     train_loader: Any
     val_loader: Any
     train_set: SeededAugment
-    sampler: EpochSampler
+    sampler: EpochSampler | ShardedEpochSampler
     regions: dict[str, tuple[int, ...]]
     cache: CachePlan
     workers: int
+    step_batch: int = 0  # samples per optimizer step over all ranks (the loader's batch is this rank's share)
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.train_set) // self.train_loader.batch_size
+        return len(self.train_set) // (self.step_batch or self.train_loader.batch_size)
 
     def start_epoch(self, epoch: int, batches_done: int = 0) -> None:
         self.train_set.set_epoch(epoch)
-        self.sampler.set_epoch(epoch, batches_done * self.train_loader.batch_size)
+        self.sampler.set_epoch(epoch, batches_done * (self.step_batch or self.train_loader.batch_size))
 
 
 def _loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) -> Any:
@@ -161,10 +198,14 @@ def _loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) ->
 def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTumour", batch_size: int = 2,
                               cache_rate: float | str = 0.1, roi_size: Sequence[int] = (48, 48, 48),
                               workers: int = 0, val_fraction: float = 0.25, seed: int = 0,
-                              download: bool = False, ram_headroom_gb: float = 2.0) -> DecathlonData:
+                              download: bool = False, ram_headroom_gb: float = 2.0, rank: int = 0,
+                              world_size: int = 1, local_world_size: int = 1) -> DecathlonData:
     """Training and validation loaders for a Decathlon task folder under `root_dir` (the seed's function).
 
     `batch_size` is the effective batch: every optimizer step gets exactly this many samples (drop_last).
+    With `world_size` > 1 (one process per rank), this rank's loader yields its share of each step's samples
+    and of the validation cases; the "auto" cache budget is split between the `local_world_size` processes
+    of this machine, each of which holds its own cache.
     """
     root = Path(root_dir)
     if download:
@@ -187,7 +228,12 @@ def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTum
         raise DataError(f"{task_dir}: {len(probe_train)} training cases after the validation split, fewer than "
                         f"the effective batch {batch_size}")
     item_bytes = item_nbytes(probe_train[0]) if cache_rate == "auto" else 0
-    plan = plan_cache(cache_rate, item_bytes, len(probe_train), len(probe_val), int(ram_headroom_gb * 2**30))
+    available = None
+    if cache_rate == "auto" and local_world_size > 1:
+        headroom = int(ram_headroom_gb * 2**30)
+        available = headroom + max(0, read_ram().available - headroom) // local_world_size
+    plan = plan_cache(cache_rate, item_bytes, len(probe_train), len(probe_val), int(ram_headroom_gb * 2**30),
+                      available)
     log.info("%s", plan.describe())
     train_base = dataset("training", plan.train_rate) if plan.train_rate > 0 else probe_train
     val_base = dataset("validation", plan.val_rate) if plan.val_rate > 0 else probe_val
@@ -195,12 +241,18 @@ def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTum
     augment = Compose([*random_transforms(roi_size).transforms,
                        EnsureTyped(keys=["image", "label"], track_meta=False)])
     train_set = SeededAugment(train_base, augment, seed)
-    sampler = EpochSampler(len(train_set), seed)
-    val_set = _PlainTensors(val_base)
+    sampler: EpochSampler | ShardedEpochSampler
+    if world_size > 1:
+        sampler = ShardedEpochSampler(len(train_set), seed, batch_size, rank, world_size)
+    else:
+        sampler = EpochSampler(len(train_set), seed)
+    val_set: torch.utils.data.Dataset = _PlainTensors(val_base)
+    if world_size > 1:  # each rank validates every world_size-th case; the loop sums the Dice over ranks
+        val_set = torch.utils.data.Subset(val_set, range(rank, len(val_base), world_size))
     return DecathlonData(
-        train_loader=_loader(train_set, batch_size, workers, sampler),
+        train_loader=_loader(train_set, batch_size // world_size, workers, sampler),
         val_loader=_loader(val_set, 1, workers),
-        train_set=train_set, sampler=sampler, regions=regions, cache=plan, workers=workers,
+        train_set=train_set, sampler=sampler, regions=regions, cache=plan, workers=workers, step_batch=batch_size,
     )
 
 

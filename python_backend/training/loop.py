@@ -22,13 +22,14 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from ..guard.cleanup import emergency_cleanup
-from ..guard.failures import Failure, describe_failure, is_oom
+from ..guard.failures import Failure, FailureKind, describe_failure, is_oom
 from ..monitor.host import read_ram
 from ..runs.hook import RunHook
 from .backoff import BatchPlan, OutOfMemoryAtMinimum
-from .checkpoint import CheckpointError, restore_rng, rng_state, save_checkpoint
+from .checkpoint import CheckpointError, checkpoint_name, restore_rng, rng_state, save_checkpoint
 from .config import TrainingConfig
 from .data import DecathlonData
+from .distributed import Coordinator, weights_digest
 from .metrics import MetricsLog
 from .model import build_model
 from .sliding import WindowPlan, guarded_sliding_window
@@ -65,7 +66,8 @@ def check_compatible(config: TrainingConfig, state: dict[str, Any]) -> None:
 
 class Trainer:
     def __init__(self, config: TrainingConfig, data: DecathlonData, hook: RunHook, metrics: MetricsLog,
-                 device: torch.device, progress: bool = True) -> None:
+                 device: torch.device, progress: bool = True, coord: Coordinator | None = None) -> None:
+        self.coord = coord or Coordinator()  # single process unless run.prepare found torchrun
         self.config = config
         self.data = data
         self.hook = hook
@@ -75,13 +77,16 @@ class Trainer:
         self.checkpoint_dir = hook.run_dir / "checkpoints"
         train = config.train
         set_determinism(seed=train.seed)
-        self.model = build_model(config.model).to(device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.learning_rate,
+        self.net = build_model(config.model).to(device)  # the model itself (checkpoints, validation)
+        self.model = self.coord.wrap(self.net, device)  # DDP under torchrun, else the same module
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=train.learning_rate,
                                            weight_decay=train.weight_decay)
         self.amp = train.amp and device.type == "cuda"  # CPU autocast is slower than fp32 for these convs
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
         self.loss_fn = DiceLoss(sigmoid=True, smooth_nr=0.0, smooth_dr=1e-5, squared_pred=True)
-        self.plan = BatchPlan(effective=train.effective_batch, micro=train.micro_batch)
+        # Under torchrun the plan is this rank's share of the global batch; every rank keeps the same plan.
+        share = train.effective_batch // self.coord.world_size
+        self.plan = BatchPlan(effective=share, micro=min(train.micro_batch, share))
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -93,10 +98,11 @@ class Trainer:
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": CHECKPOINT_FORMAT, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "format": CHECKPOINT_FORMAT, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.step // self.data.steps_per_epoch,
             "batch_in_epoch": self.step % self.data.steps_per_epoch, "micro_batch": self.plan.micro,
-            "accumulation": self.plan.accumulation, "effective_batch": self.plan.effective,
+            "accumulation": self.plan.accumulation, "effective_batch": self.config.train.effective_batch,
+            "world_size": self.coord.world_size,
             "sw_batch_size": self.window.sw_batch_size, "validated_at": self.validated_at, "rng": rng_state(),
             "config": self.config.model_dump(mode="json", by_alias=True),
             "regions": {k: list(v) for k, v in self.data.regions.items()},
@@ -104,7 +110,7 @@ class Trainer:
 
     def load_state(self, state: dict[str, Any]) -> None:
         check_compatible(self.config, state)
-        self.model.load_state_dict(state["model"])
+        self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
@@ -113,10 +119,21 @@ class Trainer:
         self.validated_at = int(state.get("validated_at", -1))
         restore_rng(state["rng"])
 
-    def save(self) -> Path:
-        path = save_checkpoint(self.checkpoint_dir, self.state_dict(), self.step, self.config.checkpoint.keep)
+    def save(self, coordinated: bool = True) -> Path:
+        """Rank 0 writes the checkpoint; under torchrun every rank then reports the weights' digest (which also
+        waits for the write). `coordinated=False`: rank 0 alone, when the other ranks are gone."""
+        path = self.checkpoint_dir / checkpoint_name(self.step)
+        if self.coord.is_main:
+            path = save_checkpoint(self.checkpoint_dir, self.state_dict(), self.step, self.config.checkpoint.keep)
+        extra: dict[str, Any] = {}
+        if self.coord.distributed and coordinated:
+            digests = self.coord.gather(weights_digest(self.net))
+            extra["weights_sha256"] = digests
+            if len(set(digests)) > 1:  # cannot happen while the all-reduce works; say so loudly if it does
+                log.error("ranks hold different weights at step %d: %s", self.step, digests)
+                self.metrics.write("event", step=self.step, event="ranks_diverged", weights_sha256=digests)
         self.last_checkpoint = path
-        self.metrics.write("event", step=self.step, event="checkpoint", path=str(path))
+        self.metrics.write("event", step=self.step, event="checkpoint", path=str(path), **extra)
         self.hook.event(f"checkpoint at step {self.step}", checkpoint=str(path))
         return path
 
@@ -131,7 +148,8 @@ class Trainer:
             x = images[chunk].to(self.device, non_blocking=True)
             y = labels[chunk].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                loss = self.loss_fn(self.model(x), y) * (x.shape[0] / self.plan.effective)
+                # Weighted by the share of the *global* batch: the ranks' gradients then sum to the step's.
+                loss = self.loss_fn(self.model(x), y) * (x.shape[0] / self.config.train.effective_batch)
             self.scaler.scale(loss).backward()
             total += float(loss.detach())
         return total
@@ -142,59 +160,100 @@ class Trainer:
             raise RuntimeError(f"a step got {images.shape[0]} samples, expected {self.plan.effective}")
         while True:
             failure: Failure | None = None
+            loss = 0.0
             try:
-                loss = self._accumulate(images, labels)
+                # Under DDP no micro-batch synchronises gradients: an OOM here leaves no rank in a collective.
+                with self.coord.no_sync(self.model):
+                    loss = self._accumulate(images, labels)
             except Exception as exc:
                 if not is_oom(exc):
                     raise
                 failure = describe_failure(exc)
-            if failure is None:
+            # Every rank learns who failed before any gradient leaves a rank (one small all-reduce per step).
+            failed_ranks, loss = self.coord.step_outcome(failure is not None, loss)
+            if not failed_ranks:
                 break
             # Out of the except block: the failed attempt's activations are unreachable now.
             self.optimizer.zero_grad(set_to_none=True)
             emergency_cleanup()
+            if self.coord.distributed:
+                failure = next((f for f in self.coord.gather(failure) if f is not None), failure)
+            failure = failure or Failure(FailureKind.MEMORY_ERROR, "unknown", "out of memory on another rank")
+            where = f" on rank {', '.join(map(str, failed_ranks))}" if self.coord.distributed else ""
             old = self.plan.micro
             if not self.plan.halve():
-                raise OutOfMemoryAtMinimum("training step", failure)
-            self.event("oom_backoff", f"{failure.kind.value} at step {self.step + 1}: micro-batch {old}->"
-                       f"{self.plan.micro}, accumulation {self.plan.accumulation}, effective batch "
-                       f"{self.plan.effective} kept; retrying the same step",
-                       failure=failure.describe(), micro_batch=self.plan.micro, accumulation=self.plan.accumulation)
+                raise OutOfMemoryAtMinimum(f"training step{where}", failure)
+            extra: dict[str, Any] = {"ranks": failed_ranks} if self.coord.distributed else {}
+            every = f" on all {self.coord.world_size} ranks" if self.coord.distributed else ""
+            self.hook.update(micro_batch=self.plan.micro, accumulation=self.plan.accumulation)
+            self.event("oom_backoff", f"{failure.kind.value}{where} at step {self.step + 1}: micro-batch {old}->"
+                       f"{self.plan.micro}, accumulation {self.plan.accumulation}{every}, effective batch "
+                       f"{self.config.train.effective_batch} kept; retrying the same step",
+                       failure=failure.describe(), micro_batch=self.plan.micro, accumulation=self.plan.accumulation,
+                       **extra)
+        self.coord.reduce_gradients(list(self.net.parameters()))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return loss
 
     # -- memory and control between steps -----------------------------------------------------------
-    def _watch_memory(self) -> float:
+    def _watch_memory(self) -> tuple[float, str | None]:
+        """(RAM percent, why the micro-batch should be halved pre-emptively, or None)."""
         mem = self.config.memory
         ram = read_ram()
         if ram.fraction >= mem.ram_critical:
             report = emergency_cleanup()
             ram = read_ram()
             if ram.fraction >= mem.ram_critical and self.plan.micro > 1:
-                old = self.plan.micro
-                self.plan.halve()
-                self.event("ram_backoff", f"RAM at {ram.percent:.0f}% (critical {mem.ram_critical:.0%}) after "
-                           f"cleanup (freed {report.rss_freed / 2**20:.0f} MiB): micro-batch {old}->{self.plan.micro}")
+                return ram.percent, (f"RAM at {ram.percent:.0f}% (critical {mem.ram_critical:.0%}) after cleanup "
+                                     f"(freed {report.rss_freed / 2**20:.0f} MiB)")
         elif ram.fraction >= mem.ram_warning and time.monotonic() - self._warned_ram > 60:
             self._warned_ram = time.monotonic()
             self.event("ram_warning", f"RAM at {ram.percent:.0f}% (warning {mem.ram_warning:.0%})")
-        return ram.percent
+        return ram.percent, None
+
+    def _ram_backoff(self, reason: str | None) -> None:
+        old = self.plan.micro
+        if not self.plan.halve():
+            return
+        reason = reason or "RAM critical on another rank"
+        self.hook.update(micro_batch=self.plan.micro, accumulation=self.plan.accumulation)
+        self.event("ram_backoff", f"{reason}: micro-batch {old}->{self.plan.micro}")
 
     # -- validation ---------------------------------------------------------------------------------
     def validate(self) -> dict[str, float | None]:
+        """Dice per region over the validation cases (under torchrun each rank takes its share, summed here)."""
         self.model.eval()
-        metric = DiceMetric(include_background=True, reduction="mean_batch")
-        with torch.no_grad():
-            for batch in self.data.val_loader:
-                image = batch["image"].to(self.device)
-                logits = guarded_sliding_window(image, self.model, self.config.train.roi_size, self.window,
-                                                self.amp, lambda m: self.event("sw_backoff", m))
-                metric(y_pred=(torch.sigmoid(logits) > 0.5).float(), y=batch["label"].to(self.device))
-        per_region = metric.aggregate().tolist()
+        metric = DiceMetric(include_background=True, reduction="none")
+        failure: Failure | None = None
+        try:
+            with torch.no_grad():
+                for batch in self.data.val_loader:
+                    image = batch["image"].to(self.device)
+                    # The bare model: DDP's forward may talk to the other ranks, which validate other cases.
+                    logits = guarded_sliding_window(image, self.net, self.config.train.roi_size, self.window,
+                                                    self.amp, lambda m: self.event("sw_backoff", m))
+                    metric(y_pred=(torch.sigmoid(logits) > 0.5).float(), y=batch["label"].to(self.device))
+        except OutOfMemoryAtMinimum as exc:
+            failure = exc.failure
+        # Per region: sum of the cases' Dice and the number of cases where it is defined; then a "failed" flag.
+        totals = torch.zeros(2 * len(REGIONS) + 1, dtype=torch.float64)
+        buffer = metric.get_buffer() if failure is None else None
+        if isinstance(buffer, torch.Tensor) and buffer.numel():
+            values = buffer.detach().double().cpu()
+            known = ~torch.isnan(values)
+            totals[:len(REGIONS)] = torch.where(known, values, 0.0).sum(0)
+            totals[len(REGIONS):-1] = known.sum(0)
+        totals[-1] = 1.0 if failure is not None else 0.0
+        totals = self.coord.reduce_sum(totals)
         metric.reset()
         self.model.train()
+        if totals[-1] > 0:  # every rank stops together, as after a training-step OOM at micro-batch 1
+            raise OutOfMemoryAtMinimum("validation", failure or Failure(FailureKind.MEMORY_ERROR, "unknown",
+                                                                        "out of memory on another rank"))
+        per_region = [s / n if n else math.nan for s, n in
+                      zip(totals[:len(REGIONS)].tolist(), totals[len(REGIONS):-1].tolist(), strict=True)]
         dice: dict[str, float | None] = {r: (None if math.isnan(v) else round(v, 4))
                                          for r, v in zip(REGIONS, per_region, strict=True)}
         known = [v for v in dice.values() if v is not None]
@@ -212,7 +271,8 @@ class Trainer:
         spe = self.data.steps_per_epoch
         if self.step == 0 and self.config.train.val_at_start:
             self.validate()
-        bar = tqdm(total=self.total_steps, initial=self.step, file=sys.stderr, disable=not self.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, file=sys.stderr,
+                   disable=not (self.progress and self.coord.is_main),
                    desc=self.hook.status.name, unit="step", dynamic_ncols=True)
         try:
             while self.step < self.total_steps:
@@ -223,18 +283,23 @@ class Trainer:
                     loss = self.train_step(batch)
                     used = (self.plan.micro, self.plan.accumulation)  # before any pre-emptive halving
                     self.step += 1
-                    ram_percent = self._watch_memory()
+                    ram_percent, pressed = self._watch_memory()
                     seconds = time.perf_counter() - started
+                    world = {"world_size": self.coord.world_size} if self.coord.distributed else {}
                     self.metrics.write("step", step=self.step, epoch=epoch, loss=round(loss, 6),
                                        micro_batch=used[0], accumulation=used[1],
-                                       ram_percent=ram_percent, seconds=round(seconds, 4))
+                                       ram_percent=ram_percent, seconds=round(seconds, 4), **world)
                     peak_vram = torch.cuda.max_memory_reserved() if self.device.type == "cuda" else None
                     self.hook.step_boundary(step=self.step, epoch=epoch, loss=loss, micro_batch=self.plan.micro,
                                             accumulation=self.plan.accumulation, peak_vram=peak_vram)
+                    # Stop requests and RAM back-off reach one rank; all ranks act on them at this same step.
+                    stop, halve = self.coord.agree(self.hook.stop_requested, pressed is not None)
+                    if halve:
+                        self._ram_backoff(pressed)
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", mb=self.plan.micro, acc=self.plan.accumulation,
                                     ram=f"{ram_percent:.0f}%", refresh=False)
-                    if self.hook.stop_requested:
+                    if stop:
                         path = self.save()
                         return Outcome("stopped", 0, f"stopped on request at step {self.step}", path)
                     if self.step % self.config.checkpoint.every_steps == 0:

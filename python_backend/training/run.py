@@ -2,25 +2,32 @@
 
 Everything that can refuse the run (config, data, checkpoint to resume) is checked before the run registers
 or writes a file. Exit codes: 0 finished/stopped, 2 refused (config, data, checkpoint), 3 out of memory at the
-smallest batch (a checkpoint is written first), 1 any other failure.
+smallest batch (a checkpoint is written first), 4 another rank of a torchrun world was lost (rank 0 writes a
+checkpoint of the last completed step first), 1 any other failure.
+
+Under torchrun (RANK/WORLD_SIZE set) every rank runs this; rank 0 alone checks the data, picks the checkpoint
+to resume and writes checkpoints and metrics, and tells the others.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from ..runs.hook import RunHook
 from ..runs.status import RunState
 from .backoff import OutOfMemoryAtMinimum
-from .check import refuse_bad_data
+from .check import DataError, refuse_bad_data
 from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
 from .config import TrainingConfig
 from .data import load_monai_decathlon_safe
+from .distributed import Coordinator, PeerLost, coordinator_for
 from .loop import Outcome, Trainer, check_compatible, pick_device
 from .metrics import MetricsLog
 from .sample_data import write_sample_dataset
@@ -28,6 +35,8 @@ from .sample_data import write_sample_dataset
 log = logging.getLogger(__name__)
 EXIT_REFUSED = 2
 EXIT_OOM = 3
+EXIT_PEER_LOST = 4
+T = TypeVar("T")
 
 
 class RunRefused(RuntimeError):
@@ -69,32 +78,94 @@ def resolve_resume(place: RunPlace, resume: str) -> tuple[Path, dict[str, Any]] 
         raise RunRefused(str(exc)) from None
 
 
+class NullMetrics(MetricsLog):
+    """Ranks other than 0 keep no metrics.jsonl (rank 0 writes the run's, with the global loss)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def write(self, kind: str, **fields: Any) -> None:
+        pass
+
+    def rewind(self, step: int) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def on_rank0(coord: Coordinator, fn: Callable[[], T]) -> T:
+    """Run `fn` on rank 0 and give its result (or its refusal) to every rank."""
+    if not coord.distributed:
+        return fn()
+    answer: tuple[str, Any] = ("ok", None)
+    if coord.is_main:
+        try:
+            answer = ("ok", fn())
+        except (RunRefused, DataError) as exc:
+            answer = (type(exc).__name__, str(exc))
+    kind, value = coord.broadcast(answer)
+    if kind == "RunRefused":
+        raise RunRefused(value)
+    if kind == "DataError":
+        raise DataError(value)
+    return value  # type: ignore[no-any-return]
+
+
 def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progress: bool = True
             ) -> tuple[Trainer, tuple[Path, dict[str, Any]] | None]:
     """Checks, data, model; registers the run. Raises RunRefused (or DataError) before writing anything."""
     data_cfg = config.data
-    if not data_cfg.task_dir.is_dir() and data_cfg.synthetic_if_missing and not data_cfg.download:
-        log.info("writing the synthetic sample dataset to %s", data_cfg.task_dir)
-        write_sample_dataset(data_cfg.task_dir)
-    if data_cfg.check != "off" and not data_cfg.download:
-        count = refuse_bad_data(data_cfg.task_dir, data_cfg.check)
-        log.info("data check (%s): %d cases OK", data_cfg.check, count)
-    resumed = resolve_resume(place, resume)
-    if resumed is not None:
+    coord, rank_device = coordinator_for(config.train.device)
+    if config.train.effective_batch % coord.world_size:
+        coord.close()
+        raise RunRefused(f"train.effective_batch {config.train.effective_batch} does not divide by the world size "
+                         f"{coord.world_size} (each rank takes an equal share of every step)")
+
+    def check_data() -> None:
+        if not data_cfg.task_dir.is_dir() and data_cfg.synthetic_if_missing and not data_cfg.download:
+            log.info("writing the synthetic sample dataset to %s", data_cfg.task_dir)
+            write_sample_dataset(data_cfg.task_dir)
+        if data_cfg.check != "off" and not data_cfg.download:
+            count = refuse_bad_data(data_cfg.task_dir, data_cfg.check)
+            log.info("data check (%s): %d cases OK", data_cfg.check, count)
+
+    def pick_checkpoint() -> tuple[Path, dict[str, Any]] | None:
+        found = resolve_resume(place, resume)
+        if found is not None:
+            try:
+                check_compatible(config, found[1])
+            except CheckpointError as exc:
+                raise RunRefused(f"{found[0]}: {exc}") from None
+        return found
+
+    on_rank0(coord, check_data)  # a shared data folder (multi-node: a shared filesystem) is checked once
+    if not coord.distributed:
+        resumed = pick_checkpoint()
+    else:  # rank 0 picks; every rank loads that file (multi-node: the runs folder must be shared)
+        picked: list[tuple[Path, dict[str, Any]] | None] = [None]
+
+        def pick_path() -> Path | None:
+            picked[0] = pick_checkpoint()
+            return None if picked[0] is None else picked[0][0]
+
+        path = on_rank0(coord, pick_path)
         try:
-            check_compatible(config, resumed[1])
+            resumed = picked[0] if coord.is_main else (path, load_checkpoint(path)) if path is not None else None
         except CheckpointError as exc:
-            raise RunRefused(f"{resumed[0]}: {exc}") from None
+            raise RunRefused(f"rank {coord.rank}: {exc}") from None
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    device = pick_device(config.train.device)
+    device = rank_device or pick_device(config.train.device)
     data = load_monai_decathlon_safe(
         data_cfg.root, data_cfg.task, batch_size=config.train.effective_batch, cache_rate=data_cfg.cache_rate,
         roi_size=config.train.roi_size, workers=data_cfg.resolved_workers(), val_fraction=data_cfg.val_fraction,
-        seed=config.train.seed, download=data_cfg.download, ram_headroom_gb=config.memory.ram_headroom_gb)
-    hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path)
-    metrics = MetricsLog(place.run_dir / "metrics.jsonl")
-    trainer = Trainer(config, data, hook, metrics, device, progress=progress)
+        seed=config.train.seed, download=data_cfg.download, ram_headroom_gb=config.memory.ram_headroom_gb,
+        rank=coord.rank, world_size=coord.world_size, local_world_size=coord.local_world_size)
+    hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
+                   world_size=coord.world_size)
+    metrics = MetricsLog(place.run_dir / "metrics.jsonl") if coord.is_main else NullMetrics()
+    trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord)
     if resumed is not None:
         trainer.load_state(resumed[1])
         trainer.last_checkpoint = resumed[0]
@@ -104,7 +175,10 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
 def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Outcome:
     """Register, train, and end the run with a terminal state in status.json."""
     hook = trainer.hook
-    hook.stop_on_signals()
+    if trainer.coord.distributed:  # a closed terminal or SSH session hangs up torchrun and its ranks alike
+        hook.stop_on_signals((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    else:
+        hook.stop_on_signals()
     hook.start()
     # Keep the history up to the checkpoint; a fresh start (even after a run that died before its first
     # checkpoint) starts an empty file.
@@ -117,14 +191,22 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
                       f"{trainer.plan.micro}); dropped {dropped} metric lines of the interrupted attempt",
                       checkpoint=str(resumed[0]))
     else:
-        trainer.event("start", f"started: {trainer.total_steps} steps, effective batch {trainer.plan.effective}, "
+        world = (f" over {trainer.coord.world_size} ranks ({trainer.plan.effective} each)"
+                 if trainer.coord.distributed else "")
+        trainer.event("start", f"started: {trainer.total_steps} steps, effective batch "
+                      f"{trainer.config.train.effective_batch}{world}, "
                       f"micro-batch {trainer.plan.micro}, device {trainer.device.type}, "
                       f"{trainer.data.cache.describe()}, workers {trainer.data.workers}")
     try:
         outcome = trainer.fit()
+    except PeerLost as exc:
+        return _peer_lost(trainer, exc)
     except OutOfMemoryAtMinimum as exc:
         # The failed step never reached the optimizer: the model is the last completed step's, safe to keep.
-        path = trainer.save()
+        try:
+            path = trainer.save()
+        except PeerLost as lost:
+            return _peer_lost(trainer, lost)
         message = f"{exc}; stopped with a checkpoint at step {trainer.step} ({path})"
         trainer.event("oom_stop", message)
         hook.finish(RunState.FAILED, checkpoint=path, exit_cause=message)
@@ -141,3 +223,21 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
     trainer.metrics.write("event", step=trainer.step, event=outcome.state, message=outcome.message)
     trainer.metrics.close()
     return outcome
+
+
+def _peer_lost(trainer: Trainer, exc: PeerLost) -> Outcome:
+    """Another rank is gone. The model is the last completed step's on every rank (an optimizer step follows
+    only a completed gradient all-reduce), so rank 0 checkpoints it alone; the others end without one."""
+    hook, coord = trainer.hook, trainer.coord
+    path: Path | None = trainer.last_checkpoint
+    if coord.is_main and not trainer._saved_now():
+        try:
+            path = trainer.save(coordinated=False)
+        except Exception as save_error:  # the earlier checkpoint still stands
+            log.error("could not checkpoint after losing a peer: %s", save_error)
+    message = (f"rank {coord.rank} of {coord.world_size}: another rank is gone ({exc}); stopped at step "
+               f"{trainer.step}" + (f", last checkpoint {path}" if path else ", no checkpoint yet"))
+    trainer.metrics.write("event", step=trainer.step, event="peer_lost", message=message)
+    hook.finish(RunState.FAILED, checkpoint=path, exit_cause=message[:500])
+    trainer.metrics.close()
+    return Outcome("failed", EXIT_PEER_LOST, message, path)

@@ -1,0 +1,185 @@
+"""`crashguard bench-sidecar`: the running sidecar's cost, measured from outside as a real client over stdio.
+
+Starts `python -m python_backend serve`, guards one (or --runs N) real registered run, lets it sample at the
+given interval for --seconds, and reports the server's CPU (% of one core), its RSS, the in-server cost of a
+sample, the sample rate, and how fast a status request is answered while sampling goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_CPU_PERCENT = 0.5
+TARGET_RSS_MB = 45.0
+
+# A guarded run: registers with RunHook and takes a step every 0.5 s until killed.
+_RUN = """
+import sys, time
+from python_backend.runs import RunHook
+hook = RunHook(sys.argv[1], runs_dir=sys.argv[2])
+hook.start()
+step = 0
+while True:
+    time.sleep(0.5)
+    step += 1
+    hook.step_boundary(step=step)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench-sidecar", help="measure the running sidecar's CPU and RSS over stdio")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured time (default 60)")
+    parser.add_argument("--interval-ms", type=int, default=1000, help="sample interval (default 1000)")
+    parser.add_argument("--runs", type=int, default=1, help="registered runs to guard (default 1)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.set_defaults(run=run)
+
+
+def _client_capabilities() -> tuple[Any, str]:
+    """VS Code's real capabilities when pytest-lsp (a dev dependency) ships them: structuring that object is part
+    of the server's start-up cost. Empty capabilities otherwise."""
+    from lsprotocol import types as lsp
+    from lsprotocol.converters import get_converter
+
+    try:
+        from importlib.resources import files
+
+        text = (files("pytest_lsp") / "clients" / "visual_studio_code_v1.65.2.json").read_text()
+    except (ImportError, OSError):
+        return lsp.ClientCapabilities(), "empty"
+    data = json.loads(text)["capabilities"]
+    return get_converter().structure(data, lsp.ClientCapabilities), "VS Code 1.65.2"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _drain(stream: Any) -> None:
+    while await stream.read(65536):
+        pass
+
+
+async def _measure(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
+    import asyncio
+
+    import psutil
+    from lsprotocol import types as lsp
+    from pygls.lsp.client import LanguageClient
+
+    from .. import protocol as p
+    from ..server import plain_json_converter
+
+    client = LanguageClient("crashguard-bench", "1", converter_factory=plain_json_converter)
+    samples: list[tuple[float, dict[str, Any]]] = []
+
+    @client.feature(p.SAMPLE)
+    def on_sample(ls: Any, params: Any) -> None:
+        samples.append((time.monotonic(), params))
+
+    @client.feature(lsp.WINDOW_LOG_MESSAGE)
+    def on_log(ls: Any, params: Any) -> None:
+        pass  # the server's own log lines; not part of the measurement
+
+    await client.start_io(sys.executable, "-m", "python_backend", "serve")
+    assert client._server is not None and client._server.stderr is not None
+    server = psutil.Process(client._server.pid)
+    drain = asyncio.ensure_future(_drain(client._server.stderr))  # a full stderr pipe would block the server
+    try:
+        capabilities, capabilities_from = _client_capabilities()
+        await client.initialize_async(lsp.InitializeParams(
+            capabilities=capabilities,
+            initialization_options={"settings": {"sampleIntervalMs": args.interval_ms,
+                                                 "runsDirectory": str(runs_dir)}}))
+        client.initialized(lsp.InitializedParams())
+        await asyncio.sleep(args.warmup)
+
+        first = len(samples)
+        cpu0 = server.cpu_times()
+        wall0 = time.monotonic()
+        rss: list[int] = []
+        latencies: list[float] = []
+        while time.monotonic() - wall0 < args.seconds:
+            rss.append(server.memory_info().rss)
+            if len(rss) % 5 == 0:  # a request every 5 s, answered while sampling goes on
+                started = time.monotonic()
+                await client.protocol.send_request_async(p.STATUS, {})
+                latencies.append(time.monotonic() - started)
+            await asyncio.sleep(1.0)
+        wall = time.monotonic() - wall0
+        cpu1 = server.cpu_times()
+        rss.append(server.memory_info().rss)
+        measured = samples[first:]
+        runs_seen = len(measured[-1][1]["runs"]) if measured else 0
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.stop()
+        drain.cancel()
+
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    costs = [s["costMs"] for _, s in measured]
+    return {
+        "seconds": round(wall, 1),
+        "interval_ms": args.interval_ms,
+        "samples": len(measured),
+        "samples_per_second": round(len(measured) / wall, 3),
+        "guarded_runs": runs_seen,
+        "client_capabilities": capabilities_from,
+        "cpu_percent_of_one_core": round(100.0 * cpu / wall, 3),
+        "rss_mb_max": round(max(rss) / 2**20, 1),
+        "rss_mb_last": round(rss[-1] / 2**20, 1),
+        "sample_cost_ms_mean": round(statistics.fmean(costs), 3) if costs else None,
+        "sample_cost_ms_p95": round(_percentile(costs, 0.95), 3) if costs else None,
+        "status_request_ms_median": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "status_request_ms_max": round(max(latencies) * 1000, 1) if latencies else None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio  # here, so that importing the CLI does not load asyncio (see serve.py on ssl)
+
+    logging.getLogger("pygls").setLevel(logging.WARNING)  # the client side logs every message at INFO
+    runs_dir = Path(tempfile.mkdtemp(prefix="crashguard-bench-"))
+    children = [subprocess.Popen([sys.executable, "-c", _RUN, f"bench-run-{i}", str(runs_dir)])
+                for i in range(args.runs)]
+    try:
+        deadline = time.monotonic() + 30
+        while sum(1 for _ in runs_dir.glob("*/status.json")) < args.runs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        figures = asyncio.run(_measure(args, runs_dir))
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+        shutil.rmtree(runs_dir, ignore_errors=True)
+    cpu_ok = figures["cpu_percent_of_one_core"] <= TARGET_CPU_PERCENT
+    rss_ok = figures["rss_mb_max"] <= TARGET_RSS_MB
+    figures["targets"] = {"cpu_percent": TARGET_CPU_PERCENT, "rss_mb": TARGET_RSS_MB, "cpu_ok": cpu_ok,
+                          "rss_ok": rss_ok}
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        f = figures
+        print(f"sidecar over stdio, {f['seconds']} s at {f['interval_ms']} ms, guarding {f['guarded_runs']} run(s), "
+              f"client capabilities: {f['client_capabilities']}")
+        print(f"  samples      {f['samples']} ({f['samples_per_second']}/s)")
+        print(f"  CPU          {f['cpu_percent_of_one_core']} % of one core "
+              f"(target <= {TARGET_CPU_PERCENT} %: {'ok' if cpu_ok else 'MISSED'})")
+        print(f"  RSS          max {f['rss_mb_max']} MB, last {f['rss_mb_last']} MB "
+              f"(target <= {TARGET_RSS_MB} MB: {'ok' if rss_ok else 'MISSED'})")
+        print(f"  sample cost  mean {f['sample_cost_ms_mean']} ms, p95 {f['sample_cost_ms_p95']} ms (in the server)")
+        print(f"  status req.  median {f['status_request_ms_median']} ms, max {f['status_request_ms_max']} ms")
+    return 0 if cpu_ok and rss_ok else 1

@@ -1,0 +1,264 @@
+"""The sidecar's protocol: method names and payloads. One source of truth, documented in docs/protocol.md and
+mirrored by hand in extension/src/protocol.ts (a test compares the method names).
+
+Payloads are dataclasses with snake_case fields; `to_wire` turns them into the camelCase JSON the client sees.
+Run payloads (RunInfo, CleanupResult, StopResult) live with the code that produces them in `runs/` and are
+re-exported here, so this module lists every payload. Plain Python: no pygls, no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from .runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
+from .runs.registry import RunInfo
+
+# -- server -> client notifications --------------------------------------------------------------------------
+SAMPLE = "crashGuard/sample"
+WARNING = "crashGuard/warning"
+RUN_EVENT = "crashGuard/runEvent"
+ACTION = "crashGuard/action"
+# -- client -> server requests -------------------------------------------------------------------------------
+STATUS = "crashGuard/status"
+CLEANUP = "crashGuard/cleanup"
+RUNS = "crashGuard/runs"
+STOP_RUN = "crashGuard/stopRun"
+PROCESS_DETAIL = "crashGuard/processDetail"
+UPDATE_SETTINGS = "crashGuard/updateSettings"
+
+NOTIFICATIONS = (SAMPLE, WARNING, RUN_EVENT, ACTION)
+REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS)
+METHODS = NOTIFICATIONS + REQUESTS
+
+# Levels a resource can be at; forecasts also use FULL (the limit itself, 100 %).
+NORMAL, WARNING_LEVEL, CRITICAL, FULL = "normal", "warning", "critical", "full"
+RUN_EVENTS = ("started", "finished", "stopped", "failed", "crashed")
+
+
+@dataclass(frozen=True)
+class RamInfo:
+    total: int
+    available: int
+    used: int
+    percent: float
+    swap_total: int
+    swap_used: int
+    swap_percent: float
+    physical_total: int
+    limit_source: str
+    cgroup_path: str | None
+    level: str
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    total: int | None
+    used: int | None
+    percent: float | None
+    utilization: int | None
+    level: str
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    name: str
+    rss: int
+
+
+@dataclass(frozen=True)
+class Forecast:
+    resource: str
+    level: str  # the level that will be reached: warning, critical or full
+    seconds: float
+    bytes_per_second: float
+    message: str
+
+
+@dataclass(frozen=True)
+class ThresholdsInfo:
+    ram_warning_percent: float
+    ram_critical_percent: float
+    vram_warning_percent: float
+    vram_critical_percent: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    seq: int
+    time: float
+    level: str
+    ram: RamInfo
+    gpus: list[GpuInfo]
+    gpu_reason: str | None
+    top_processes: list[ProcessInfo]
+    runs: list[RunInfo]
+    forecasts: list[Forecast]
+    thresholds: ThresholdsInfo
+    cost_ms: float  # how long taking this sample took in the sidecar
+
+
+@dataclass(frozen=True)
+class WarningParams:
+    resource: str
+    level: str
+    previous: str
+    percent: float
+    threshold_percent: float
+    message: str
+    runs: list[str]
+    time: float
+
+
+@dataclass(frozen=True)
+class RunEventParams:
+    event: str
+    run: RunInfo
+    message: str
+
+
+@dataclass(frozen=True)
+class ActionParams:
+    action: str  # "cleanup" | "checkpointAndStop"
+    reason: str
+    result: CleanupResult | StopResult
+
+
+@dataclass(frozen=True)
+class ProcessDetailResult:
+    pid: int
+    rss: int
+    uss: int | None
+    pss: int | None
+    swap: int | None
+
+
+@dataclass(frozen=True)
+class RunsResult:
+    runs: list[RunInfo] = field(default_factory=list)
+
+
+# -- request params -------------------------------------------------------------------------------------------
+class ParamsError(ValueError):
+    """Malformed request params; `field` names the offending one (sent as InvalidParams)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _object(params: Any, allowed: set[str]) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ParamsError("params", f"expected an object, got {type(params).__name__}")
+    for key in params:
+        if key not in allowed:
+            raise ParamsError(str(key), f"unknown parameter (expected: {', '.join(sorted(allowed)) or 'none'})")
+    return params
+
+
+def _timeout(params: dict[str, Any], default_s: float) -> float:
+    raw = params.get("timeoutMs")
+    if raw is None:
+        return default_s
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 600_000:
+        raise ParamsError("timeoutMs", f"expected an integer 0-600000, got {raw!r}")
+    return raw / 1000.0
+
+
+def _pid(params: dict[str, Any]) -> int:
+    pid = params.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise ParamsError("pid", f"expected a positive integer, got {pid!r}")
+    return pid
+
+
+@dataclass(frozen=True)
+class CleanupParams:
+    runs: list[str] | None  # None = every live run
+    timeout: float  # seconds
+
+    @classmethod
+    def parse(cls, params: Any) -> CleanupParams:
+        obj = _object(params, {"runs", "timeoutMs"})
+        runs = obj.get("runs")
+        if runs is not None and (not isinstance(runs, list) or not all(isinstance(r, str) for r in runs)):
+            raise ParamsError("runs", f"expected a list of run names, got {runs!r}")
+        return cls(runs, _timeout(obj, DEFAULT_CLEANUP_TIMEOUT))
+
+
+@dataclass(frozen=True)
+class StopRunParams:
+    run: str
+    timeout: float
+
+    @classmethod
+    def parse(cls, params: Any) -> StopRunParams:
+        obj = _object(params, {"run", "timeoutMs"})
+        run = obj.get("run")
+        if not isinstance(run, str) or not run:
+            raise ParamsError("run", f"expected a run name, got {run!r}")
+        return cls(run, _timeout(obj, DEFAULT_STOP_TIMEOUT))
+
+
+def parse_empty(params: Any) -> None:
+    _object(params, set())
+
+
+def parse_process_detail(params: Any) -> int:
+    return _pid(_object(params, {"pid"}))
+
+
+def parse_update_settings(params: Any) -> Any:
+    """The partial settings object of crashGuard/updateSettings (validated by Settings.updated)."""
+    return _object(params, {"settings"}).get("settings")
+
+
+@functools.lru_cache(maxsize=1024)
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@functools.lru_cache(maxsize=256)
+def _field_names(cls: type) -> tuple[tuple[str, str], ...]:
+    return tuple((f.name, camel(f.name)) for f in dataclasses.fields(cls))
+
+
+def to_wire(value: Any) -> Any:
+    """Dataclasses (and the dicts/lists inside them) as JSON-ready values with camelCase keys.
+
+    Dicts coming from other modules (e.g. a CleanupReport's `to_dict()`) are converted too, so every key on the
+    wire is camelCase. Runs for every sample, so field names are cached per class.
+    """
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # to_wire_dict / to_dict add derived fields (freed, rssFreed) that are properties, not fields.
+        wire = getattr(value, "to_wire_dict", None) or getattr(value, "to_dict", None)
+        if callable(wire):
+            return {camel(k): to_wire(v) for k, v in wire().items()}
+        return {key: to_wire(getattr(value, name)) for name, key in _field_names(type(value))}
+    if isinstance(value, dict):
+        return {camel(str(k)): to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    return value
+
+
+__all__ = [
+    "ACTION", "CLEANUP", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT", "SAMPLE",
+    "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult",
+    "Forecast", "GpuInfo", "ParamsError", "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup",
+    "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo",
+    "WarningParams", "camel", "parse_empty", "parse_process_detail", "parse_update_settings", "to_wire",
+]

@@ -1,0 +1,81 @@
+"""One full reading of the machine for the sidecar: RAM, GPUs, the heaviest processes and the guarded runs.
+
+Kept cheap for a 1 s tick: the process list (a pass over /proc) is refreshed only every few seconds, and a
+missing NVML is retried once a minute rather than on every tick.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from .monitor.gpu import GPUMonitor, GpuReading
+from .monitor.host import RamReading, read_ram
+from .monitor.processes import ProcessMemory, top_processes
+from .runs.registry import Registry, RunInfo, RunRecord
+
+TOP_REFRESH_SECONDS = 10.0
+GPU_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    time: float
+    ram: RamReading
+    gpus: list[GpuReading]
+    gpu_reason: str | None
+    top: list[ProcessMemory]
+    records: list[RunRecord]
+    runs: list[RunInfo]
+    cost_ms: float
+
+
+class Sampler:
+    def __init__(self, registry: Registry, gpu: GPUMonitor | None = None,
+                 top_refresh: float = TOP_REFRESH_SECONDS) -> None:
+        self.registry = registry
+        self._gpu = gpu or GPUMonitor()
+        self._top_refresh = top_refresh
+        self._top: list[ProcessMemory] = []
+        self._top_at = -float("inf")
+        self._top_count = -1
+        self._gpu_retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def _gpus(self, now: float) -> list[GpuReading]:
+        if now < self._gpu_retry_at:
+            return []
+        gpus = self._gpu.read()
+        if not gpus and self._gpu.reason:
+            self._gpu_retry_at = now + GPU_RETRY_SECONDS
+        return gpus
+
+    def _top_processes(self, count: int, now: float) -> list[ProcessMemory]:
+        if count <= 0:
+            return []
+        if count != self._top_count or now - self._top_at >= self._top_refresh:
+            self._top = top_processes(count)
+            self._top_at, self._top_count = now, count
+        return self._top
+
+    def read(self, top_count: int) -> Reading:
+        with self._lock:
+            started = time.perf_counter()
+            now = time.monotonic()
+            ram = read_ram()
+            gpus = self._gpus(now)
+            vram_by_pid: dict[int, int] = {}
+            for gpu in gpus:
+                for proc in gpu.processes:
+                    if proc.used is not None:
+                        vram_by_pid[proc.pid] = vram_by_pid.get(proc.pid, 0) + proc.used
+            records = self.registry.scan()
+            runs = [r.info(vram_by_pid) for r in records]
+            top = self._top_processes(top_count, now)
+            return Reading(time=time.time(), ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
+                           top=top, records=records, runs=runs,
+                           cost_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    def close(self) -> None:
+        self._gpu.close()

@@ -1,0 +1,233 @@
+"""pygls wiring only: JSON-RPC methods -> the Sidecar core, the sampling loop, and logs to window/logMessage.
+
+Every blocking call runs in a worker thread (asyncio.to_thread), so a request is answered while a sample is
+being taken or a run is being waited on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import cattrs
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage, default_converter
+
+from . import __version__
+from . import protocol as p
+from .guard.cleanup import emergency_cleanup
+from .settings import SettingsError, settings_from_configuration, settings_from_initialization
+from .sidecar import Sidecar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SERVER_NOT_INITIALIZED = -32002
+
+
+def plain_json_converter() -> cattrs.Converter:
+    """pygls' converter, except that params and results of methods outside LSP stay plain JSON (dicts and lists)
+    instead of becoming namedtuples, which would mangle keys that are not identifiers. Used by the test client and
+    the benchmark too."""
+    converter = default_converter()
+    for cls in (JsonRPCRequestMessage, JsonRPCNotification, JsonRPCResponseMessage):
+        converter.register_structure_hook(cls, lambda obj, cls: cls(**obj))
+    return converter
+
+
+class CrashGuardServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("crash-guard", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.None_,
+                         converter_factory=plain_json_converter)
+        self.sidecar: Sidecar | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._sampling: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._closed = False  # after shutdown nothing more is sent: the client may already have closed the pipe
+
+    # -- plumbing --------------------------------------------------------------------------------------
+    def core(self) -> Sidecar:
+        if self.sidecar is None:
+            raise JsonRpcException("server not initialized", code=SERVER_NOT_INITIALIZED)
+        return self.sidecar
+
+    def bind_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def emit(self, method: str, params: Any) -> None:
+        """Send a notification from any thread (the protocol's writer belongs to the event loop)."""
+        loop = self._loop
+        if self._closed or loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self.protocol.notify(method, params)
+        else:
+            loop.call_soon_threadsafe(self.protocol.notify, method, params)
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    # -- sampling --------------------------------------------------------------------------------------
+    def start_sampling(self) -> None:
+        if self._sampling is None:
+            self._wake = asyncio.Event()
+            self._sampling = asyncio.get_running_loop().create_task(self._sample_forever())
+
+    def reschedule(self) -> None:
+        """New settings: take the next sample now, at the new interval."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _sample_forever(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            try:
+                await asyncio.to_thread(self.core().tick)
+            except Exception:
+                log.exception("sampling failed; trying again at the next tick")
+            interval = self.core().settings.interval
+            next_at += interval
+            now = loop.time()
+            if next_at < now:  # fell behind (a slow tick): skip ahead rather than send a burst
+                next_at = now + interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=next_at - now)
+                self._wake.clear()
+                next_at = loop.time()
+            except asyncio.TimeoutError:
+                pass
+
+    def stop_sampling(self) -> None:
+        self._closed = True
+        if self._sampling is not None:
+            self._sampling.cancel()
+            self._sampling = None
+        if self.sidecar is not None:
+            self.sidecar.close()
+
+
+class ClientLogHandler(logging.Handler):
+    """Forwards the sidecar's own log records (not pygls') to the client's window/logMessage."""
+
+    _TYPES = ((logging.ERROR, lsp.MessageType.Error), (logging.WARNING, lsp.MessageType.Warning),
+              (logging.INFO, lsp.MessageType.Info))
+
+    def __init__(self, server: CrashGuardServer, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self._server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = next((t for lvl, t in self._TYPES if record.levelno >= lvl), lsp.MessageType.Log)
+        try:
+            message = self.format(record)
+        except Exception:
+            return
+        self._server.emit(lsp.WINDOW_LOG_MESSAGE, lsp.LogMessageParams(type=kind, message=message))
+
+
+def _invalid(exc: p.ParamsError | SettingsError) -> JsonRpcInvalidParams:
+    return JsonRpcInvalidParams(f"Invalid params: {exc}", data={"field": exc.field})
+
+
+def build_server() -> CrashGuardServer:
+    server = CrashGuardServer()
+
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: CrashGuardServer, params: lsp.InitializeParams) -> None:
+        try:
+            settings = settings_from_initialization(params.initialization_options)
+        except SettingsError as exc:
+            raise _invalid(exc) from None
+        ls.bind_loop()
+        if ls.sidecar is not None:  # a client that initializes again gets a fresh core
+            ls.sidecar.close()
+        ls.sidecar = Sidecar(settings, ls.emit)
+
+    @server.feature(lsp.INITIALIZED)
+    def initialized(ls: CrashGuardServer, params: lsp.InitializedParams) -> None:
+        # Start lean: give back what imports and initialize's one-off structuring left on the heap.
+        emergency_cleanup()
+        ls.start_sampling()
+        log.info("Crash Guard sidecar %s ready (runs in %s)", __version__, ls.core().settings.runs_path())
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: CrashGuardServer, params: lsp.DidChangeConfigurationParams) -> None:
+        core = ls.core()
+        try:
+            settings = settings_from_configuration(core.settings, params.settings)
+        except SettingsError as exc:  # a notification has no reply: tell the user, keep the old settings
+            log.warning("settings rejected, previous settings kept: %s", exc)
+            ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error,
+                                                         message=f"Crash Guard: setting rejected: {exc}"))
+            return
+        core.apply_settings(settings)
+        ls.reschedule()
+
+    @server.feature(p.UPDATE_SETTINGS)
+    async def update_settings(ls: CrashGuardServer, params: Any) -> dict[str, Any]:
+        core = ls.core()
+        try:
+            settings = core.settings.updated(p.parse_update_settings(params))
+        except (p.ParamsError, SettingsError) as exc:
+            raise _invalid(exc) from None
+        core.apply_settings(settings)
+        ls.reschedule()
+        return {"settings": settings.to_wire()}
+
+    @server.feature(p.STATUS)
+    async def status(ls: CrashGuardServer, params: Any) -> Any:
+        try:
+            p.parse_empty(params)
+        except p.ParamsError as exc:
+            raise _invalid(exc) from None
+        return p.to_wire(await ls.off_loop(ls.core().status))
+
+    @server.feature(p.RUNS)
+    async def runs(ls: CrashGuardServer, params: Any) -> Any:
+        try:
+            p.parse_empty(params)
+        except p.ParamsError as exc:
+            raise _invalid(exc) from None
+        return p.to_wire(await ls.off_loop(ls.core().runs))
+
+    @server.feature(p.CLEANUP)
+    async def cleanup(ls: CrashGuardServer, params: Any) -> Any:
+        try:
+            args = p.CleanupParams.parse(params)
+        except p.ParamsError as exc:
+            raise _invalid(exc) from None
+        return p.to_wire(await ls.off_loop(ls.core().cleanup, args.runs, args.timeout))
+
+    @server.feature(p.STOP_RUN)
+    async def stop_run(ls: CrashGuardServer, params: Any) -> Any:
+        try:
+            args = p.StopRunParams.parse(params)
+        except p.ParamsError as exc:
+            raise _invalid(exc) from None
+        return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout))
+
+    @server.feature(p.PROCESS_DETAIL)
+    async def process_detail(ls: CrashGuardServer, params: Any) -> Any:
+        try:
+            pid = p.parse_process_detail(params)
+        except p.ParamsError as exc:
+            raise _invalid(exc) from None
+        detail = await ls.off_loop(ls.core().process_detail, pid)
+        if detail is None:
+            raise JsonRpcInvalidParams(f"Invalid params: pid: no process {pid} (or not readable)",
+                                       data={"field": "pid"})
+        return p.to_wire(detail)
+
+    @server.feature(lsp.SHUTDOWN)
+    def shutdown(ls: CrashGuardServer, params: Any) -> None:
+        ls.stop_sampling()
+
+    return server

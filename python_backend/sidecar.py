@@ -1,0 +1,223 @@
+"""The sidecar's core, free of pygls: take a sample, track levels with hysteresis, forecast, notice runs that
+start/end/crash, climb the escalation ladder, and answer the requests. Every method blocks (the server calls
+them off the event loop); `emit(method, params)` must be safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import protocol as p
+from .escalation import Escalation
+from .forecast import History, describe, next_crossing
+from .levels import Level, LevelTracker, Transition, worst
+from .monitor.gpu import GPUMonitor
+from .monitor.host import read_ram
+from .monitor.processes import detailed_memory
+from .runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
+from .runs.registry import Registry, RunInfo, RunRecord
+from .runs.status import RunState
+from .sampler import Reading, Sampler
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+Emit = Callable[[str, Any], None]
+
+
+def _run_event_message(event: str, info: RunInfo) -> str:
+    at = f" at step {info.step}" if info.step is not None else ""
+    if event == "started":
+        return f"Run {info.name} started (pid {info.pid})"
+    if event == "crashed":
+        return f"Run {info.name} stopped unexpectedly{at} ({info.exit_cause or 'cause unknown'})"
+    if event == "failed":
+        return f"Run {info.name} failed{at}: {info.exit_cause or info.last_event or 'no details'}"
+    if event == "stopped":
+        return f"Run {info.name} stopped{at}" + (f"; checkpoint {info.checkpoint}" if info.checkpoint else "")
+    return f"Run {info.name} finished{at}"
+
+
+class Sidecar:
+    def __init__(self, settings: Settings, emit: Emit, gpu: GPUMonitor | None = None) -> None:
+        self._settings = settings
+        self._emit = emit
+        self._registry = Registry(settings.runs_path())
+        self._sampler = Sampler(self._registry, gpu)
+        self._tracker = LevelTracker()
+        self._history: dict[str, History] = {}
+        self._run_states: dict[tuple[str, int], str] | None = None  # None until the first tick's baseline
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._escalation = Escalation(self._on_action, self._still_critical, lambda: self._sampler.read(0).runs)
+
+    # -- settings --------------------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def apply_settings(self, settings: Settings) -> None:
+        with self._lock:
+            if settings.runs_path() != self._registry.runs_dir:
+                self._registry = Registry(settings.runs_path())
+                self._sampler.registry = self._registry
+                self._run_states = None  # a new directory: take a fresh baseline, no burst of "started"
+            self._settings = settings
+        log.info("settings: %s", settings)
+
+    # -- sampling --------------------------------------------------------------------------------------
+    def tick(self) -> p.Sample:
+        """Take the periodic sample, send it and whatever it implies (warnings, run events, actions)."""
+        settings = self._settings
+        reading = self._sampler.read(settings.top_processes)
+        with self._lock:
+            self._seq += 1
+            sample, transitions = self._build(reading, settings, record=True)
+            events = self._run_events(reading.records)
+        self._emit(p.SAMPLE, p.to_wire(sample))
+        live = [r.name for r in reading.runs if r.alive]
+        for t in transitions:
+            self._emit(p.WARNING, p.to_wire(self._warning(t, live, reading.time)))
+        for event, info in events:
+            self._emit(p.RUN_EVENT, p.to_wire(p.RunEventParams(event, info, _run_event_message(event, info))))
+        if transitions:
+            self._escalation.react(transitions, settings, self._registry)
+        return sample
+
+    def status(self) -> p.Sample:
+        """A sample taken now; it changes no level, history or event state."""
+        settings = self._settings
+        reading = self._sampler.read(settings.top_processes)
+        with self._lock:
+            return self._build(reading, settings, record=False)[0]
+
+    def _level(self, resource: str, percent: float, warning: float, critical: float, record: bool,
+               transitions: list[Transition]) -> Level:
+        if not record:
+            return self._tracker.peek(resource, percent, warning, critical)
+        level, change = self._tracker.update(resource, percent, warning, critical)
+        if change is not None:
+            transitions.append(change)
+        return level
+
+    def _forecast(self, resource: str, t: float, used: int, total: int, level: Level, warning: float,
+                  critical: float, record: bool) -> p.Forecast | None:
+        history = self._history.setdefault(resource, History())
+        if record:
+            history.add(t, float(used))
+        trend = history.trend()
+        crossing = next_crossing(trend, total, level, warning, critical) if trend else None
+        if crossing is None:
+            return None
+        return p.Forecast(resource, crossing.level, crossing.seconds, crossing.bytes_per_second,
+                          describe(resource, crossing))
+
+    def _build(self, reading: Reading, s: Settings, record: bool) -> tuple[p.Sample, list[Transition]]:
+        transitions: list[Transition] = []
+        forecasts: list[p.Forecast] = []
+        ram = reading.ram
+        ram_level = self._level("RAM", ram.percent, s.ram_warning_percent, s.ram_critical_percent, record,
+                                transitions)
+        fc = self._forecast("RAM", reading.time, ram.used, ram.total, ram_level, s.ram_warning_percent,
+                            s.ram_critical_percent, record)
+        if fc:
+            forecasts.append(fc)
+        gpus: list[p.GpuInfo] = []
+        levels = [ram_level]
+        for gpu in reading.gpus:
+            name = f"GPU {gpu.index}"
+            level = Level.NORMAL
+            if gpu.percent is not None and gpu.total and gpu.used is not None:
+                level = self._level(name, gpu.percent, s.vram_warning_percent, s.vram_critical_percent, record,
+                                    transitions)
+                fc = self._forecast(name, reading.time, gpu.used, gpu.total, level, s.vram_warning_percent,
+                                    s.vram_critical_percent, record)
+                if fc:
+                    forecasts.append(fc)
+            levels.append(level)
+            gpus.append(p.GpuInfo(gpu.index, gpu.name, gpu.total, gpu.used, gpu.percent, gpu.utilization,
+                                  level.value))
+        if record:
+            present = {"RAM", *(f"GPU {g.index}" for g in reading.gpus)}
+            self._tracker.forget_except(present)
+            for gone in set(self._history) - present:
+                del self._history[gone]
+        sample = p.Sample(
+            seq=self._seq, time=round(reading.time, 3), level=worst(levels).value,
+            ram=p.RamInfo(ram.total, ram.available, ram.used, ram.percent, ram.swap_total, ram.swap_used,
+                          ram.swap_percent, ram.physical_total, ram.limit_source, ram.cgroup_path,
+                          ram_level.value),
+            gpus=gpus, gpu_reason=reading.gpu_reason,
+            top_processes=[p.ProcessInfo(t.pid, t.name, t.rss) for t in reading.top],
+            runs=reading.runs, forecasts=forecasts,
+            thresholds=p.ThresholdsInfo(s.ram_warning_percent, s.ram_critical_percent, s.vram_warning_percent,
+                                        s.vram_critical_percent),
+            cost_ms=reading.cost_ms,
+        )
+        return sample, transitions
+
+    @staticmethod
+    def _warning(t: Transition, live: list[str], now: float) -> p.WarningParams:
+        if t.level is Level.NORMAL:
+            message = f"{t.resource} back to normal at {t.percent:.0f}%"
+        else:
+            message = f"{t.resource} at {t.percent:.0f}% ({t.level.value} at {t.threshold_percent:g}%)"
+        return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
+                               message, live, round(now, 3))
+
+    def _run_events(self, records: list[RunRecord]) -> list[tuple[str, RunInfo]]:
+        states = {(r.name, r.rank): r.state for r in records}
+        previous, self._run_states = self._run_states, states
+        if previous is None:
+            return []  # first look at the directory: a baseline, not a burst of events
+        events: list[tuple[str, RunInfo]] = []
+        for record in records:
+            key = (record.name, record.rank)
+            old, new = previous.get(key), states[key]
+            if old == new:
+                continue
+            was_live = old is not None and not RunState(old).terminal
+            if not RunState(new).terminal:
+                if not was_live:  # new, or a resume under the same name
+                    events.append(("started", record.info()))
+            else:
+                events.append((new, record.info()))
+        return events
+
+    # -- escalation callbacks (worker thread) ------------------------------------------------------------
+    def _on_action(self, action: str, reason: str, result: CleanupResult | StopResult) -> None:
+        self._emit(p.ACTION, p.to_wire(p.ActionParams(action, reason, result)))
+
+    def _still_critical(self, resource: str) -> bool:
+        s = self._settings
+        if resource == "RAM":
+            return read_ram().percent >= s.ram_critical_percent
+        reading = self._sampler.read(0)
+        for gpu in reading.gpus:
+            if f"GPU {gpu.index}" == resource and gpu.percent is not None:
+                return gpu.percent >= s.vram_critical_percent
+        return False
+
+    # -- requests ----------------------------------------------------------------------------------------
+    def runs(self) -> p.RunsResult:
+        return p.RunsResult(self._sampler.read(0).runs)
+
+    def cleanup(self, names: Sequence[str] | None, timeout: float) -> CleanupResult:
+        registry = self._registry
+        return cleanup_runs(registry.runs_dir, names=names, timeout=timeout, registry=registry)
+
+    def stop(self, name: str, timeout: float) -> StopResult:
+        registry = self._registry
+        return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry)
+
+    def process_detail(self, pid: int) -> p.ProcessDetailResult | None:
+        detail = detailed_memory(pid)
+        if detail is None:
+            return None
+        return p.ProcessDetailResult(detail.pid, detail.rss, detail.uss, detail.pss, detail.swap)
+
+    def close(self) -> None:
+        self._escalation.close()
+        self._sampler.close()
