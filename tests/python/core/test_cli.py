@@ -64,12 +64,13 @@ def test_seed_script_command_line(repo_root) -> None:
     assert "RAM" in result.stdout
 
 
-def test_cleanup_prints_a_report() -> None:
-    text = _run("cleanup")
+def test_cleanup_prints_a_report(tmp_path) -> None:
+    text = _run("cleanup", "--runs-dir", str(tmp_path))
     assert text.returncode == 0, text.stderr
     assert "gc.collect" in text.stdout and "malloc_trim" in text.stdout
-    data = json.loads(_run("cleanup", "--json").stdout)
-    assert {"rss_before", "rss_after", "rss_freed", "steps"} <= data.keys()
+    data = json.loads(_run("cleanup", "--runs-dir", str(tmp_path), "--json").stdout)
+    assert {"ramBefore", "ramAfter", "freed", "sidecar", "runs"} <= data.keys()
+    assert {"rssBefore", "rssAfter", "rssFreed", "steps"} <= data["sidecar"].keys()
 
 
 def test_bench_sample_reports_figures() -> None:
