@@ -25,6 +25,10 @@ test-extension:
 test-e2e:
 	@if [ -f package.json ]; then bash scripts/e2e/setup.sh && npm run --silent test:e2e; fi
 
-# Speed and memory figures (not part of `make test`).
+# Speed and memory figures (not part of `make test`; docs/benchmarks.md has the results).
 bench: setup
 	$(PY) -m python_backend bench-sample
+	$(PY) -m python_backend bench-sidecar --seconds 60
+	$(PY) -m python_backend bench-train
+	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
+	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench

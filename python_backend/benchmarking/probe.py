@@ -1,7 +1,4 @@
-"""One probe: real training steps (forward, backward, optimizer) at a micro-batch, its peak memory and speed.
-
-Inputs are tensors of the config's ROI shape: memory and time depend on shapes, not on voxel values.
-"""
+"""One probe: real training steps (forward, backward, optimizer) at a micro-batch, its peak memory and speed."""
 
 from __future__ import annotations
 
@@ -15,14 +12,14 @@ from ..guard.cleanup import emergency_cleanup
 from ..guard.failures import Failure, describe_failure, is_oom
 from ..monitor.peak import PeakRssTracker
 from ..training.config import TrainingConfig
-from ..training.model import IN_CHANNELS, OUT_CHANNELS, build_model
+from ..training.model import build_model
+from .samples import crop_pool
 from .search import Probe
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
     steps: int = 2  # timed steps per probe, after one warm-up step
-    roi_size: tuple[int, int, int] | None = None  # None: the config's
 
 
 class TrainStepProbe:
@@ -31,7 +28,8 @@ class TrainStepProbe:
     def __init__(self, config: TrainingConfig, device: torch.device, settings: ProbeSettings = ProbeSettings()):
         self.device = device
         self.settings = settings
-        self.roi = settings.roi_size or config.train.roi_size
+        self.roi = config.train.roi_size
+        self.crops = crop_pool(config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config.model).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.learning_rate)
@@ -40,8 +38,8 @@ class TrainStepProbe:
         self._rss = PeakRssTracker()
 
     def _step(self, micro: int) -> None:
-        x = torch.rand((micro, IN_CHANNELS, *self.roi), device=self.device)
-        y = (torch.rand((micro, OUT_CHANNELS, *self.roi), device=self.device) > 0.5).float()
+        images, labels = self.crops.batch(micro)
+        x, y = images.to(self.device), labels.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             loss = self.loss_fn(self.model(x), y)
         loss.backward()

@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
     resource = "VRAM (reserved)" if device.type == "cuda" else "RAM (process RSS)"
     budget = args.budget or _default_budget(device.type, config.memory.ram_warning, args.gpu_warning, torch)
     result = search_micro_batch(probe, budget, max_micro=args.max_micro)
+    print(f"inputs: {probe.crops.source}")
     print(table(result, resource))
     args.out.mkdir(parents=True, exist_ok=True)
-    extra = {"config": str(args.config), "device": device.type, "roi_size": list(probe.roi)}
+    extra = {"config": str(args.config), "device": device.type, "roi_size": list(probe.roi),
+             "inputs": probe.crops.source}
     (args.out / "bench.json").write_text(json.dumps(to_json(result, resource, extra), indent=2) + "\n")
     plot(result, resource, args.out / "bench.png")
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")

@@ -14,8 +14,8 @@ pytest.importorskip("monai")
 BUDGET_MIB = 600
 
 
-def _config(tmp_path: Path) -> Path:
-    config = {"name": "bench-test", "data": {"root": str(tmp_path / "data")},
+def _config(tmp_path: Path, data_root: Path) -> Path:
+    config = {"name": "bench-test", "data": {"root": str(data_root)},
               "model": {"init_filters": 8, "levels": 3},
               "train": {"roi_size": [32, 32, 32], "effective_batch": 16, "micro_batch": 1, "threads": 1,
                         "device": "cpu"}}
@@ -25,7 +25,12 @@ def _config(tmp_path: Path) -> Path:
 
 
 def test_bench_finds_the_largest_micro_batch_under_the_budget(tmp_path: Path) -> None:
-    config = _config(tmp_path)
+    data_root = tmp_path / "data"
+    made = subprocess.run([sys.executable, "-m", "python_backend", "sample-data", "--out",
+                           str(data_root / "Task01_BrainTumour"), "--cases", "4", "--size", "40"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    config = _config(tmp_path, data_root)
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "python_backend", "bench", "--config", str(config),
                              "--budget", f"{BUDGET_MIB}MB", "--max-micro", "32", "--steps", "1", "--out", str(out),
@@ -44,6 +49,7 @@ def test_bench_finds_the_largest_micro_batch_under_the_budget(tmp_path: Path) ->
     written = json.loads(config.read_text())["train"]["micro_batch"]
     assert written == min(best, 16)
     assert "largest micro-batch under the budget" in result.stdout
+    assert report["inputs"].startswith("4 training crops of")  # real crops of the synthetic data
 
 
 def test_bench_rejects_a_bad_config(tmp_path: Path) -> None:
