@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("monai")
 
-BUDGET_MIB = 600
+# Above the noisy micro-batch-1 peak of torch 2.13 CPU conv3d (up to ~700 MiB here), well below micro-batch 32.
+BUDGET_MIB = 800
 
 
 def _config(tmp_path: Path, data_root: Path) -> Path:
