@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from .history import HistoryEvent, HistoryPoint
 from .runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
 from .runs.registry import RunInfo
 
@@ -29,9 +30,10 @@ RUNS = "crashGuard/runs"
 STOP_RUN = "crashGuard/stopRun"
 PROCESS_DETAIL = "crashGuard/processDetail"
 UPDATE_SETTINGS = "crashGuard/updateSettings"
+HISTORY = "crashGuard/history"
 
 NOTIFICATIONS = (SAMPLE, WARNING, RUN_EVENT, ACTION)
-REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS)
+REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY)
 METHODS = NOTIFICATIONS + REQUESTS
 
 # Levels a resource can be at; forecasts also use FULL (the limit itself, 100 %).
@@ -144,6 +146,18 @@ class RunsResult:
     runs: list[RunInfo] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HistoryResult:
+    """crashGuard/history: the kept samples (compact) and events of a window, oldest first."""
+
+    points: list[HistoryPoint]
+    events: list[HistoryEvent]
+    thresholds: ThresholdsInfo
+    gpu_names: list[str]  # names of the GPUs of the latest sample; a point's gpuPercent follows this order
+    interval_ms: int
+    max_points: int  # the ring buffer's size: older points are gone
+
+
 # -- request params -------------------------------------------------------------------------------------------
 class ParamsError(ValueError):
     """Malformed request params; `field` names the offending one (sent as InvalidParams)."""
@@ -216,6 +230,16 @@ def parse_process_detail(params: Any) -> int:
     return _pid(_object(params, {"pid"}))
 
 
+def parse_history(params: Any) -> float | None:
+    """crashGuard/history's window in seconds; None = everything kept."""
+    seconds = _object(params, {"seconds"}).get("seconds")
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 86_400:
+        raise ParamsError("seconds", f"expected a number of seconds in (0, 86400], got {seconds!r}")
+    return float(seconds)
+
+
 def parse_update_settings(params: Any) -> Any:
     """The partial settings object of crashGuard/updateSettings (validated by Settings.updated)."""
     return _object(params, {"settings"}).get("settings")
@@ -256,9 +280,10 @@ def to_wire(value: Any) -> Any:
 
 
 __all__ = [
-    "ACTION", "CLEANUP", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT", "SAMPLE",
-    "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult",
-    "Forecast", "GpuInfo", "ParamsError", "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup",
-    "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo",
-    "WarningParams", "camel", "parse_empty", "parse_process_detail", "parse_update_settings", "to_wire",
+    "ACTION", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT",
+    "SAMPLE", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult",
+    "Forecast", "GpuInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "ParamsError", "ProcessDetailResult",
+    "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult",
+    "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "parse_empty", "parse_history",
+    "parse_process_detail", "parse_update_settings", "to_wire",
 ]

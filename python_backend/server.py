@@ -226,6 +226,14 @@ def build_server() -> CrashGuardServer:
                                        data={"field": "pid"})
         return p.to_wire(detail)
 
+    @server.feature(p.HISTORY)
+    async def history(ls: CrashGuardServer, params: Any) -> Any:
+        try:
+            seconds = p.parse_history(params)
+        except p.ParamsError as exc:
+            raise _invalid(exc) from None
+        return await ls.off_loop(lambda: p.to_wire(ls.core().history(seconds)))
+
     @server.feature(lsp.SHUTDOWN)
     def shutdown(ls: CrashGuardServer, params: Any) -> None:
         ls.stop_sampling()

@@ -6,13 +6,16 @@ them off the event loop); `emit(method, params)` must be safe to call from any t
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import protocol as p
 from .escalation import Escalation
 from .forecast import History, describe, next_crossing
+from .history import ACTION, LEVEL, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
 from .monitor.gpu import GPUMonitor
 from .monitor.host import read_ram
@@ -27,12 +30,27 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, Any], None]
 
 
+def exit_cause_text(cause: str | None) -> str:
+    """A run's exit cause for a message that puts it in parentheses, without nesting them:
+    "killed by signal 9 (SIGKILL)" -> "killed by signal 9, SIGKILL",
+    "unknown (the process ended without recording why)" -> "cause unknown: the process ended without recording why".
+    """
+    if not cause:
+        return "cause unknown"
+    text = cause.strip()
+    if text.startswith("unknown (") and text.endswith(")"):
+        return f"cause unknown: {text[len('unknown ('):-1]}"
+    if text == "unknown":
+        return "cause unknown"
+    return re.sub(r"\s*\(([^()]*)\)", r", \1", text)
+
+
 def _run_event_message(event: str, info: RunInfo) -> str:
     at = f" at step {info.step}" if info.step is not None else ""
     if event == "started":
         return f"Run {info.name} started (pid {info.pid})"
     if event == "crashed":
-        return f"Run {info.name} stopped unexpectedly{at} ({info.exit_cause or 'cause unknown'})"
+        return f"Run {info.name} stopped unexpectedly{at} ({exit_cause_text(info.exit_cause)})"
     if event == "failed":
         return f"Run {info.name} failed{at}: {info.exit_cause or info.last_event or 'no details'}"
     if event == "stopped":
@@ -41,7 +59,8 @@ def _run_event_message(event: str, info: RunInfo) -> str:
 
 
 class Sidecar:
-    def __init__(self, settings: Settings, emit: Emit, gpu: GPUMonitor | None = None) -> None:
+    def __init__(self, settings: Settings, emit: Emit, gpu: GPUMonitor | None = None,
+                 history: SampleHistory | None = None) -> None:
         self._settings = settings
         self._emit = emit
         self._registry = Registry(settings.runs_path())
@@ -49,6 +68,9 @@ class Sidecar:
         self._tracker = LevelTracker()
         self._history: dict[str, History] = {}
         self._run_states: dict[tuple[str, int], str] | None = None  # None until the first tick's baseline
+        self._samples = history if history is not None else SampleHistory(settings.interval)  # report chart
+        self._notes: dict[tuple[str, int], str | None] = {}  # each run's lastEvent, to log its changes
+        self._gpu_names: list[str] = []
         self._seq = 0
         self._lock = threading.Lock()
         self._escalation = Escalation(self._on_action, self._still_critical, lambda: self._sampler.read(0).runs)
@@ -64,7 +86,9 @@ class Sidecar:
                 self._registry = Registry(settings.runs_path())
                 self._sampler.registry = self._registry
                 self._run_states = None  # a new directory: take a fresh baseline, no burst of "started"
+                self._notes = {}
             self._settings = settings
+        self._samples.set_interval(settings.interval)
         log.info("settings: %s", settings)
 
     # -- sampling --------------------------------------------------------------------------------------
@@ -74,8 +98,10 @@ class Sidecar:
         reading = self._sampler.read(settings.top_processes)
         with self._lock:
             self._seq += 1
+            baseline = self._run_states is None
             sample, transitions = self._build(reading, settings, record=True)
             events = self._run_events(reading.records)
+            self._record(sample, reading, transitions, events, baseline)
         self._emit(p.SAMPLE, p.to_wire(sample))
         live = [r.name for r in reading.runs if r.alive]
         for t in transitions:
@@ -186,8 +212,39 @@ class Sidecar:
                 events.append((new, record.info()))
         return events
 
+    # -- history (the memory report) ---------------------------------------------------------------------
+    def _record(self, sample: p.Sample, reading: Reading, transitions: list[Transition],
+                events: list[tuple[str, RunInfo]], baseline: bool) -> None:
+        t = round(reading.time, 3)
+        self._gpu_names = [g.name for g in sample.gpus]
+        self._samples.add_point(HistoryPoint(t, sample.ram.percent, sample.ram.used,
+                                             tuple(g.percent for g in sample.gpus)))
+        for tr in transitions:
+            self._samples.add_event(HistoryEvent(t, LEVEL, self._warning(tr, [], t).message, resource=tr.resource,
+                                                 level=tr.level.value))
+        for event, info in events:
+            self._samples.add_event(HistoryEvent(t, RUN, _run_event_message(event, info), level=event,
+                                                 run=info.name))
+        notes = {(r.name, r.rank): r.last_event for r in reading.runs}
+        for key, note in notes.items():
+            # A run's own notes (OOM back-off, cleanup, checkpoint, ...); runs already there at start are a baseline.
+            if note and not baseline and self._notes.get(key) != note:
+                name, rank = key
+                who = f"{name} rank {rank}" if rank else name
+                self._samples.add_event(HistoryEvent(t, TRAINING, f"{who}: {note}", run=name))
+        self._notes = notes
+
+    def history(self, seconds: float | None) -> p.HistoryResult:
+        s = self._settings
+        points, events = self._samples.window(seconds, time.time())
+        return p.HistoryResult(points, events, p.ThresholdsInfo(s.ram_warning_percent, s.ram_critical_percent,
+                                                                s.vram_warning_percent, s.vram_critical_percent),
+                               list(self._gpu_names), s.sample_interval_ms, self._samples.max_points)
+
     # -- escalation callbacks (worker thread) ------------------------------------------------------------
     def _on_action(self, action: str, reason: str, result: CleanupResult | StopResult) -> None:
+        what = "automatic cleanup" if action == "cleanup" else "checkpoint-and-stop"
+        self._samples.add_event(HistoryEvent(round(time.time(), 3), ACTION, f"{what}: {reason}", level=action))
         self._emit(p.ACTION, p.to_wire(p.ActionParams(action, reason, result)))
 
     def _still_critical(self, resource: str) -> bool:

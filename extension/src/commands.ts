@@ -6,7 +6,7 @@ import type { Log } from './logger';
 import * as P from './protocol';
 import { hasPythonExtension } from './pythonExtension';
 import type { Recovery } from './recovery';
-import type { Report } from './report';
+import type { Report } from './report/panel';
 import { SECTION } from './settings';
 import type { Sidecar } from './sidecar';
 import type { StatusBar } from './statusBar';

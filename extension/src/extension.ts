@@ -8,7 +8,7 @@ import * as P from './protocol';
 import { resolveInterpreter, type Interpreter } from './python';
 import { activeInterpreter, onInterpreterChange } from './pythonExtension';
 import { Recovery } from './recovery';
-import { Report, REPORT_SCHEME } from './report';
+import { Report } from './report/panel';
 import { Sidecar } from './sidecar';
 import { StatusBar } from './statusBar';
 import { CrashGuardTaskProvider, TASK_TYPE, type TaskDeps } from './tasks';
@@ -41,7 +41,13 @@ export function activate(context: vscode.ExtensionContext): void {
   const taskDeps: TaskDeps = { interpreter: async () => sidecar?.interpreter ?? interpreter(), folder };
 
   const statusBar = new StatusBar(log, activatedAt, () => config.settings.sampleIntervalMs);
-  const report = new Report(log, () => statusBar.lastSample, () => statusBar.sidecarState);
+  const report = new Report({
+    log, extensionUri: context.extensionUri, latest: () => statusBar.lastSample, sidecarState: () => statusBar.sidecarState,
+    request: <R>(method: string, params: unknown) => {
+      if (!sidecar) return Promise.reject(new Error('the sidecar is not running'));
+      return sidecar.request<R>(method, params);
+    },
+  });
   const recovery = new Recovery(log, context.workspaceState, taskDeps, () => config.settings.showNotifications);
   const warnings = new Warnings({
     log,
@@ -54,7 +60,7 @@ export function activate(context: vscode.ExtensionContext): void {
     onState: (state, detail) => statusBar.setState(state, detail),
     onSample: (sample: P.Sample) => {
       statusBar.update(sample);
-      report.refresh();
+      report.onSample(sample);
       if (!checkedRuns) {
         checkedRuns = true; // crash recovery on activation: runs that died while the editor was closed
         recovery.onRuns(sample.runs);
@@ -82,7 +88,6 @@ export function activate(context: vscode.ExtensionContext): void {
 
   context.subscriptions.push(
     config, statusBar, report, sidecar,
-    vscode.workspace.registerTextDocumentContentProvider(REPORT_SCHEME, report),
     vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)),
   );
   registerLaunch(context, () => config.settings.runsDirectory);

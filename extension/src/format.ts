@@ -50,8 +50,14 @@ export function noDataGaugeText(state: Exclude<SidecarState, 'running'>): string
 
 const LEVEL_LABEL: Record<Level, string> = { normal: 'normal', warning: '**warning**', critical: '**CRITICAL**' };
 
+/** " rank 1/4" for a rank of a torchrun world, "" for a single-process run. */
+export function rankLabel(run: Pick<RunInfo, 'rank' | 'worldSize'>): string {
+  return run.worldSize > 1 ? ` rank ${run.rank}/${run.worldSize}` : '';
+}
+
+/** One line per process: each rank of a distributed run has its own, with its own memory. */
 function runLine(run: RunInfo): string {
-  const parts = [`\`${run.name}\` ${run.state}`];
+  const parts = [`\`${run.name}\`${rankLabel(run)} ${run.state}`];
   if (run.step !== null) parts.push(`step ${run.step}`);
   if (run.microBatch !== null) parts.push(`micro-batch ${run.microBatch}`);
   if (run.treeRss !== null) parts.push(`RSS ${formatBytes(run.treeRss)}`);
@@ -113,13 +119,16 @@ export function cleanupSummary(result: CleanupResult): string {
   const freed = result.freed > 0 ? `freed ${formatBytes(result.freed)} of RAM` : 'freed no measurable RAM';
   const parts = [`Emergency cleanup ${freed} (used ${formatBytes(result.ramBefore)} → ${formatBytes(result.ramAfter)})`];
   parts.push(`sidecar ${formatBytes(result.sidecar.rssFreed)}`);
+  // Ranks of one distributed run are named by rank (the result has one entry per rank).
+  const distributed = new Set(result.runs.filter((r) => (r.rank ?? 0) > 0).map((r) => r.run));
   for (const run of result.runs) {
+    const name = distributed.has(run.run) ? `${run.run} rank ${run.rank ?? 0}` : run.run;
     if (run.ok && run.report) {
-      let text = `run ${run.run}: ${formatBytes(run.report.rssFreed)}`;
+      let text = `run ${name}: ${formatBytes(run.report.rssFreed)}`;
       if (run.report.vramFreed) text += ` + ${formatBytes(run.report.vramFreed)} VRAM`;
       parts.push(text);
     } else {
-      parts.push(`run ${run.run}: failed (${run.error ?? 'no answer'})`);
+      parts.push(`run ${name}: failed (${run.error ?? 'no answer'})`);
     }
   }
   if (result.runs.length === 0) parts.push('no guarded runs');
@@ -132,12 +141,22 @@ export function stopSummary(result: StopResult): string {
   return `Run ${result.run} ${result.state}.${where}`;
 }
 
+/** A run's exit cause inside parentheses without nesting them (same rule as the sidecar's messages):
+ *  "killed by signal 9 (SIGKILL)" → "killed by signal 9, SIGKILL";
+ *  "unknown (the process ended without recording why)" → "cause unknown: the process ended without recording why". */
+export function exitCauseText(cause: string): string {
+  const text = cause.trim();
+  if (text === 'unknown') return 'cause unknown';
+  if (text.startsWith('unknown (') && text.endsWith(')')) return `cause unknown: ${text.slice('unknown ('.length, -1)}`;
+  return text.replace(/\s*\(([^()]*)\)/g, ', $1');
+}
+
 /** "Run X stopped unexpectedly at step N (killed, signal 9)." */
 export function crashMessage(run: RunInfo, serverMessage?: string): string {
   if (serverMessage) return serverMessage.replace(/[.\s]+$/, '');
   const at = run.step !== null ? ` at step ${run.step}` : '';
-  const cause = run.exitCause ? ` (${run.exitCause})` : '';
-  return `Run ${run.name} stopped unexpectedly${at}${cause}`;
+  const cause = run.exitCause ? ` (${exitCauseText(run.exitCause)})` : '';
+  return `Run ${run.name}${rankLabel(run)} stopped unexpectedly${at}${cause}`;
 }
 
 export function crashPrompt(run: RunInfo, serverMessage?: string): string {

@@ -11,6 +11,7 @@ export const METHOD_RUNS = 'crashGuard/runs';
 export const METHOD_STOP_RUN = 'crashGuard/stopRun';
 export const METHOD_PROCESS_DETAIL = 'crashGuard/processDetail';
 export const METHOD_UPDATE_SETTINGS = 'crashGuard/updateSettings';
+export const METHOD_HISTORY = 'crashGuard/history';
 /** Standard LSP notification carrying `{ settings: { crashGuard: SidecarSettings } }`. */
 export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
 
@@ -19,9 +20,13 @@ export const NOTIFICATIONS = [METHOD_SAMPLE, METHOD_WARNING, METHOD_RUN_EVENT, M
 /** Client → server requests. */
 export const REQUESTS = [
   METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
+  METHOD_HISTORY,
 ] as const;
 
+/** A resource's level (with hysteresis). */
 export type Level = 'normal' | 'warning' | 'critical';
+/** The level a forecast says will be reached: also 'full' (100 % of the limit) for a resource already critical. */
+export type ForecastLevel = Level | 'full';
 export type CriticalAction = 'none' | 'checkpointAndStop';
 export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'crashed';
 export type RunEventKind = 'started' | 'finished' | 'stopped' | 'failed' | 'crashed';
@@ -95,7 +100,7 @@ export interface RunInfo {
 
 export interface Forecast {
   resource: string;
-  level: Level | 'full';
+  level: ForecastLevel;
   seconds: number;
   bytesPerSecond: number;
   message: string;
@@ -161,6 +166,7 @@ export interface CleanupReport {
 
 export interface RunCleanup {
   run: string;
+  rank?: number; // the rank of a distributed run (0 for a single process); one entry per rank
   pid: number | null;
   ok: boolean;
   report: CleanupReport | null;
@@ -210,4 +216,40 @@ export interface ProcessDetail {
   uss: number | null;
   pss: number | null;
   swap: number | null;
+}
+
+export interface HistoryParams {
+  /** The window, in seconds (0 < s <= 86400); absent: everything the sidecar keeps. */
+  seconds?: number;
+}
+
+/** One kept sample, compact. */
+export interface HistoryPoint {
+  time: number;
+  ramPercent: number;
+  ramUsed: number;
+  /** One per GPU, in HistoryResult.gpuNames' order; null when NVML gave no figure. */
+  gpuPercent: (number | null)[];
+}
+
+export type HistoryEventKind = 'level' | 'run' | 'training' | 'action';
+
+export interface HistoryEvent {
+  time: number;
+  kind: HistoryEventKind;
+  message: string;
+  /** "RAM", "GPU 0" (level changes). */
+  resource: string | null;
+  /** The level entered (level), the run event (run: started, crashed, ...) or the action (action). */
+  level: string | null;
+  run: string | null;
+}
+
+export interface HistoryResult {
+  points: HistoryPoint[];
+  events: HistoryEvent[];
+  thresholds: Thresholds;
+  gpuNames: string[];
+  intervalMs: number;
+  maxPoints: number;
 }

@@ -17,6 +17,8 @@ const CODE_SERVER = path.join(E2E, 'code-server', 'node_modules', 'code-server',
 const VSIX = path.join(ROOT, 'crash-guard.vsix');
 const PYTHON = process.env.CRASH_GUARD_PYTHON || path.join(ROOT, '.venv', 'bin', 'python');
 const README_SHOT = path.join(ROOT, 'docs', 'images', 'statusbar.png');
+const REPORT_SHOT = path.join(ROOT, 'docs', 'images', 'report.png');
+const EDITOR = '#workbench\\.parts\\.editor';
 const STATUSBAR = '#workbench\\.parts\\.statusbar';
 
 // A stand-in trainer: registers like `python -m python_backend train` does (RunHook), steps until killed, and
@@ -142,6 +144,16 @@ function findLog(dir, name) {
   return undefined;
 }
 
+/** The newest of the log files called `name` (a reloaded window logs into a new session folder). */
+function newestLog(dir, name, found = []) {
+  for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) newestLog(full, name, found);
+    else if (entry.name === name) found.push(full);
+  }
+  return found.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+}
+
 async function statusText(page) {
   return page.locator(STATUSBAR).innerText({ timeout: 2000 });
 }
@@ -179,6 +191,28 @@ async function ramItemStyle(page) {
 async function toasts(page) {
   return page.evaluate(() => [...document.querySelectorAll('.notifications-toasts .notification-toast')]
     .map((el) => el.innerText));
+}
+
+/** The memory report's webview content (a frame nested in the webview's iframe), read from the DOM. */
+async function reportState(page) {
+  for (const frame of page.frames()) {
+    const state = await frame.evaluate(() => {
+      const svg = document.getElementById('chart');
+      if (!svg || !document.getElementById('processes')) return undefined;
+      return {
+        points: Number(svg.dataset.points),
+        series: svg.querySelectorAll('path.series').length,
+        thresholds: [...svg.querySelectorAll('line.threshold')].map((l) => l.dataset.label),
+        markers: [...svg.querySelectorAll('.marker title')].map((t) => t.textContent),
+        processes: [...document.querySelectorAll('#processes tbody tr.row')].map((r) => r.innerText),
+        runs: [...document.querySelectorAll('#runs tbody tr.row')].map((r) => r.innerText),
+        status: document.getElementById('status')?.textContent ?? '',
+        stroke: getComputedStyle(svg.querySelector('path.series') ?? svg).stroke,
+      };
+    }).catch(() => undefined);
+    if (state) return state;
+  }
+  return undefined;
 }
 
 async function runCommand(page, title) {
@@ -265,6 +299,7 @@ async function main() {
   let browser;
   let page;
   const consoleProblems = [];
+  const cspProblems = []; // the report webview's strict CSP: anything it blocks shows up here
   let trainer;
   let stopper;
   const cleanup = async () => {
@@ -295,6 +330,9 @@ async function main() {
     // Manifest or runtime problems of this extension that the workbench reports in the console.
     page.on('console', (msg) => {
       // (error notifications are echoed to the console; ours all start with "Crash Guard: ")
+      if (/Content Security Policy|Refused to (load|apply|execute|connect)/.test(msg.text())) {
+        cspProblems.push(`${msg.type()}: ${msg.text().slice(0, 300)} (${msg.location().url})`);
+      }
       if ((msg.type() === 'error' || msg.type() === 'warning') && /crash.?guard/i.test(msg.text()) &&
           !msg.text().startsWith('Crash Guard: ')) {
         consoleProblems.push(`${msg.type()}: ${msg.text()}`);
@@ -314,7 +352,7 @@ async function main() {
     check(Math.abs(percent - reference) <= 5, `status bar RAM ${percent}% is within 5 points of psutil's ${reference}%`);
     const style = await ramItemStyle(page);
     log(`RAM item: ${JSON.stringify(style)}`);
-    const logFile = await until(() => findLog(dataDir, 'Crash Guard.log'), 10_000, 'the Crash Guard log file');
+    let logFile = await until(() => findLog(dataDir, 'Crash Guard.log'), 10_000, 'the Crash Guard log file');
     const logText = fs.readFileSync(logFile, 'utf8');
     const firstGauge = /first gauge (\d+) ms after activation/.exec(logText);
     check(firstGauge, 'the extension logged its time to the first gauge');
@@ -375,6 +413,57 @@ async function main() {
       return /`?e2e-run`? running/.test(text);
     }, 15_000, 'the run in the gauge tooltip', 500);
     check(true, 'the sidecar picked up the registered run (tooltip lists e2e-run running)');
+
+    // The memory report: a webview with the sidecar's history as a live chart, thresholds and the process tables.
+    await runCommand(page, 'Crash Guard: Show Memory Report');
+    const opened = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points >= 5 && s.processes.length > 0 && s.runs.some((r) => /e2e-run/.test(r)) ? s : undefined;
+    }, 20_000, 'the memory report chart with data', 250);
+    log(`report: ${opened.points} points, ${opened.series} series, thresholds ${JSON.stringify(opened.thresholds)}, ` +
+      `${opened.processes.length} processes, runs ${JSON.stringify(opened.runs.map((r) => r.split('\t')[0]))}, ` +
+      `markers ${JSON.stringify(opened.markers)}; ${opened.status}`);
+    check(opened.series >= 1 && opened.stroke && opened.stroke !== 'none',
+      `the report draws the RAM line in a theme colour (${opened.stroke})`);
+    check(opened.thresholds.includes('RAM warning 80%') && opened.thresholds.includes('RAM critical 90%'),
+      'the report draws the RAM thresholds as lines');
+    check(opened.processes.length > 0 && opened.runs.some((r) => /e2e-run\s+running/.test(r)),
+      `the report lists the heaviest processes (${opened.processes.length}) and the guarded run`);
+    check(opened.markers.some((m) => /Run e2e-run started/.test(m)), 'the run\'s start is a marker on the chart');
+    await page.locator(EDITOR).screenshot({ path: path.join(SHOTS, 'report-open.png') });
+    // Hidden (another editor in front: the webview is discarded) and shown again: it still has its data.
+    await page.keyboard.press('Escape');
+    await runCommand(page, 'File: New Untitled Text File');
+    await until(async () => (await reportState(page)) === undefined, 10_000, 'the report to be hidden (webview discarded)');
+    const hiddenPoints = opened.points;
+    await page.locator('.tabs-container .tab', { hasText: 'Memory Report' }).first().click();
+    const back = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points > 0 ? s : undefined;
+    }, 10_000, 'the report after being shown again', 100);
+    check(back.points >= hiddenPoints && back.thresholds.length >= 2 && back.processes.length > 0,
+      `the report shows its data again after being hidden (${back.points} points, was ${hiddenPoints})`);
+    const later = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points > back.points ? s : undefined;
+    }, 10_000, 'a live sample to reach the report', 250);
+    check(later.points > back.points, `live samples keep arriving (${back.points} → ${later.points} points)`);
+    // A window reload: the serializer brings the report back (it paints its saved view, then the new sidecar's data).
+    const beforeReload = sidecarPids(server.pid);
+    await runCommand(page, 'Developer: Reload Window');
+    await until(async () => sidecarPids(server.pid).some((p) => !beforeReload.includes(p)), 30_000,
+      'the reloaded window to start a new sidecar', 250);
+    const revived = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points > 0 && /sidecar running/.test(s.status) ? s : undefined;
+    }, 20_000, 'the report restored after a window reload', 250);
+    check(revived.thresholds.length >= 2 && revived.processes.length > 0,
+      `the report survives a window reload (${revived.points} points, ${revived.processes.length} processes)`);
+    await until(async () => (await ramGauge(page)) !== undefined, 20_000, 'the gauge after the reload');
+    logFile = await until(() => { const f = newestLog(dataDir, 'Crash Guard.log'); return f !== logFile && f; }, 10_000,
+      'the reloaded window\'s log file');
+    await runCommand(page, 'View: Close All Editors');
+    await page.keyboard.press('Escape');
 
     // 3. A warning threshold below current use (live settings change): notification + warning colour.
     // Through the Settings editor, as a user would (a write to settings.json is not always seen by code-server's
@@ -459,20 +548,26 @@ async function main() {
       stopToast.includes(final.checkpoint),
       `Stop Training (checkpoint) stopped the run cleanly (exit ${exit.code}, state ${final.state}, checkpoint shown)`);
 
-    // A click on the gauge opens the memory report (markdown preview of the latest sample).
+    // A click on the gauge opens the memory report again: the events since the sidecar's restart are markers.
     await page.locator(`${STATUSBAR} .statusbar-item`, { hasText: 'RAM' }).first().click();
-    await until(async () => /Crash Guard memory report/.test(await page.locator('.tabs-container').innerText({ timeout: 2000 })),
+    await until(async () => /Memory Report/.test(await page.locator('.tabs-container').innerText({ timeout: 2000 })),
       15_000, 'the memory report tab');
-    const reportText = await until(async () => {
-      for (const frame of page.frames()) {
-        const text = await frame.evaluate(() => document.body?.innerText ?? '').catch(() => '');
-        if (/Crash Guard memory report/.test(text) && /Sample #\d+/.test(text)) return text;
-      }
-      return undefined;
-    }, 15_000, 'the rendered memory report');
-    check(/RAM \d+(\.\d)?%/.test(reportText) && /e2e-run/.test(reportText),
-      'clicking the gauge opens the memory report (rendered, with RAM and the crashed run)');
-    await page.screenshot({ path: path.join(SHOTS, 'report.png') });
+    const report = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points > 0 && s.markers.some((m) => /e2e-run stopped unexpectedly/.test(m)) ? s : undefined;
+    }, 15_000, 'the report with the crash marker', 250);
+    log(`report after the crash: ${report.points} points, markers ${JSON.stringify(report.markers)}`);
+    check(report.thresholds.includes('RAM warning 1%') && report.markers.some((m) => /RAM at \d+% \(warning at 1%\)/.test(m)) &&
+      report.runs.some((r) => /e2e-stop\s+stopped/.test(r)),
+      'clicking the gauge opens the report: the live threshold, the warning and the crash as markers, the stopped run');
+    // The README's picture: a chart with more history and every kind of marker (the warning threshold is the
+    // test's 1 %). A tracked file: refreshed only on request (or when missing).
+    await page.locator(EDITOR).screenshot({ path: path.join(SHOTS, 'report-chart.png') });
+    if (process.argv.includes('--update-docs-image') || !fs.existsSync(REPORT_SHOT)) {
+      fs.mkdirSync(path.dirname(REPORT_SHOT), { recursive: true });
+      fs.copyFileSync(path.join(SHOTS, 'report-chart.png'), REPORT_SHOT);
+      log(`copied the report screenshot to ${path.relative(ROOT, REPORT_SHOT)}`);
+    }
     await runCommand(page, 'View: Close All Editors');
 
     // 6. crashGuard.pythonPath changed live to an interpreter that cannot run the sidecar: the sidecar restarts
@@ -492,6 +587,8 @@ async function main() {
     check(stopped, `the previous sidecar was stopped (gone ${Date.now() - stopStart} ms after the error appeared)`);
     await page.screenshot({ path: path.join(SHOTS, 'select-python.png') });
     for (const p of consoleProblems) log(`console ${p}`);
+    for (const p of cspProblems) log(`console CSP ${p}`);
+    check(cspProblems.length === 0, 'no Content Security Policy violations (the report webview loads only what its CSP allows)');
     check(consoleProblems.length === 0, 'the workbench console has no errors or warnings about Crash Guard');
   } catch (error) {
     if (page) await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => undefined);

@@ -76,6 +76,15 @@ describe('tooltipMarkdown', () => {
     assert.match(md, /Guarded runs\*\*: none/);
     assert.match(md, /Forecast\*\*: steady/);
   });
+  it('gives each rank of a distributed run its own line with its own memory', () => {
+    const md = tooltipMarkdown(sample({ runs: [
+      run({ name: 'ddp', rank: 0, worldSize: 2, pid: 10, treeRss: 3 * GiB, vram: 20 * GiB }),
+      run({ name: 'ddp', rank: 1, worldSize: 2, pid: 11, treeRss: 2 * GiB, vram: 18 * GiB }),
+    ] }));
+    assert.match(md, /`ddp` rank 0\/2 running, step 120, micro-batch 2, RSS 3\.00 GiB, VRAM 20\.0 GiB/);
+    assert.match(md, /`ddp` rank 1\/2 running, step 120, micro-batch 2, RSS 2\.00 GiB, VRAM 18\.0 GiB/);
+    assert.doesNotMatch(tooltipMarkdown(sample()), /rank/);
+  });
   it('limits the process list', () => {
     const procs = Array.from({ length: 10 }, (_, i) => ({ pid: i, name: `p${i}`, rss: GiB }));
     const md = tooltipMarkdown(sample({ topProcesses: procs }), 3);
@@ -94,6 +103,14 @@ describe('cleanupSummary', () => {
     assert.match(text, /sidecar 2\.00 MiB/);
     assert.match(text, /run brats-safe: 800 MiB \+ 512 MiB VRAM/);
     assert.match(text, /run other: failed \(timed out\)/);
+  });
+  it('names the ranks of a distributed run', () => {
+    const text = cleanupSummary({
+      ramBefore: 10 * GiB, ramAfter: 9 * GiB, freed: GiB, sidecar: report(0),
+      runs: [{ run: 'ddp', rank: 0, pid: 10, ok: true, report: report(300 * MiB), error: null },
+        { run: 'ddp', rank: 1, pid: 11, ok: false, report: null, error: 'timed out' }],
+    });
+    assert.match(text, /run ddp rank 0: 300 MiB; run ddp rank 1: failed \(timed out\)/);
   });
   it('does not claim negative savings', () => {
     const text = cleanupSummary({ ramBefore: GiB, ramAfter: GiB + MiB, freed: -MiB, sidecar: report(0), runs: [] });

@@ -29,6 +29,7 @@ async def test_serving_every_request_never_imports_torch(tmp_path: Path, runs_di
         await s.request(p.CLEANUP, {})
         await s.request(p.PROCESS_DETAIL, {"pid": s.pid})
         await s.request(p.STOP_RUN, {"run": "none"})
+        await s.request(p.HISTORY, {})
     modules = set(modules_file.read_text().split())
     assert "python_backend.server" in modules and "pygls" in modules  # the file really is from the server
     heavy = sorted(m for m in modules if m.split(".")[0] in {"torch", "monai", "numpy", "nibabel"})

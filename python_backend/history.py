@@ -1,0 +1,87 @@
+"""A bounded history of the sidecar's samples and of what happened meanwhile, for the memory report.
+
+Ring buffers (deques with a maxlen): the last ~15 minutes of compact points at the sample interval, capped, and
+the last few hundred events (level changes, run events, a run's own notes such as OOM back-offs and checkpoints,
+the sidecar's automatic actions). Plain Python, no numpy: it lives in the sidecar, which must stay light.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+HISTORY_SECONDS = 15 * 60.0
+MAX_POINTS = 3600  # 15 min at 250 ms; a faster interval keeps less time rather than more memory
+MAX_EVENTS = 500
+
+# Event kinds: a resource changed level, a run started/ended/crashed, a run reported something of its own
+# (RunInfo.lastEvent: OOM back-off, cleanup, checkpoint, ...), the sidecar acted on its own.
+LEVEL, RUN, TRAINING, ACTION = "level", "run", "training", "action"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    time: float  # epoch seconds
+    ram_percent: float
+    ram_used: int  # bytes
+    gpu_percent: tuple[float | None, ...]  # one per GPU, in the sample's order; None when NVML gave no figure
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    time: float
+    kind: str  # level | run | training | action
+    message: str
+    resource: str | None = None  # "RAM", "GPU 0" for level changes
+    level: str | None = None  # the level entered (level changes) or the run event (started, crashed, ...)
+    run: str | None = None
+
+
+def capacity(interval_s: float, seconds: float = HISTORY_SECONDS, cap: int = MAX_POINTS) -> int:
+    """How many points hold `seconds` at this sample interval, at most `cap`."""
+    return max(1, min(cap, math.ceil(seconds / max(interval_s, 1e-3))))
+
+
+class SampleHistory:
+    """Thread-safe: the sampling thread appends, the escalation worker adds actions, requests read."""
+
+    def __init__(self, interval_s: float, seconds: float = HISTORY_SECONDS, max_points: int = MAX_POINTS,
+                 max_events: int = MAX_EVENTS) -> None:
+        self._seconds = seconds
+        self._max_points = max_points
+        self._points: deque[HistoryPoint] = deque(maxlen=capacity(interval_s, seconds, max_points))
+        self._events: deque[HistoryEvent] = deque(maxlen=max_events)
+        self._lock = threading.Lock()
+
+    @property
+    def max_points(self) -> int:
+        return self._points.maxlen or 0
+
+    def set_interval(self, interval_s: float) -> None:
+        """A new sample interval: keep the newest points that still fit."""
+        size = capacity(interval_s, self._seconds, self._max_points)
+        with self._lock:
+            if size != self._points.maxlen:
+                self._points = deque(self._points, maxlen=size)
+
+    def add_point(self, point: HistoryPoint) -> None:
+        with self._lock:
+            self._points.append(point)
+
+    def add_event(self, event: HistoryEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def window(self, seconds: float | None, now: float) -> tuple[list[HistoryPoint], list[HistoryEvent]]:
+        """Points and events of the last `seconds` (all that is kept when None), oldest first."""
+        with self._lock:
+            points, events = list(self._points), list(self._events)
+        if seconds is None:
+            return points, events
+        since = now - seconds
+        return [x for x in points if x.time >= since], [e for e in events if e.time >= since]
+
+    def __len__(self) -> int:
+        return len(self._points)
