@@ -47,15 +47,17 @@ def exit_cause_text(cause: str | None) -> str:
 
 def _run_event_message(event: str, info: RunInfo) -> str:
     at = f" at step {info.step}" if info.step is not None else ""
+    # Each rank of a torchrun run is its own process with its own events: say which.
+    name = f"{info.name} rank {info.rank}/{info.world_size}" if info.world_size > 1 else info.name
     if event == "started":
-        return f"Run {info.name} started (pid {info.pid})"
+        return f"Run {name} started (pid {info.pid})"
     if event == "crashed":
-        return f"Run {info.name} stopped unexpectedly{at} ({exit_cause_text(info.exit_cause)})"
+        return f"Run {name} stopped unexpectedly{at} ({exit_cause_text(info.exit_cause)})"
     if event == "failed":
-        return f"Run {info.name} failed{at}: {info.exit_cause or info.last_event or 'no details'}"
+        return f"Run {name} failed{at}: {info.exit_cause or info.last_event or 'no details'}"
     if event == "stopped":
-        return f"Run {info.name} stopped{at}" + (f"; checkpoint {info.checkpoint}" if info.checkpoint else "")
-    return f"Run {info.name} finished{at}"
+        return f"Run {name} stopped{at}" + (f"; checkpoint {info.checkpoint}" if info.checkpoint else "")
+    return f"Run {name} finished{at}"
 
 
 class Sidecar:

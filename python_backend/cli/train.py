@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _under_torchrun() -> bool:
-    # The same test as training.distributed.under_torchrun, without importing torch for the supervisor.
+    # The same test as training.distributed.DistEnv.detect, without importing torch for the supervisor.
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
@@ -85,6 +85,12 @@ def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume:
             return EXIT_PEER_LOST
         outcome = execute(trainer, resumed)
         print(f"crashguard train: {outcome.message}", file=sys.stderr)
+        if outcome.exit_code == EXIT_PEER_LOST:
+            # The status and checkpoint are written. A broken process group cannot be torn down reliably, and
+            # torchrun's SIGTERM would kill a slow interpreter shutdown: leave now, with our own exit code.
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(EXIT_PEER_LOST)
         return outcome.exit_code
     finally:
         shutdown()

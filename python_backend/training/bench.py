@@ -155,7 +155,7 @@ def guard_overhead(trainer: Any, metrics_path: Path, iterations: int = 200) -> f
     samples = []
     for i in range(iterations):
         started = time.perf_counter()
-        ram = trainer._watch_memory()
+        ram, _pressed = trainer._watch_memory()
         trainer.metrics.write("step", step=i, epoch=0, loss=0.5, micro_batch=4, accumulation=1, ram_percent=ram,
                               seconds=0.4)
         trainer.hook.step_boundary(step=i, epoch=0, loss=0.5, micro_batch=4, accumulation=1, peak_vram=None)

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from ..guard.failures import is_oom
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BUCKET_BYTES = 25 * 2**20  # gradients are all-reduced in buckets of this size (DDP's default bucket size)
@@ -57,17 +59,14 @@ class DistEnv:
                    local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))))
 
 
-def under_torchrun(environ: dict[str, str] | None = None) -> bool:
-    """torchrun is then the supervisor: `crashguard train` must not start one of its own."""
-    return DistEnv.detect(environ) is not None
-
-
 def _guard(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
     def wrap(fn: Callable[..., T]) -> Callable[..., T]:
         def inner(*args: Any, **kwargs: Any) -> T:
             try:
                 return fn(*args, **kwargs)
             except RuntimeError as exc:  # DistBackendError and gloo's "Connection closed by peer" alike
+                if is_oom(exc):  # this rank's own failure, not a lost peer
+                    raise
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 raise PeerLost(f"{what} failed: {type(exc).__name__}: {first}") from None
 
@@ -107,9 +106,6 @@ class Coordinator:
 
     def reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
         return values
-
-    def barrier(self) -> None:
-        return None
 
     def broadcast(self, obj: T) -> T:
         """Rank 0's object, on every rank."""
@@ -181,10 +177,6 @@ class DistCoordinator(Coordinator):
         out = values.to(self.device, dtype=torch.float64).clone()
         dist.all_reduce(out)
         return out.cpu()
-
-    @_guard("a barrier")
-    def barrier(self) -> None:
-        dist.barrier()
 
     @_guard("a broadcast from rank 0")
     def broadcast(self, obj: T) -> T:
