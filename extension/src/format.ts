@@ -163,12 +163,3 @@ export function crashPrompt(run: RunInfo, serverMessage?: string): string {
   const resumable = run.config !== null;
   return `${crashMessage(run, serverMessage)}.${resumable ? ' Resume?' : ''}`;
 }
-
-/** The longer memory report (Show Memory Report). */
-export function reportMarkdown(sample: Sample | undefined, sidecar: SidecarState, now = Date.now()): string {
-  if (!sample) return `# Crash Guard memory report\n\nNo sample yet (sidecar ${sidecar}).\n`;
-  const age = Math.max(0, now / 1000 - sample.time);
-  const header = [`# Crash Guard memory report`, '',
-    `Sample #${sample.seq}, ${new Date(sample.time * 1000).toISOString()} (${age.toFixed(1)} s ago), sidecar ${sidecar}.`, '', ''];
-  return header.join('\n') + tooltipMarkdown(sample, 20).replace('\n\n_Click for the memory report._', '') + '\n';
-}

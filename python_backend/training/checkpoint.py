@@ -8,16 +8,16 @@ Loading uses torch.load(weights_only=True): a crafted pickle cannot run code, it
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..runs.files import atomic_file
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
@@ -39,23 +39,9 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any], step: int, keep: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(step)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must reach the disk
-    finally:
-        os.close(dir_fd)
+    with atomic_file(final, "wb", durable=True) as handle:
+        torch.save(state, handle)
     prune(directory, keep)
     return final
 

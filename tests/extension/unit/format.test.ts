@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  cleanupSummary, crashPrompt, formatBytes, formatPercent, gpuGaugeText, noDataGaugeText, ramGaugeText, reportMarkdown,
+  cleanupSummary, crashPrompt, formatBytes, formatPercent, gpuGaugeText, noDataGaugeText, ramGaugeText,
   stopSummary, tooltipMarkdown,
 } from '../../../extension/src/format';
 import type { CleanupReport, GpuInfo } from '../../../extension/src/protocol';
@@ -134,18 +134,5 @@ describe('crash and stop messages', () => {
       'Run a stopped. Checkpoint: /c.pt');
     assert.equal(stopSummary({ run: 'a', ok: false, state: 'running', checkpoint: null, message: 'no answer', signalled: true }),
       'Could not stop a: no answer');
-  });
-});
-
-describe('reportMarkdown', () => {
-  it('shows the sample age and drops the click hint', () => {
-    const s = sample();
-    const md = reportMarkdown(s, 'running', (s.time + 2.5) * 1000);
-    assert.match(md, /^# Crash Guard memory report/);
-    assert.match(md, /Sample #12, .* \(2\.5 s ago\), sidecar running\./);
-    assert.doesNotMatch(md, /Click for the memory report/);
-  });
-  it('says so when there is no sample', () => {
-    assert.match(reportMarkdown(undefined, 'down'), /No sample yet \(sidecar down\)/);
   });
 });
