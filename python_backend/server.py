@@ -137,15 +137,20 @@ def _invalid(exc: p.ParamsError | SettingsError) -> JsonRpcInvalidParams:
     return JsonRpcInvalidParams(f"Invalid params: {exc}", data={"field": exc.field})
 
 
+def _parsed(parse: Callable[[Any], T], params: Any) -> T:
+    """Params through their parser; a bad one becomes InvalidParams naming the field."""
+    try:
+        return parse(params)
+    except (p.ParamsError, SettingsError) as exc:
+        raise _invalid(exc) from None
+
+
 def build_server() -> CrashGuardServer:
     server = CrashGuardServer()
 
     @server.feature(lsp.INITIALIZE)
     def initialize(ls: CrashGuardServer, params: lsp.InitializeParams) -> None:
-        try:
-            settings = settings_from_initialization(params.initialization_options)
-        except SettingsError as exc:
-            raise _invalid(exc) from None
+        settings = _parsed(settings_from_initialization, params.initialization_options)
         ls.bind_loop()
         if ls.sidecar is not None:  # a client that initializes again gets a fresh core
             ls.sidecar.close()
@@ -174,52 +179,34 @@ def build_server() -> CrashGuardServer:
     @server.feature(p.UPDATE_SETTINGS)
     async def update_settings(ls: CrashGuardServer, params: Any) -> dict[str, Any]:
         core = ls.core()
-        try:
-            settings = core.settings.updated(p.parse_update_settings(params))
-        except (p.ParamsError, SettingsError) as exc:
-            raise _invalid(exc) from None
+        settings = _parsed(lambda raw: core.settings.updated(p.parse_update_settings(raw)), params)
         core.apply_settings(settings)
         ls.reschedule()
         return {"settings": settings.to_wire()}
 
     @server.feature(p.STATUS)
     async def status(ls: CrashGuardServer, params: Any) -> Any:
-        try:
-            p.parse_empty(params)
-        except p.ParamsError as exc:
-            raise _invalid(exc) from None
+        _parsed(p.parse_empty, params)
         return p.to_wire(await ls.off_loop(ls.core().status))
 
     @server.feature(p.RUNS)
     async def runs(ls: CrashGuardServer, params: Any) -> Any:
-        try:
-            p.parse_empty(params)
-        except p.ParamsError as exc:
-            raise _invalid(exc) from None
+        _parsed(p.parse_empty, params)
         return p.to_wire(await ls.off_loop(ls.core().runs))
 
     @server.feature(p.CLEANUP)
     async def cleanup(ls: CrashGuardServer, params: Any) -> Any:
-        try:
-            args = p.CleanupParams.parse(params)
-        except p.ParamsError as exc:
-            raise _invalid(exc) from None
+        args = _parsed(p.CleanupParams.parse, params)
         return p.to_wire(await ls.off_loop(ls.core().cleanup, args.runs, args.timeout))
 
     @server.feature(p.STOP_RUN)
     async def stop_run(ls: CrashGuardServer, params: Any) -> Any:
-        try:
-            args = p.StopRunParams.parse(params)
-        except p.ParamsError as exc:
-            raise _invalid(exc) from None
+        args = _parsed(p.StopRunParams.parse, params)
         return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout))
 
     @server.feature(p.PROCESS_DETAIL)
     async def process_detail(ls: CrashGuardServer, params: Any) -> Any:
-        try:
-            pid = p.parse_process_detail(params)
-        except p.ParamsError as exc:
-            raise _invalid(exc) from None
+        pid = _parsed(p.parse_process_detail, params)
         detail = await ls.off_loop(ls.core().process_detail, pid)
         if detail is None:
             raise JsonRpcInvalidParams(f"Invalid params: pid: no process {pid} (or not readable)",
@@ -228,10 +215,7 @@ def build_server() -> CrashGuardServer:
 
     @server.feature(p.HISTORY)
     async def history(ls: CrashGuardServer, params: Any) -> Any:
-        try:
-            seconds = p.parse_history(params)
-        except p.ParamsError as exc:
-            raise _invalid(exc) from None
+        seconds = _parsed(p.parse_history, params)
         return await ls.off_loop(lambda: p.to_wire(ls.core().history(seconds)))
 
     @server.feature(lsp.SHUTDOWN)

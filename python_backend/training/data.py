@@ -108,6 +108,13 @@ class SeededAugment(torch.utils.data.Dataset):
         return transform(copy.deepcopy(self.base[index]))  # the cached item stays untouched
 
 
+def epoch_order(seed: int, epoch: int, size: int) -> list[int]:
+    """The sample order of one epoch: a permutation that depends on (seed, epoch) only, so a resumed run and
+    every rank of a distributed one agree on it."""
+    rng = np.random.default_rng([seed, epoch])
+    return [int(i) for i in rng.permutation(size)]
+
+
 class EpochSampler(torch.utils.data.Sampler[int]):
     """A permutation per (seed, epoch); `start` skips the samples an interrupted epoch already used."""
 
@@ -121,8 +128,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return [int(i) for i in rng.permutation(self.size)]
+        return epoch_order(self.seed, self.epoch, self.size)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.start:])
@@ -153,8 +159,7 @@ class ShardedEpochSampler(torch.utils.data.DistributedSampler[int]):
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return [int(i) for i in rng.permutation(self.size)]
+        return epoch_order(self.seed, self.epoch, self.size)
 
     def __iter__(self) -> Iterator[int]:
         order = self.order()
