@@ -1,12 +1,14 @@
-"""The micro-batch search: largest size whose measured peak stays under the budget.
+"""The micro-batch search: the largest size whose measured peak stays under the budget.
 
-Sizes are chosen by extrapolating the measured peaks (memory grows about linearly with the batch), so the
-search walks up to the predicted limit and then confirms it with the next size up; on linear memory that is
+Each next size closes only part of the distance to the predicted limit (the peak extrapolated along the steepest
+slope measured so far), so memory that grows faster than linearly — it does, as kernels change with the batch —
+is caught by a probe that still fits. Near the limit the search confirms it with the next size up: in practice
 the only probe over the budget. A probe that runs out of memory counts as over the budget, never as fatal.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,25 +42,19 @@ class SearchResult:
 Measure = Callable[[int], Probe]
 
 
-def _predict_largest(fitting: list[Probe], over: Probe | None, budget: int) -> int | None:
-    """The largest size predicted under the budget from the local slope, or None with a single point."""
-    top = max(fitting, key=lambda p: p.micro_batch)
-    assert top.peak is not None
-    if over is not None and over.peak is not None and not over.oom:  # an OOM's peak is only a lower bound
-        slope = (over.peak - top.peak) / (over.micro_batch - top.micro_batch)
-    elif len(fitting) >= 2:
-        below = max((p for p in fitting if p is not top), key=lambda p: p.micro_batch)
-        assert below.peak is not None
-        slope = (top.peak - below.peak) / (top.micro_batch - below.micro_batch)
-    else:
-        return None
-    if slope <= 0:
-        return top.micro_batch * 2  # no measurable growth yet: keep exploring
-    return top.micro_batch + math.floor((budget - top.peak) / slope)
+def _slope(fitting: list[Probe], over: Probe | None) -> float | None:
+    """Bytes per sample: the steepest slope between neighbouring measured sizes (an OOM's peak is only a lower
+    bound, so it is not used); None until two sizes are measured."""
+    points = sorted((p.micro_batch, p.peak) for p in fitting if p.peak is not None)
+    if over is not None and over.peak is not None and not over.oom:
+        points.append((over.micro_batch, over.peak))
+    slopes = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(points)]
+    return max(slopes) if slopes else None
 
 
 def search_micro_batch(measure: Measure, budget: int, start: int = 1, max_micro: int = 64,
-                       max_probes: int = 12) -> SearchResult:
+                       max_probes: int = 16, approach: float = 0.5) -> SearchResult:
+    """`approach`: the share of the predicted distance to the limit that one step may cover."""
     result = SearchResult(budget=budget, best=None)
 
     def run(micro: int) -> Probe:
@@ -80,16 +76,16 @@ def search_micro_batch(measure: Measure, budget: int, start: int = 1, max_micro:
         if smallest_over is not None and smallest_over.micro_batch == best + 1:
             result.stopped_because = f"micro-batch {best + 1} is over the budget"
             return result
-        fitting = [p for p in result.probes if p.fits]
-        predicted = _predict_largest(fitting, smallest_over, budget)
-        ceiling = min(max_micro, smallest_over.micro_batch - 1 if smallest_over else max_micro, best * 4)
-        if predicted is None:
-            candidate = min(best * 2, ceiling)
-        elif predicted <= best:
-            candidate = best + 1  # confirm the limit: expected to be the one probe over the budget
-        else:
-            candidate = min(predicted, ceiling)
-        probe = run(max(candidate, best + 1))
+        top = next(p for p in result.probes if p.micro_batch == best and p.fits)
+        assert top.peak is not None
+        slope = _slope([p for p in result.probes if p.fits], smallest_over)
+        # No growth measured yet (or a small size peaked higher): double. Else close part of the distance.
+        growing = slope is not None and slope > 0
+        step = max(1, math.floor(approach * (budget - top.peak) / slope)) if growing else best
+        ceiling = min(max_micro, smallest_over.micro_batch - 1 if smallest_over else max_micro)
+        if smallest_over is not None and smallest_over.oom:
+            ceiling = min(ceiling, (best + smallest_over.micro_batch) // 2)  # an OOM tells no peak: bisect
+        probe = run(max(best + 1, min(best + step, ceiling)))
         if probe.fits:
             result.best = probe.micro_batch
         elif smallest_over is None or probe.micro_batch < smallest_over.micro_batch:
