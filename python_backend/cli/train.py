@@ -12,6 +12,7 @@ docs/distributed.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -85,12 +86,16 @@ def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume:
             return EXIT_PEER_LOST
         outcome = execute(trainer, resumed)
         print(f"crashguard train: {outcome.message}", file=sys.stderr)
-        if outcome.exit_code == EXIT_PEER_LOST:
-            # The status and checkpoint are written. A broken process group cannot be torn down reliably, and
-            # torchrun's SIGTERM would kill a slow interpreter shutdown: leave now, with our own exit code.
+        if trainer.coord.distributed:
+            # The status and checkpoint are written. torchrun SIGTERMs every rank as soon as the first one exits,
+            # which would kill a slow interpreter shutdown (-15 instead of our code): the ranks end together,
+            # after a last agreement (skipped when a peer is gone), and leave at once with our own exit code.
+            if outcome.exit_code != EXIT_PEER_LOST:
+                with contextlib.suppress(Exception):
+                    trainer.coord.agree(True)
             sys.stderr.flush()
             sys.stdout.flush()
-            os._exit(EXIT_PEER_LOST)
+            os._exit(outcome.exit_code)
         return outcome.exit_code
     finally:
         shutdown()
