@@ -554,8 +554,10 @@ async function main() {
       15_000, 'the memory report tab');
     const report = await until(async () => {
       const s = await reportState(page);
-      return s && s.points > 0 && s.markers.some((m) => /e2e-run stopped unexpectedly/.test(m)) ? s : undefined;
-    }, 15_000, 'the report with the crash marker', 250);
+      // Wait for a live sample that has seen the stop too: the stop toast can come before the next sample.
+      return s && s.points > 0 && s.markers.some((m) => /e2e-run stopped unexpectedly/.test(m)) &&
+        s.runs.some((r) => /e2e-stop\s+stopped/.test(r)) ? s : undefined;
+    }, 15_000, 'the report with the crash marker and the stopped run', 250);
     log(`report after the crash: ${report.points} points, markers ${JSON.stringify(report.markers)}`);
     check(report.thresholds.includes('RAM warning 1%') && report.markers.some((m) => /RAM at \d+% \(warning at 1%\)/.test(m)) &&
       report.runs.some((r) => /e2e-stop\s+stopped/.test(r)),
