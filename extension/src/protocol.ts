@@ -1,4 +1,4 @@
-// Mirror of docs/protocol.md (source of truth: python_backend/protocol.py). Pure: no 'vscode' import.
+// Mirror of docs/protocol.md (source of truth: python_backend/sidecar/protocol.py). Pure: no 'vscode' import.
 // tests/extension/unit/protocol.test.ts compares these method names with the doc and the Python module.
 
 export const METHOD_SAMPLE = 'crashGuard/sample';

@@ -79,8 +79,8 @@ async def _measure(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
     from lsprotocol import types as lsp
     from pygls.lsp.client import LanguageClient
 
-    from .. import protocol as p
-    from ..server import plain_json_converter
+    from ..sidecar import protocol as p
+    from ..sidecar.server import plain_json_converter
 
     client = LanguageClient("crashguard-bench", "1", converter_factory=plain_json_converter)
     samples: list[tuple[float, dict[str, Any]]] = []

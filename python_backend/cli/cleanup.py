@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from ..guard.cleanup import CleanupReport
-from ..protocol import to_wire
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, CleanupResult, cleanup_runs
+from ..sidecar.protocol import to_wire
 from .units import human_bytes
 
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     protocol_out = claim_stdout()
     # pygls logs every message it sends at INFO: costly at one sample a second, and noise.
     logging.getLogger("pygls").setLevel(logging.WARNING)
-    from ..server import ClientLogHandler, build_server  # here, so other commands do not pay for pygls
+    from ..sidecar.server import ClientLogHandler, build_server  # here, so other commands do not pay for pygls
 
     server = build_server()
     handler = ClientLogHandler(server)

@@ -1,4 +1,4 @@
-// The method names in extension/src/protocol.ts must match docs/protocol.md and python_backend/protocol.py.
+// The method names in extension/src/protocol.ts must match docs/protocol.md and python_backend/sidecar/protocol.py.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,8 +22,8 @@ describe('protocol mirror', () => {
     assert.ok(doc.size >= 9);
     for (const m of doc) assert.ok(ours.has(m), `${m} is in docs/protocol.md but not in protocol.ts`);
   });
-  it('matches python_backend/protocol.py exactly', () => {
-    const file = path.join(ROOT, 'python_backend', 'protocol.py');
+  it('matches python_backend/sidecar/protocol.py exactly', () => {
+    const file = path.join(ROOT, 'python_backend', 'sidecar', 'protocol.py');
     const py = namesIn(fs.readFileSync(file, 'utf8'));
     assert.deepEqual([...ours].sort(), [...py].sort());
   });

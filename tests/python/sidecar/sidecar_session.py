@@ -14,8 +14,8 @@ from typing import Any
 from lsprotocol import types as lsp
 from pytest_lsp.client import LanguageClient, register_lsp_features
 
-from python_backend import protocol as p
-from python_backend.server import plain_json_converter
+from python_backend.sidecar import protocol as p
+from python_backend.sidecar.server import plain_json_converter
 
 SERVER = [sys.executable, "-m", "python_backend", "serve"]
 

@@ -15,10 +15,10 @@ from conftest import wait_registered
 from pygls.exceptions import JsonRpcInvalidParams
 from sidecar_session import sidecar
 
-from python_backend import protocol as p
-from python_backend.history import LEVEL, TRAINING, HistoryEvent, HistoryPoint, SampleHistory, capacity
-from python_backend.settings import Settings
-from python_backend.sidecar import Sidecar
+from python_backend.sidecar import protocol as p
+from python_backend.sidecar.core import Sidecar
+from python_backend.sidecar.history import LEVEL, TRAINING, HistoryEvent, HistoryPoint, SampleHistory, capacity
+from python_backend.sidecar.settings import Settings
 
 
 def _point(t: float) -> HistoryPoint:

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from python_backend.monitor.processes import ProcessMemory
-from python_backend.sampler import _named, display_name
-from python_backend.sidecar import exit_cause_text
+from python_backend.sidecar.core import exit_cause_text
+from python_backend.sidecar.sampler import _named, display_name
 
 
 def test_display_name_rules() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sidecar_session import sidecar
 
-from python_backend import protocol as p
+from python_backend.sidecar import protocol as p
 
 # Runs `python -m python_backend serve` and, when the process exits, writes the names of all loaded modules.
 WRAPPER = """
@@ -31,6 +31,6 @@ async def test_serving_every_request_never_imports_torch(tmp_path: Path, runs_di
         await s.request(p.STOP_RUN, {"run": "none"})
         await s.request(p.HISTORY, {})
     modules = set(modules_file.read_text().split())
-    assert "python_backend.server" in modules and "pygls" in modules  # the file really is from the server
+    assert "python_backend.sidecar.server" in modules and "pygls" in modules  # the file really is from the server
     heavy = sorted(m for m in modules if m.split(".")[0] in {"torch", "monai", "numpy", "nibabel"})
     assert heavy == []

@@ -17,8 +17,8 @@ import pytest
 from conftest import StartTrainer
 from sidecar_session import SERVER, sidecar
 
-from python_backend import protocol as p
 from python_backend.runs.files import write_json_atomic
+from python_backend.sidecar import protocol as p
 
 MiB = 2**20
 

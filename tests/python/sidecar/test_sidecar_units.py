@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from python_backend import protocol as p
-from python_backend.forecast import History, describe, least_squares_slope, next_crossing
-from python_backend.levels import Level, LevelTracker, next_level
-from python_backend.settings import Settings, SettingsError, settings_from_configuration, settings_from_initialization
+from python_backend.sidecar import protocol as p
+from python_backend.sidecar.forecast import History, describe, least_squares_slope, next_crossing
+from python_backend.sidecar.levels import Level, LevelTracker, next_level
+from python_backend.sidecar.settings import (
+    Settings,
+    SettingsError,
+    settings_from_configuration,
+    settings_from_initialization,
+)
 
 
 def test_settings_defaults_and_partial_update() -> None:

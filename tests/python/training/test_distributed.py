@@ -259,7 +259,7 @@ def test_the_sidecars_run_events_name_the_rank() -> None:
     from dataclasses import replace
 
     from python_backend.runs.registry import RunInfo
-    from python_backend.sidecar import _run_event_message
+    from python_backend.sidecar.core import _run_event_message
 
     info = RunInfo(name="ddp", dir="/runs/ddp", pid=42, rank=1, world_size=2, state="crashed", alive=False, step=7,
                    epoch=0, micro_batch=1, accumulation=2, loss=0.5, peak_rss=1, tree_rss=None, vram=None,

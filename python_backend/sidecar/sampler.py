@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import psutil
 
-from .monitor.gpu import GPUMonitor, GpuReading
-from .monitor.host import RamReading, read_ram
-from .monitor.processes import ProcessMemory, top_processes
-from .runs.registry import Registry, RunInfo, RunRecord
+from ..monitor.gpu import GPUMonitor, GpuReading
+from ..monitor.host import RamReading, read_ram
+from ..monitor.processes import ProcessMemory, top_processes
+from ..runs.registry import Registry, RunInfo, RunRecord
 
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0

@@ -14,9 +14,9 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
+from ..runs.registry import RunInfo
 from .history import HistoryEvent, HistoryPoint
-from .runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
-from .runs.registry import RunInfo
 
 # -- server -> client notifications --------------------------------------------------------------------------
 SAMPLE = "crashGuard/sample"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .monitor.thresholds import MemoryStatus
+from ..monitor.thresholds import MemoryStatus
 from .settings import HYSTERESIS_POINTS
 
 Level = MemoryStatus

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..runs.control import cleanup_runs, stop_run
+from ..runs.registry import Registry, RunInfo
 from .levels import Level, Transition
-from .runs.control import cleanup_runs, stop_run
-from .runs.registry import Registry, RunInfo
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage, default_converter
 
-from . import __version__
+from .. import __version__
+from ..guard.cleanup import emergency_cleanup
 from . import protocol as p
-from .guard.cleanup import emergency_cleanup
+from .core import Sidecar
 from .settings import SettingsError, settings_from_configuration, settings_from_initialization
-from .sidecar import Sidecar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..monitor.gpu import GPUMonitor
+from ..monitor.host import read_ram
+from ..monitor.processes import detailed_memory
+from ..runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
+from ..runs.registry import Registry, RunInfo, RunRecord
+from ..runs.status import RunState
 from . import protocol as p
 from .escalation import Escalation
 from .forecast import History, describe, next_crossing
 from .history import ACTION, LEVEL, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
-from .monitor.gpu import GPUMonitor
-from .monitor.host import read_ram
-from .monitor.processes import detailed_memory
-from .runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
-from .runs.registry import Registry, RunInfo, RunRecord
-from .runs.status import RunState
 from .sampler import Reading, Sampler
 from .settings import Settings
 
