@@ -62,7 +62,7 @@ def test_foreground_crops_find_the_tumour(realistic_root: Path) -> None:
     item = deterministic_transforms(region_labels(LABELS), roi)(
         {"image": str(task / "imagesTr/BRATS_001.nii.gz"), "label": str(task / "labelsTr/BRATS_001.nii.gz")})
     assert item["label"].dtype == torch.uint8 and item["image"].shape[1:] == item["label"].shape[1:]
-    assert all(s < full for s, full in zip(item["image"].shape[1:], (240, 240, 155), strict=True))  # brain crop
+    assert item["image"].shape[1] < 200 and item["image"].shape[2] < 220  # cropped to the brain (z: it fills 155)
     shares = {}
     for crop in ("foreground", "uniform"):
         transform = random_transforms(roi, crop)
@@ -79,9 +79,10 @@ def test_foreground_crops_find_the_tumour(realistic_root: Path) -> None:
 
 
 def test_loss_falls_on_two_realistic_cases_within_the_ram_budget(tmp_path: Path, realistic_root: Path) -> None:
+    """One case trains (16 steps of one 32³ crop), the other validates."""
     config = tiny_config(realistic_root, data={"root": str(realistic_root), "cache_rate": "auto",
                                                "val_fraction": 0.5, "check": "fast"},
-                         train={"roi_size": [32, 32, 32], "epochs": 16, "effective_batch": 2, "micro_batch": 2,
+                         train={"roi_size": [32, 32, 32], "epochs": 16, "effective_batch": 1, "micro_batch": 1,
                                 "val_every_epochs": 16, "sw_batch_size": 4},
                          checkpoint={"every_steps": 16, "keep": 1}, memory={"ram_budget_gb": 2.5})
     path = tmp_path / "config.json"
