@@ -34,8 +34,8 @@ fi
 
 stamp="$VENV/.crashguard-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing python_backend with its train and dev extras"
-  $PIP install -q -e ".[train,dev]"
+  echo "bootstrap: installing python_backend with its train, realistic and dev extras"
+  $PIP install -q -e ".[train,realistic,dev]"
   touch "$stamp"
 fi
 

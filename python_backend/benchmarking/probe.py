@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 
 import torch
-from monai.losses import DiceLoss
 
 from ..guard.cleanup import emergency_cleanup
 from ..guard.failures import Failure, describe_failure, is_oom
 from ..monitor.peak import PeakRssTracker
 from ..training.config import TrainingConfig
+from ..training.loss import build_loss
 from ..training.model import build_model
 from .samples import crop_pool
 from .search import Probe
@@ -34,7 +34,7 @@ class TrainStepProbe:
         self.model = build_model(config.model).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.learning_rate)
         self.amp = config.train.amp and device.type == "cuda"
-        self.loss_fn = DiceLoss(sigmoid=True)
+        self.loss_fn = build_loss(config.train.loss)
         self._rss = PeakRssTracker()
 
     def _step(self, micro: int) -> None:

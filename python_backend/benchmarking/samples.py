@@ -36,17 +36,19 @@ def crop_pool(config: TrainingConfig, count: int = 4) -> CropPool:
     if (task_dir / "dataset.json").is_file():
         dataset = read_dataset_json(task_dir)
         regions = region_labels(dataset["labels"])
-        load = deterministic_transforms(regions, roi)
-        crop = random_transforms(roi)
-        crop.set_random_state(seed=config.train.seed)
+        train = config.train
+        load = deterministic_transforms(regions, roi, config.data.crop_to_brain)
+        crop = random_transforms(roi, train.crop, train.foreground_ratio)
+        crop.set_random_state(seed=train.seed)
         entries = dataset["training"][:count]
         items = [crop(load({"image": str(task_dir / e["image"]), "label": str(task_dir / e["label"])}))
                  for e in entries]
+        items = [i[0] if isinstance(i, list) else i for i in items]  # RandCropByPosNegLabeld yields a list
         images = torch.stack([torch.as_tensor(i["image"]).float() for i in items])
-        labels = torch.stack([torch.as_tensor(i["label"]).float() for i in items])
+        labels = torch.stack([torch.as_tensor(i["label"]) for i in items])  # uint8 region masks, as cached
         return CropPool(images, labels, f"{len(items)} training crops of {task_dir}")
     log.warning("%s not found: probing with random tensors of the same shape", task_dir)
     generator = torch.Generator().manual_seed(config.train.seed)
     images = torch.rand((count, IN_CHANNELS, *roi), generator=generator)
-    labels = (torch.rand((count, OUT_CHANNELS, *roi), generator=generator) > 0.5).float()
+    labels = (torch.rand((count, OUT_CHANNELS, *roi), generator=generator) > 0.5).to(torch.uint8)
     return CropPool(images, labels, "random tensors (dataset not found)")

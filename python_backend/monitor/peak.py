@@ -13,6 +13,9 @@ import threading
 from .processes import own_rss
 
 _HWM = re.compile(rb"VmHWM:\s+(\d+) kB")
+# The high-water mark read just before each reset: a reset must not hide a peak from a longer interval
+# (a whole run's peak, the test plugin's per-test peak) that encloses a shorter measurement.
+_before_resets: list[int] = []
 
 
 def _read_hwm() -> int | None:
@@ -25,12 +28,28 @@ def _read_hwm() -> int | None:
 
 
 def _reset_hwm() -> bool:
+    seen = _read_hwm()
+    if seen is not None:
+        _before_resets.append(seen)
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
     except OSError:
         return False
     return True
+
+
+def _peak_since(resets: int) -> int | None:
+    """The process's peak RSS since the `resets`-th reset (exactly, whatever was reset in between)."""
+    now = _read_hwm()
+    if now is None:
+        return None
+    return max([now, *_before_resets[resets:]])
+
+
+def lifetime_peak_rss() -> int | None:
+    """The process's peak RSS since it started (VmHWM, through any resets by trackers); None where unknown."""
+    return _peak_since(0)
 
 
 class PeakRssTracker:
@@ -40,6 +59,7 @@ class PeakRssTracker:
         self._sample_seconds = sample_seconds
         self._start_rss = 0
         self._peak = 0
+        self._resets = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.exact = _read_hwm() is not None and _reset_hwm()
@@ -48,6 +68,7 @@ class PeakRssTracker:
         self._start_rss = own_rss()
         if self.exact:
             _reset_hwm()
+            self._resets = len(_before_resets)
             return
         self._peak = self._start_rss
         self._stop.clear()
@@ -60,7 +81,7 @@ class PeakRssTracker:
 
     def stop(self) -> tuple[int, int]:
         if self.exact:
-            peak = _read_hwm() or own_rss()
+            peak = _peak_since(self._resets) or own_rss()
         else:
             self._stop.set()
             if self._thread is not None:

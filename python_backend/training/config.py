@@ -37,7 +37,10 @@ class DataConfig(_Strict):
                                        "sample-data) if the task folder is missing.")
     val_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="Share of the training cases held out.")
     cache_rate: float | Literal["auto"] = Field("auto", description="Share of cases cached in RAM after the "
-                                                "deterministic transforms, or 'auto' to fit the RAM budget.")
+                                                "deterministic transforms, or 'auto': as many as memory.ram_budget_gb "
+                                                "leaves after the measured working set.")
+    crop_to_brain: bool = Field(True, description="Crop each case to the brain's bounding box (non-zero voxels) "
+                                "before caching: real Task01 volumes are mostly air.")
     workers: int | Literal["auto"] = Field("auto", description="DataLoader workers (threads: never copies "
                                            "of the cache); 'auto' = min(2, cpus // 4).")
     check: Literal["full", "fast", "off"] = Field("full", description="Data check before training: 'full' reads "
@@ -85,6 +88,14 @@ class TrainConfig(_Strict):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps in total.")
     effective_batch: int = Field(4, ge=1, description="Samples per optimizer step; kept through OOM back-off.")
     micro_batch: int = Field(2, ge=1, description="Starting samples per forward pass (halved on OOM).")
+    loss: Literal["dice_ce", "dice_focal", "dice"] = Field("dice_ce", description="Dice + binary cross-entropy "
+                                                            "(default), Dice + focal, or plain Dice (the original "
+                                                            "recipe) over the TC/WT/ET channels.")
+    crop: Literal["foreground", "uniform"] = Field("foreground", description="Training crops: 'foreground' centres "
+                                                   "a share foreground_ratio of them on tumour (nnU-Net-like), "
+                                                   "'uniform' anywhere.")
+    foreground_ratio: float = Field(0.33, ge=0.0, le=1.0, description="Share of crops centred on a tumour voxel "
+                                    "(crop: foreground).")
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-5, ge=0.0)
     amp: bool = Field(True, description="Mixed precision (used on CUDA only).")
@@ -113,7 +124,17 @@ class MemoryConfig(_Strict):
     ram_warning: float = Field(0.80, gt=0.0, le=1.0, description="RAM fraction that logs a warning event.")
     ram_critical: float = Field(0.90, gt=0.0, le=1.0, description="RAM fraction that triggers cleanup and a "
                                 "pre-emptive micro-batch halving.")
-    ram_headroom_gb: float = Field(2.0, ge=0.0, description="RAM left free when sizing the cache ('auto').")
+    ram_budget_gb: float | Literal["auto"] = Field("auto", description="Peak RSS the whole training process may "
+                                                   "reach (cache + working set); 'auto': available RAM at start "
+                                                   "minus ram_headroom_gb.")
+    ram_headroom_gb: float = Field(2.0, ge=0.0, description="RAM left free when ram_budget_gb is 'auto'.")
+
+    @field_validator("ram_budget_gb")
+    @classmethod
+    def _budget_positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("must be positive, or 'auto'")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> MemoryConfig:

@@ -1,7 +1,8 @@
 """Task01 data the safe way: a cache sized to the RAM budget, workers that never copy it, reproducible samples.
 
 - cache_rate="auto": one item is run through the deterministic transforms and measured; as many items are
-  cached as fit in (available RAM - headroom). The choice is logged.
+  cached as fit in the cache's budget (run.py passes the RAM budget minus the measured working set,
+  memory_plan.py; without one, available RAM minus the headroom). The choice is logged.
 - Workers are threads (MONAI ThreadDataLoader with use_thread_workers): worker *processes* each end up with
   their own copy of the cache as refcount writes touch its pages (MONAI #5930); threads share it.
 - Random augmentation is seeded per (seed, epoch, sample index) and the sampler's order per (seed, epoch), so
@@ -11,7 +12,11 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import logging
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,10 +27,11 @@ import numpy as np
 import torch
 from monai.apps import DecathlonDataset, download_and_extract
 from monai.data import DataLoader, ThreadDataLoader
-from monai.transforms import Compose, EnsureTyped
+from monai.transforms import Compose, EnsureTyped, Lambdad
 
 from ..monitor.host import read_ram
 from .check import DataError, read_dataset_json
+from .memory_plan import MemoryPlan
 from .transforms import deterministic_transforms, item_nbytes, random_transforms, region_labels
 
 log = logging.getLogger(__name__)
@@ -39,45 +45,68 @@ class CachePlan:
     total_items: int
     item_bytes: int
     budget_bytes: int | None  # None when the rate was given, not computed
+    source: str = "available RAM minus headroom"
 
     def describe(self) -> str:
         size = f"{self.cached_items} x {self.item_bytes / 2**20:.1f} MiB"
         if self.budget_bytes is None:
             return f"cache: {size} (rate set in config)"
         return (f"cache auto: {size} of {self.total_items} items fit in the budget of "
-                f"{self.budget_bytes / 2**20:.0f} MiB (available RAM minus headroom)")
+                f"{self.budget_bytes / 2**20:.0f} MiB ({self.source})")
 
 
 def plan_cache(cache_rate: float | str, item_bytes: int, n_train: int, n_val: int, headroom_bytes: int,
-               available_bytes: int | None = None) -> CachePlan:
-    """Training items first (they are read every epoch), then validation items, within the budget."""
+               available_bytes: int | None = None, budget_bytes: int | None = None) -> CachePlan:
+    """Training items first (they are read every epoch), then validation items, within the budget:
+    `budget_bytes` for the cache if given, else available RAM minus `headroom_bytes`."""
     total = n_train + n_val
     if cache_rate != "auto":
         rate = float(cache_rate)
         cached = round(rate * n_train) + round(rate * n_val)
         return CachePlan(rate, rate, cached, total, item_bytes, None)
-    available = read_ram().available if available_bytes is None else available_bytes
-    budget = max(0, available - headroom_bytes)
+    source = "RAM budget minus the measured working set"
+    if budget_bytes is None:
+        available = read_ram().available if available_bytes is None else available_bytes
+        budget_bytes = max(0, available - headroom_bytes)
+        source = "available RAM minus headroom"
+    budget = max(0, budget_bytes)
     fit = min(total, budget // max(1, item_bytes))
     train_n = min(fit, n_train)
     val_n = min(fit - train_n, n_val)
     return CachePlan(train_n / n_train if n_train else 0.0, val_n / n_val if n_val else 0.0, int(fit), total,
-                     item_bytes, budget)
+                     item_bytes, budget, source)
 
 
 def ensure_downloaded(root: Path, task: str, url: str | None = None) -> None:
-    """MONAI's own Decathlon download (the ~7 GB tar, md5-checked). Offline it fails with a clear message."""
+    """MONAI's own Decathlon download (the ~7 GB tar, md5-checked). Offline it fails with a clear message.
+
+    One process at a time (an exclusive lock file in `root`, shared by every run on this data folder); the
+    archive is extracted into a temporary folder and renamed into place, so a run killed mid-extraction leaves
+    no half-filled task folder that a later run would take for a complete one.
+    """
     if (root / task).is_dir():
         return
     url = url or DecathlonDataset.resource[task]
     root.mkdir(parents=True, exist_ok=True)
-    try:
-        download_and_extract(url=url, filepath=root / f"{task}.tar", output_dir=root,
-                             hash_val=DecathlonDataset.md5[task], hash_type="md5", progress=False)
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:160]
-        raise DataError(f"could not download {task} from {url}: {type(exc).__name__}: {reason} "
-                        f"(no network? fetch it elsewhere and extract it under {root})") from None
+    with (root / f".{task}.download.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process downloading: wait for it, then find the folder
+        if (root / task).is_dir():
+            return
+        partial = Path(tempfile.mkdtemp(prefix=f".{task}.partial-", dir=root))
+        try:
+            download_and_extract(url=url, filepath=root / f"{task}.tar", output_dir=partial,
+                                 hash_val=DecathlonDataset.md5[task], hash_type="md5", progress=False)
+            if not (partial / task).is_dir():
+                raise DataError(f"the archive from {url} holds no {task} folder")
+            os.replace(partial / task, root / task)
+        except DataError:
+            raise
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:160]
+            raise DataError(f"could not download {task} from {url}: {type(exc).__name__}: {reason} "
+                            f"(no network? fetch it elsewhere and extract it under {root})") from None
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _seed_for(seed: int, epoch: int, index: int) -> int:
@@ -85,7 +114,11 @@ def _seed_for(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededAugment(torch.utils.data.Dataset):
-    """Applies the random transforms to a cached item with an RNG seeded per (seed, epoch, index)."""
+    """Applies the random transforms to a cached item with an RNG seeded per (seed, epoch, index).
+
+    The cached item is never copied whole (a real case is ~65 MB after the brain crop): the crop comes first and
+    takes a view, the crop alone is cloned (`random_augment`), and no later transform writes in place.
+    """
 
     def __init__(self, base: Any, transform: Compose, seed: int) -> None:
         self.base = base
@@ -105,7 +138,8 @@ class SeededAugment(torch.utils.data.Dataset):
         if transform is None:
             transform = self._local.transform = copy.deepcopy(self.transform)
         transform.set_random_state(seed=_seed_for(self.seed, self.epoch, index))
-        return transform(copy.deepcopy(self.base[index]))  # the cached item stays untouched
+        sample = transform(dict(self.base[index]))  # a shallow copy: the transforms replace values, never edit them
+        return sample[0] if isinstance(sample, list) else sample  # RandCropByPosNegLabeld yields a list
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> list[int]:
@@ -182,6 +216,7 @@ class DecathlonData:
     cache: CachePlan
     workers: int
     step_batch: int = 0  # samples per optimizer step over all ranks (the loader's batch is this rank's share)
+    memory: MemoryPlan | None = None  # the RAM budget and measured working set behind the cache (run.py)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -200,17 +235,27 @@ def _loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) ->
                       drop_last=sampler is not None)
 
 
+def random_augment(roi_size: Sequence[int], crop: str = "foreground", foreground_ratio: float = 1 / 3) -> Compose:
+    """The per-sample transforms: crop, clone the crop (never the cached volume), flips and intensity jitter."""
+    transforms = random_transforms(roi_size, crop, foreground_ratio).transforms
+    return Compose([transforms[0], Lambdad(keys=["image", "label"], func=lambda t: t.clone()), *transforms[1:],
+                    EnsureTyped(keys=["image", "label"], track_meta=False)])
+
+
 def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTumour", batch_size: int = 2,
                               cache_rate: float | str = 0.1, roi_size: Sequence[int] = (48, 48, 48),
                               workers: int = 0, val_fraction: float = 0.25, seed: int = 0,
                               download: bool = False, ram_headroom_gb: float = 2.0, rank: int = 0,
-                              world_size: int = 1, local_world_size: int = 1) -> DecathlonData:
+                              world_size: int = 1, local_world_size: int = 1, crop_to_brain: bool = True,
+                              crop: str = "foreground", foreground_ratio: float = 1 / 3,
+                              cache_budget_bytes: int | None = None) -> DecathlonData:
     """Training and validation loaders for a Decathlon task folder under `root_dir` (the seed's function).
 
     `batch_size` is the effective batch: every optimizer step gets exactly this many samples (drop_last).
     With `world_size` > 1 (one process per rank), this rank's loader yields its share of each step's samples
     and of the validation cases; the "auto" cache budget is split between the `local_world_size` processes
-    of this machine, each of which holds its own cache.
+    of this machine, each of which holds its own cache. `cache_budget_bytes` (this process's cache, from
+    memory_plan.py) replaces the available-RAM-minus-headroom budget of cache_rate "auto".
     """
     root = Path(root_dir)
     if download:
@@ -220,7 +265,7 @@ def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTum
         raise DataError(f"{task_dir} does not exist (run crashguard sample-data or set data.download: true)")
     meta = read_dataset_json(task_dir)
     regions = region_labels(meta["labels"])
-    deterministic = deterministic_transforms(regions, roi_size)
+    deterministic = deterministic_transforms(regions, roi_size, crop_to_brain)
 
     def dataset(section: str, rate: float) -> DecathlonDataset:
         return DecathlonDataset(root_dir=root, task=task, section=section, transform=deterministic,
@@ -234,18 +279,16 @@ def load_monai_decathlon_safe(root_dir: str | Path, task: str = "Task01_BrainTum
                         f"the effective batch {batch_size}")
     item_bytes = item_nbytes(probe_train[0]) if cache_rate == "auto" else 0
     available = None
-    if cache_rate == "auto" and local_world_size > 1:
+    if cache_rate == "auto" and local_world_size > 1 and cache_budget_bytes is None:
         headroom = int(ram_headroom_gb * 2**30)
         available = headroom + max(0, read_ram().available - headroom) // local_world_size
     plan = plan_cache(cache_rate, item_bytes, len(probe_train), len(probe_val), int(ram_headroom_gb * 2**30),
-                      available)
+                      available, cache_budget_bytes)
     log.info("%s", plan.describe())
     train_base = dataset("training", plan.train_rate) if plan.train_rate > 0 else probe_train
     val_base = dataset("validation", plan.val_rate) if plan.val_rate > 0 else probe_val
 
-    augment = Compose([*random_transforms(roi_size).transforms,
-                       EnsureTyped(keys=["image", "label"], track_meta=False)])
-    train_set = SeededAugment(train_base, augment, seed)
+    train_set = SeededAugment(train_base, random_augment(roi_size, crop, foreground_ratio), seed)
     sampler: EpochSampler | ShardedEpochSampler
     if world_size > 1:
         sampler = ShardedEpochSampler(len(train_set), seed, batch_size, rank, world_size)
@@ -272,4 +315,4 @@ class _PlainTensors(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.base[index]
-        return {k: torch.Tensor(item[k]).as_subclass(torch.Tensor).clone() for k in ("image", "label")}
+        return {k: torch.as_tensor(item[k]).as_subclass(torch.Tensor).clone() for k in ("image", "label")}

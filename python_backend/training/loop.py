@@ -1,4 +1,4 @@
-"""The guarded training loop: MONAI model + DiceLoss, OOM back-off that loses no step, checkpoints, control.
+"""The guarded training loop: MONAI model + loss.py, OOM back-off that loses no step, checkpoints, control.
 
 One optimizer step always sees `effective_batch` samples. The step's samples are split into micro-batches
 whose losses are weighted by their share of the step, so gradients do not depend on the split; an OOM halves
@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.losses import DiceLoss
-from monai.metrics import DiceMetric
 from monai.utils import set_determinism
 from tqdm import tqdm
 
@@ -30,10 +28,12 @@ from .checkpoint import CheckpointError, checkpoint_name, restore_rng, rng_state
 from .config import TrainingConfig
 from .data import DecathlonData
 from .distributed import Coordinator, weights_digest
+from .loss import build_loss
 from .metrics import MetricsLog
 from .model import build_model
 from .sliding import WindowPlan, guarded_sliding_window
 from .transforms import REGIONS
+from .validation import guarded_region_dice
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -83,7 +83,7 @@ class Trainer:
                                            weight_decay=train.weight_decay)
         self.amp = train.amp and device.type == "cuda"  # CPU autocast is slower than fp32 for these convs
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
-        self.loss_fn = DiceLoss(sigmoid=True, smooth_nr=0.0, smooth_dr=1e-5, squared_pred=True)
+        self.loss_fn = build_loss(train.loss)
         # Under torchrun the plan is this rank's share of the global batch; every rank keeps the same plan.
         share = train.effective_batch // self.coord.world_size
         self.plan = BatchPlan(effective=share, micro=min(train.micro_batch, share))
@@ -225,7 +225,7 @@ class Trainer:
     def validate(self) -> dict[str, float | None]:
         """Dice per region over the validation cases (under torchrun each rank takes its share, summed here)."""
         self.model.eval()
-        metric = DiceMetric(include_background=True, reduction="none")
+        scores: list[torch.Tensor] = []
         failure: Failure | None = None
         try:
             with torch.no_grad():
@@ -234,12 +234,14 @@ class Trainer:
                     # The bare model: DDP's forward may talk to the other ranks, which validate other cases.
                     logits = guarded_sliding_window(image, self.net, self.config.train.roi_size, self.window,
                                                     self.amp, lambda m: self.event("sw_backoff", m))
-                    metric(y_pred=(torch.sigmoid(logits) > 0.5).float(), y=batch["label"].to(self.device))
+                    # Scored where the logits are (the CPU after a CPU-stitch fallback), labels moved there.
+                    scores.append(guarded_region_dice(logits, batch["label"], lambda m: self.event("val_backoff", m)))
+                    del logits
         except OutOfMemoryAtMinimum as exc:
             failure = exc.failure
         # Per region: sum of the cases' Dice and the number of cases where it is defined; then a "failed" flag.
         totals = torch.zeros(2 * len(REGIONS) + 1, dtype=torch.float64)
-        buffer = metric.get_buffer() if failure is None else None
+        buffer = torch.cat(scores) if failure is None and scores else None
         if isinstance(buffer, torch.Tensor) and buffer.numel():
             values = buffer.detach().double().cpu()
             known = ~torch.isnan(values)
@@ -247,7 +249,6 @@ class Trainer:
             totals[len(REGIONS):-1] = known.sum(0)
         totals[-1] = 1.0 if failure is not None else 0.0
         totals = self.coord.reduce_sum(totals)
-        metric.reset()
         self.model.train()
         if totals[-1] > 0:  # every rank stops together, as after a training-step OOM at micro-batch 1
             raise OutOfMemoryAtMinimum("validation", failure or Failure(FailureKind.MEMORY_ERROR, "unknown",

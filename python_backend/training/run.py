@@ -5,14 +5,16 @@ or writes a file. Exit codes: 0 finished/stopped, 2 refused (config, data, check
 smallest batch (a checkpoint is written first), 4 another rank of a torchrun world was lost (rank 0 writes a
 checkpoint of the last completed step first), 1 any other failure.
 
-Under torchrun (RANK/WORLD_SIZE set) every rank runs this; rank 0 alone checks the data, picks the checkpoint
-to resume and writes checkpoints and metrics, and tells the others.
+Under torchrun (RANK/WORLD_SIZE set) every rank runs this; rank 0 alone downloads and checks the data, picks
+the checkpoint to resume and writes checkpoints and metrics, and tells the others (who wait without running into
+the collectives' timeout, however long the download or the data check takes).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +22,27 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..monitor.peak import lifetime_peak_rss
 from ..runs.hook import RunHook
 from ..runs.status import RunState
 from .backoff import OutOfMemoryAtMinimum
-from .check import DataError, refuse_bad_data
+from .check import DataError, read_dataset_json, refuse_bad_data
 from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
 from .config import TrainingConfig
-from .data import load_monai_decathlon_safe
+from .data import ensure_downloaded, load_monai_decathlon_safe
 from .distributed import Coordinator, PeerLost, coordinator_for
 from .loop import Outcome, Trainer, check_compatible, pick_device
+from .memory_plan import MemoryPlan, measure_working_set, resolve_budget
 from .metrics import MetricsLog
 from .sample_data import write_sample_dataset
+from .transforms import region_labels
 
 log = logging.getLogger(__name__)
 EXIT_REFUSED = 2
 EXIT_OOM = 3
 EXIT_PEER_LOST = 4
 T = TypeVar("T")
+HEARTBEAT_S = 2.0  # how often rank 0 tells the waiting ranks that it is still working
 
 
 class RunRefused(RuntimeError):
@@ -95,16 +101,39 @@ class NullMetrics(MetricsLog):
 
 
 def on_rank0(coord: Coordinator, fn: Callable[[], T]) -> T:
-    """Run `fn` on rank 0 and give its result (or its refusal) to every rank."""
+    """Run `fn` on rank 0 and give its result (or its refusal) to every rank.
+
+    The others wait in short broadcasts that rank 0 answers every HEARTBEAT_S ("still working") while `fn` runs
+    in a thread: a 7 GB download or a full data check takes far longer than a collective may wait.
+    """
     if not coord.distributed:
         return fn()
-    answer: tuple[str, Any] = ("ok", None)
+    answer: tuple[str, Any] = ("working", None)
     if coord.is_main:
-        try:
-            answer = ("ok", fn())
-        except (RunRefused, DataError) as exc:
-            answer = (type(exc).__name__, str(exc))
-    kind, value = coord.broadcast(answer)
+        done: list[tuple[str, Any]] = []
+
+        def work() -> None:
+            try:
+                done.append(("ok", fn()))
+            except (RunRefused, DataError) as exc:
+                done.append((type(exc).__name__, str(exc)))
+            except BaseException as exc:  # told to the others too, so that no rank waits forever
+                done.append(("error", f"{type(exc).__name__}: {exc}"))
+
+        worker = threading.Thread(target=work, name="rank0-work", daemon=True)
+        worker.start()
+        while True:
+            worker.join(HEARTBEAT_S)
+            answer = done[0] if done else ("working", None)
+            coord.broadcast(answer)
+            if done:
+                break
+    else:
+        while answer[0] == "working":
+            answer = coord.broadcast(answer)
+    kind, value = answer
+    if kind == "error":
+        raise RuntimeError(f"rank 0: {value}")
     if kind == "RunRefused":
         raise RunRefused(value)
     if kind == "DataError":
@@ -123,10 +152,12 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
                          f"{coord.world_size} (each rank takes an equal share of every step)")
 
     def check_data() -> None:
-        if not data_cfg.task_dir.is_dir() and data_cfg.synthetic_if_missing and not data_cfg.download:
+        if data_cfg.download:  # once, by rank 0, under a file lock that other runs on this data folder share
+            ensure_downloaded(data_cfg.root, data_cfg.task)
+        elif not data_cfg.task_dir.is_dir() and data_cfg.synthetic_if_missing:
             log.info("writing the synthetic sample dataset to %s", data_cfg.task_dir)
             write_sample_dataset(data_cfg.task_dir)
-        if data_cfg.check != "off" and not data_cfg.download:
+        if data_cfg.check != "off":  # every run: a folder an earlier run left half-written is caught here
             count = refuse_bad_data(data_cfg.task_dir, data_cfg.check)
             log.info("data check (%s): %d cases OK", data_cfg.check, count)
 
@@ -157,11 +188,18 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = rank_device or pick_device(config.train.device)
+    memory = plan_memory(config, device, coord) if data_cfg.cache_rate == "auto" else None
+    if memory is not None:
+        log.info("%s", memory.describe())
+    train = config.train
     data = load_monai_decathlon_safe(
-        data_cfg.root, data_cfg.task, batch_size=config.train.effective_batch, cache_rate=data_cfg.cache_rate,
-        roi_size=config.train.roi_size, workers=data_cfg.resolved_workers(), val_fraction=data_cfg.val_fraction,
-        seed=config.train.seed, download=data_cfg.download, ram_headroom_gb=config.memory.ram_headroom_gb,
-        rank=coord.rank, world_size=coord.world_size, local_world_size=coord.local_world_size)
+        data_cfg.root, data_cfg.task, batch_size=train.effective_batch, cache_rate=data_cfg.cache_rate,
+        roi_size=train.roi_size, workers=data_cfg.resolved_workers(), val_fraction=data_cfg.val_fraction,
+        seed=train.seed, download=False, ram_headroom_gb=config.memory.ram_headroom_gb,
+        rank=coord.rank, world_size=coord.world_size, local_world_size=coord.local_world_size,
+        crop_to_brain=data_cfg.crop_to_brain, crop=train.crop, foreground_ratio=train.foreground_ratio,
+        cache_budget_bytes=memory.cache_bytes if memory is not None else None)
+    data.memory = memory
     hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
                    world_size=coord.world_size)
     metrics = MetricsLog(place.run_dir / "metrics.jsonl") if coord.is_main else NullMetrics()
@@ -170,6 +208,18 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
         trainer.load_state(resumed[1])
         trainer.last_checkpoint = resumed[0]
     return trainer, resumed
+
+
+def plan_memory(config: TrainingConfig, device: torch.device, coord: Coordinator) -> MemoryPlan:
+    """The RAM budget, the working set measured on the first training case, and what is left for the cache."""
+    task_dir = config.data.task_dir
+    meta = read_dataset_json(task_dir)
+    first = meta["training"][0]
+    entry = {key: str(task_dir / first[key].removeprefix("./")) for key in ("image", "label")}
+    working = measure_working_set(config, region_labels(meta["labels"]), entry, device)
+    workers = config.data.resolved_workers()
+    budget = resolve_budget(config, coord.local_world_size)
+    return MemoryPlan(budget, working, working.peak(load_threads=max(1, workers), concurrent_loads=workers))
 
 
 def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Outcome:
@@ -196,7 +246,8 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
         trainer.event("start", f"started: {trainer.total_steps} steps, effective batch "
                       f"{trainer.config.train.effective_batch}{world}, "
                       f"micro-batch {trainer.plan.micro}, device {trainer.device.type}, "
-                      f"{trainer.data.cache.describe()}, workers {trainer.data.workers}")
+                      f"{trainer.data.cache.describe()}, workers {trainer.data.workers}"
+                      + (f"; {trainer.data.memory.describe()}" if trainer.data.memory else ""))
     try:
         outcome = trainer.fit()
     except PeerLost as exc:
@@ -217,12 +268,24 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
         hook.finish(RunState.FAILED, exit_cause=cause[:500])
         trainer.metrics.close()
         raise
+    _record_peak(trainer)
     state = RunState(outcome.state)
     hook.finish(state, checkpoint=outcome.checkpoint,
                 exit_cause="checkpoint-and-stop" if state is RunState.STOPPED else None)
     trainer.metrics.write("event", step=trainer.step, event=outcome.state, message=outcome.message)
     trainer.metrics.close()
     return outcome
+
+
+def _record_peak(trainer: Trainer) -> None:
+    """The process's peak RSS over the whole run (kernel high-water mark) beside the budget it was planned for."""
+    peak = lifetime_peak_rss()
+    plan = trainer.data.memory
+    fields: dict[str, Any] = {"peak_rss": peak, **(plan.as_fields() if plan else {})}
+    share = f" = {peak / plan.budget:.0%} of the budget {plan.budget / 2**20:.0f} MiB" if plan and peak else ""
+    message = f"peak RSS {peak / 2**20:.0f} MiB{share}" if peak else "peak RSS unknown"
+    log.info("%s", message)
+    trainer.metrics.write("event", step=trainer.step, event="memory", message=message, **fields)
 
 
 def _peer_lost(trainer: Trainer, exc: PeerLost) -> Outcome:
