@@ -123,10 +123,11 @@ def _check_value(key: str, value: Any, base: type, optional: bool) -> Any:
         if len(value) > MAX_TEXT:
             raise InvalidStatus(f"{key}: longer than {MAX_TEXT} characters")
         return value
+    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+        shown = repr(value) if isinstance(value, float) else type(value).__name__
+        raise InvalidStatus(f"{key}: expected an integer, got {shown}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidStatus(f"{key}: expected a number, got {type(value).__name__}")
-    if base is int and not isinstance(value, int):
-        raise InvalidStatus(f"{key}: expected an integer, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidStatus(f"{key}: not a finite number")
     return float(value) if base is float else value
