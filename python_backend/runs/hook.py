@@ -175,7 +175,7 @@ class RunHook:
 
     def _acquire_lock(self) -> None:
         held = lock.acquire(self._lock_file)
-        self.status.lock_dev, self.status.lock_ino = held.dev, held.ino
+        self.status.lock_dev, self.status.lock_ino, self.status.lock_fd = held.dev, held.ino, held.fd
         self._locked = True
 
     def _write(self) -> None:

@@ -98,17 +98,27 @@ def lock_identity(run_fd: int, rank: int) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def holds_file(pid: int, dev: int, ino: int) -> bool | None:
-    """Whether process `pid` has the file (dev, ino) open; None if its descriptors cannot be read. The lock is
-    opened early, so it is usually among the first descriptors looked at."""
+def holds_file(pid: int, dev: int, ino: int, hint_fd: int | None = None) -> bool | None:
+    """Whether process `pid` has the file (dev, ino) open; None if its descriptors cannot be read.
+
+    `hint_fd` (the descriptor number the run recorded) is looked at first: one stat instead of a pass over every
+    descriptor (~1 ms for a trainer with 500 open files). A wrong hint only costs the full pass; it proves nothing
+    by itself, since the descriptor must still lead to that very inode."""
     fd_dir = f"/proc/{pid}/fd"
+    if hint_fd is not None:
+        try:
+            st = os.stat(f"{fd_dir}/{hint_fd}")  # follows the magic link to the open file itself
+            if st.st_dev == dev and st.st_ino == ino:
+                return True
+        except OSError:
+            pass
     try:
-        names = sorted(os.listdir(fd_dir), key=lambda n: int(n) if n.isdigit() else 0)
+        names = os.listdir(fd_dir)  # in descriptor order: the lock, opened early, comes early
     except OSError:
         return None
     for name in names:
         try:
-            st = os.stat(f"{fd_dir}/{name}")  # follows the magic link to the open file itself
+            st = os.stat(f"{fd_dir}/{name}")
         except OSError:
             continue
         if st.st_dev == dev and st.st_ino == ino:
@@ -128,7 +138,7 @@ def verify_run(run_fd: int, status: RunStatus) -> Verdict:
     if status.lock_ino is not None and (status.lock_dev, status.lock_ino) != (dev, ino):
         return _refused(f"{lock_name(status.rank)} is not the lock this status was written with (replaced)",
                         verdict.process)
-    held = holds_file(status.pid, dev, ino)
+    held = holds_file(status.pid, dev, ino, status.lock_fd)
     if held:
         return verdict
     if verdict.process is not None and not _running(verdict.process):

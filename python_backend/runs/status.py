@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-STATUS_VERSION = 2  # 2: the run holds a lock file and records its identity (lock_dev, lock_ino)
+STATUS_VERSION = 2  # 2: the run holds a lock file and records it (lock_dev, lock_ino, lock_fd)
 STATUS_FILE = "status.json"
 CONTROL_DIR = "control"
 LOCK_FILE = ".lock"
@@ -73,6 +73,7 @@ class RunStatus:
     exit_cause: str | None = None
     lock_dev: int | None = None  # st_dev and st_ino of the lock file the run holds (runs/hook.py)
     lock_ino: int | None = None
+    lock_fd: int | None = None  # its descriptor number in the run: where the sidecar looks first
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +91,7 @@ class RunStatus:
 # -- validation --------------------------------------------------------------------------------------------------
 _REQUIRED = ("name", "pid", "create_time")
 _NON_NEGATIVE = ("step", "epoch", "micro_batch", "accumulation", "peak_rss", "peak_vram", "started", "updated",
-                 "lock_dev", "lock_ino", "create_time")
+                 "lock_dev", "lock_ino", "lock_fd", "create_time")
 
 
 def _field_types() -> dict[str, tuple[type, bool]]:

@@ -136,7 +136,7 @@ GOOD = {"version": 2, "name": "r", "pid": 1234, "create_time": 1.7e9, "state": "
     ({"lock_ino": "2"}, "lock_ino"),
 ])
 def test_a_status_with_a_bad_field_is_refused_naming_it(change: dict, field: str) -> None:
-    with pytest.raises(InvalidStatus, match=f"^{field}:"):
+    with pytest.raises(InvalidStatus, match=rf"^{field}:"):
         parse_status({**GOOD, **change})
 
 
@@ -174,9 +174,9 @@ def test_hook_writes_null_for_a_nan_loss_and_takes_numpy_like_scalars(tmp_path: 
         hook.update(step=Scalar(), loss=Scalar())
         written = _strict((hook.run_dir / "status.json").read_text())
         assert (written["step"], written["loss"]) == (7, 0.25)
-        with pytest.raises(TypeError, match="RunStatus.step: expected int"):
+        with pytest.raises(TypeError, match=r"RunStatus\.step: expected int"):
             hook.update(step="7")
-        with pytest.raises(TypeError, match="RunStatus.step: expected int"):
+        with pytest.raises(TypeError, match=r"RunStatus\.step: expected int"):
             hook.update(step=7.5)
         with pytest.raises(AttributeError, match="no field 'nonsense'"):
             hook.update(nonsense=1)
@@ -232,6 +232,7 @@ def test_hook_makes_its_folders_private_under_a_group_writable_umask(tmp_path: P
         written = _strict((hook.run_dir / "status.json").read_text())
         lock = (hook.run_dir / ".lock").stat()
         assert (written["lock_dev"], written["lock_ino"], written["version"]) == (lock.st_dev, lock.st_ino, 2)
+        assert os.stat(f"/proc/self/fd/{written['lock_fd']}").st_ino == lock.st_ino
         assert written["updated"] <= time.time()
     finally:
         hook.finish(RunState.FINISHED)

@@ -4,6 +4,7 @@ is refused, and SIGTERM goes through a pidfd taken before the final re-check."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import json
@@ -46,7 +47,9 @@ def test_only_the_registered_process_holds_the_lock_and_the_kernel_frees_it_on_k
     dev, ino = _lock_of(run_dir)
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["lock_dev"], status["lock_ino"]) == (dev, ino)
-    assert holds_file(child.pid, dev, ino) and not holds_file(os.getpid(), dev, ino)
+    assert holds_file(child.pid, dev, ino, status["lock_fd"]) and not holds_file(os.getpid(), dev, ino)
+    assert holds_file(child.pid, dev, ino, hint_fd=0)  # a wrong hint: the pass over every descriptor finds it
+    assert not holds_file(os.getpid(), dev, ino, hint_fd=status["lock_fd"])  # a hint alone proves nothing
     [record] = Registry(runs_dir).scan()
     assert record.verdict.alive and record.verdict.controllable, record.verdict
 
@@ -108,10 +111,8 @@ def test_dataloader_workers_do_not_hold_the_lock_and_cannot_keep_a_killed_run_lo
         assert again.returncode == 0, again.stderr
     finally:
         for pid in [child.pid, *workers]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         child.wait(timeout=10)
 
 

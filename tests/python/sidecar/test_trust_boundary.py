@@ -93,7 +93,7 @@ class Attacks:
         if lock:
             (run_dir / ".lock").touch(mode=0o600)
             st = (run_dir / ".lock").stat()
-            fields.update(lock_dev=st.st_dev, lock_ino=st.st_ino)
+            fields.update(lock_dev=st.st_dev, lock_ino=st.st_ino, lock_fd=3)  # fd 3 of the victim is another file
         text = json.dumps(fields)[:-1] + f', "create_time": {create_time}}}'
         (run_dir / "status.json").write_text(text)
         (run_dir / "status.json").chmod(0o600)
