@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import check_private
+from .files import RefusedFile, check_private
 
 
 class RunLocked(RuntimeError):
@@ -49,7 +49,12 @@ def acquire(path: Path) -> HeldLock:
             return held
         if held is not None:  # the file was replaced or removed under us: take the one there now
             _close(held)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # planted, e.g. in a cloned repository: never lock (or create) through it
+                raise RefusedFile(f"{path} is a symlink: refusing to register a run through it") from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import types
 import typing
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
@@ -94,44 +95,99 @@ _NON_NEGATIVE = ("step", "epoch", "micro_batch", "accumulation", "peak_rss", "pe
                  "lock_dev", "lock_ino", "lock_fd", "create_time")
 
 
-def _field_types() -> dict[str, tuple[type, bool]]:
-    """Each field's base type and whether it may be null, read from the annotations (so a new field is checked
-    too; tests/python/core/test_run_files.py fails if its annotation is one this does not understand)."""
+_SCALARS = (int, float, str, bool)
+
+
+def _understood(hint: Any) -> bool:
+    """Annotations the checker knows: int, float, str, bool, Any, list[X], dict[str, X], X | None."""
+    if hint in _SCALARS or hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return len(args) == 1 and _understood(args[0])
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _understood(args[1])
+    if origin in (typing.Union, types.UnionType):
+        return all(a is type(None) or _understood(a) for a in args)
+    return False
+
+
+def _field_types() -> dict[str, Any]:
+    """Each field's annotation (so a new field is checked too). A field whose annotation the checker does not
+    understand fails here, at import, naming it: add a rule rather than let an unchecked value through."""
     hints = typing.get_type_hints(RunStatus)
-    table: dict[str, tuple[type, bool]] = {}
     for f in fields(RunStatus):
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), hint) if args else hint
-        if base not in (int, float, str):
-            raise TypeError(f"RunStatus.{f.name}: no validation rule for {hint!r}")
-        table[f.name] = (base, optional)
-    return table
+        if not _understood(hints[f.name]):
+            raise TypeError(f"RunStatus.{f.name}: no validation rule for {hints[f.name]!r}")
+    return {f.name: hints[f.name] for f in fields(RunStatus)}
 
 
 _TYPES = _field_types()
 
 
-def _check_value(key: str, value: Any, base: type, optional: bool) -> Any:
+def _describe(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if hint in names:
+        return names[hint]
+    origin = typing.get_origin(hint)
+    return {list: "a list", dict: "an object"}.get(origin, str(hint))
+
+
+def _check_value(key: str, value: Any, hint: Any) -> Any:
+    """`value` as the field `key` annotated `hint`, or InvalidStatus naming the field."""
+    if hint is Any:
+        return value  # strict JSON already: finite numbers, size-capped
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise InvalidStatus(f"{key}: must not be null")
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _check_value(key, value, option)
+            except InvalidStatus as exc:
+                errors.append(exc)
+        raise errors[0]
     if value is None:
-        if optional:
-            return None
         raise InvalidStatus(f"{key}: must not be null")
-    if base is str:
+    if origin is list:
+        if not isinstance(value, list):
+            raise InvalidStatus(f"{key}: expected a list, got {type(value).__name__}")
+        return [_check_value(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InvalidStatus(f"{key}: expected an object, got {type(value).__name__}")
+        return {k: _check_value(f"{key}.{k}", v, args[1]) for k, v in value.items()}
+    if hint is str:
         if not isinstance(value, str):
             raise InvalidStatus(f"{key}: expected a string, got {type(value).__name__}")
         if len(value) > MAX_TEXT:
             raise InvalidStatus(f"{key}: longer than {MAX_TEXT} characters")
         return value
-    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InvalidStatus(f"{key}: expected true or false, got {type(value).__name__}")
+        return value
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         shown = repr(value) if isinstance(value, float) else type(value).__name__
         raise InvalidStatus(f"{key}: expected an integer, got {shown}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidStatus(f"{key}: expected a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidStatus(f"{key}: not a finite number")
-    return float(value) if base is float else value
+    return float(value) if hint is float else value
+
+
+def _scalar_of(hint: Any) -> tuple[Any, bool]:
+    """(the non-null type, nullable) of an annotation."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else hint), type(None) in args
+    return hint, False
 
 
 def coerce_field(key: str, value: Any) -> Any:
@@ -140,7 +196,7 @@ def coerce_field(key: str, value: Any) -> Any:
     not a status file the sidecar would refuse later."""
     if key not in _TYPES:
         raise AttributeError(f"RunStatus has no field {key!r}")
-    base, optional = _TYPES[key]
+    base, optional = _scalar_of(_TYPES[key])
     if value is None and optional:
         return None
     try:
@@ -150,9 +206,11 @@ def coerce_field(key: str, value: Any) -> Any:
             return operator.index(value)
         if base is float and not isinstance(value, (bool, str)):
             return float(value)
+        if base not in (str, int, float):
+            return _check_value(key, value, _TYPES[key])
     except (TypeError, ValueError):
         pass
-    raise TypeError(f"RunStatus.{key}: expected {base.__name__}{' or None' if optional else ''}, "
+    raise TypeError(f"RunStatus.{key}: expected {_describe(base)}{' or None' if optional else ''}, "
                     f"got {type(value).__name__} {value!r:.40}")
 
 
@@ -164,7 +222,7 @@ def parse_status(data: Any) -> RunStatus:
     for key in _REQUIRED:
         if key not in data:
             raise InvalidStatus(f"{key}: missing")
-    values = {key: _check_value(key, data[key], *_TYPES[key]) for key in _TYPES if key in data}
+    values = {key: _check_value(key, data[key], _TYPES[key]) for key in _TYPES if key in data}
     status = RunStatus(**values)
     if not RUN_NAME.fullmatch(status.name):
         raise InvalidStatus(f"name: {status.name[:40]!r} is not a valid run name")

@@ -154,6 +154,25 @@ def test_a_valid_status_parses_and_every_field_has_a_rule() -> None:
     assert set(status_module._TYPES) == set(RunStatus.__dataclass_fields__)
 
 
+def test_the_checker_covers_the_shapes_a_new_field_may_take() -> None:
+    from typing import Any
+
+    from python_backend.runs.status import _check_value, _understood
+
+    assert _check_value("argv", ["python", "-m", "x"], list[str]) == ["python", "-m", "x"]
+    with pytest.raises(InvalidStatus, match=r"^argv\[1\]: expected a string, got int"):
+        _check_value("argv", ["python", 3], list[str])
+    with pytest.raises(InvalidStatus, match=r"^resume: expected an object"):
+        _check_value("resume", ["x"], dict[str, Any] | None)
+    assert _check_value("resume", None, dict[str, Any] | None) is None
+    assert _check_value("resume", {"cwd": "/x", "argv": ["a"]}, dict[str, Any] | None) == {"cwd": "/x", "argv": ["a"]}
+    with pytest.raises(InvalidStatus, match=r"^env\.A: expected a string"):
+        _check_value("env", {"A": 1}, dict[str, str])
+    with pytest.raises(InvalidStatus, match=r"^urgent: expected true or false"):
+        _check_value("urgent", 1, bool)
+    assert not _understood(set[str]) and not _understood(tuple[int, int]) and not _understood(dict[int, str])
+
+
 def test_hook_writes_null_for_a_nan_loss_and_takes_numpy_like_scalars(tmp_path: Path) -> None:
     hook = RunHook("diverging", runs_dir=tmp_path, write_interval=0.0)
     hook.start()
@@ -174,9 +193,9 @@ def test_hook_writes_null_for_a_nan_loss_and_takes_numpy_like_scalars(tmp_path: 
         hook.update(step=Scalar(), loss=Scalar())
         written = _strict((hook.run_dir / "status.json").read_text())
         assert (written["step"], written["loss"]) == (7, 0.25)
-        with pytest.raises(TypeError, match=r"RunStatus\.step: expected int"):
+        with pytest.raises(TypeError, match=r"RunStatus\.step: expected an integer"):
             hook.update(step="7")
-        with pytest.raises(TypeError, match=r"RunStatus\.step: expected int"):
+        with pytest.raises(TypeError, match=r"RunStatus\.step: expected an integer"):
             hook.update(step=7.5)
         with pytest.raises(AttributeError, match="no field 'nonsense'"):
             hook.update(nonsense=1)
@@ -210,6 +229,13 @@ def test_hook_refuses_a_planted_symlink_instead_of_writing_through_it(tmp_path: 
     with pytest.raises(RefusedFile, match="symlink"):
         hook.start()
     assert (victim / "keep.json").exists() and sorted(p.name for p in victim.iterdir()) == ["keep.json"]
+
+    lock_run = tmp_path / "runs" / "lock-link"
+    lock_run.mkdir()
+    (lock_run / ".lock").symlink_to(victim / "created-by-the-hook")  # a dangling symlink: O_CREAT must not follow
+    with pytest.raises(RefusedFile, match="symlink"):
+        RunHook("lock-link", runs_dir=tmp_path / "runs").start()
+    assert not (lock_run / "status.json").exists()
 
     (tmp_path / "runs" / "linked").symlink_to(victim)  # a symlinked run folder
     with pytest.raises(RefusedFile, match="symlink"):
