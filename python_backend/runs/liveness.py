@@ -54,6 +54,14 @@ def protected_pids() -> frozenset[int]:
     return frozenset(pids)
 
 
+def _protected_reason(pid: int) -> str:
+    if pid == 1:
+        return "pid 1 is init: never touched"
+    if pid == os.getpid():
+        return f"pid {pid} is the sidecar itself"
+    return f"pid {pid} is an ancestor of the sidecar (the editor or its extension host): never touched"
+
+
 def _refused(reason: str, process: psutil.Process | None = None) -> Verdict:
     return Verdict(False, False, reason, process, foreign=True)
 
@@ -77,7 +85,7 @@ def verify(pid: object, create_time: object) -> Verdict:
     except psutil.AccessDenied:
         return _refused(f"process {pid} cannot be inspected")
     if pid in protected_pids():
-        return _refused(f"pid {pid} is the sidecar or one of its ancestors (the editor)")
+        return _refused(_protected_reason(pid))
     me = os.getuid()
     if uids.real != me or uids.effective != me:
         return _refused(f"process {pid} belongs to another user (uid {uids.real})")

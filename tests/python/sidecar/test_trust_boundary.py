@@ -185,7 +185,7 @@ def _build_file_attacks(a: Attacks) -> None:
     a.add("huge", victim, victim.pid, False, "over the 65536-byte limit")
 
     a.forge("init", 1, _ctime(1))  # pid 1, with its true create time and a lock file
-    a.add("init", None, 1, True, "pid 1 is the sidecar or one of its ancestors")
+    a.add("init", None, 1, True, "pid 1 is init: never touched")
 
 
 def _dirs(root: Path) -> set[Path]:
@@ -232,7 +232,7 @@ async def test_attack_suite_nothing_is_alive_signalled_or_written_and_each_refus
         server = _sidecar_process(s)
         editor = psutil.Process(s.pid)
         victim_editor = a.forge("the-editor", editor.pid, repr(editor.create_time()))
-        a.add("the-editor", None, editor.pid, True, "is the sidecar or one of its ancestors")
+        a.add("the-editor", None, editor.pid, True, "is an ancestor of the sidecar (the editor")
         dirs_before = _dirs(a.tmp)
 
         samples = await s.wait_samples(8)  # every case seen by many ticks
