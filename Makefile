@@ -29,6 +29,7 @@ test-e2e:
 bench: setup
 	$(PY) -m python_backend bench-sample
 	$(PY) -m python_backend bench-sidecar --seconds 60
+	$(PY) -m python_backend bench-registry
 	$(PY) -m python_backend bench-train
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
 	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench

@@ -20,6 +20,7 @@ COMMANDS = (
     "bench_sample",
     "serve",
     "bench_sidecar",
+    "bench_registry",
     "plots",
     "train",
     "sample_data",

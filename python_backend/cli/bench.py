@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from ..runs.files import json_text
 from .units import parse_size
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     extra = {"config": str(args.config), "device": device.type, "roi_size": list(probe.roi),
              "inputs": probe.crops.source}
-    (args.out / "bench.json").write_text(json.dumps(to_json(result, resource, extra), indent=2) + "\n")
+    (args.out / "bench.json").write_text(json_text(to_json(result, resource, extra), indent=2) + "\n")
     plot(result, resource, args.out / "bench.png")
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
     if result.best is None:

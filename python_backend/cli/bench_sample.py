@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from ..monitor.gpu import GPUMonitor
 from ..monitor.host import MemoryMonitor
 from ..monitor.processes import tree_rss
+from ..runs.files import json_text
 
 _CHILD = "import time; time.sleep(600)"
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "core_percent_at_1hz": round(mean_ms / 10, 4),
     }
     if args.json:
-        print(json.dumps(figures))
+        print(json_text(figures))
     else:
         print(f"one full sample (RAM + swap + cgroup + RSS of a {args.tree}-process tree + GPUs): "
               f"mean {figures['cpu_ms_mean']} ms CPU, median {figures['cpu_ms_median']} ms, "

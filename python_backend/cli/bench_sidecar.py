@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..runs.files import json_text
+
 TARGET_CPU_PERCENT = 0.5
 TARGET_RSS_MB = 45.0
 
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     figures["targets"] = {"cpu_percent": TARGET_CPU_PERCENT, "rss_mb": TARGET_RSS_MB, "cpu_ok": cpu_ok,
                           "rss_ok": rss_ok}
     if args.json:
-        print(json.dumps(figures))
+        print(json_text(figures))
     else:
         f = figures
         print(f"sidecar over stdio, {f['seconds']} s at {f['interval_ms']} ms, guarding {f['guarded_runs']} run(s), "

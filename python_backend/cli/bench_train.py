@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from ..runs.files import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_benchmark(roi=args.roi, steps=args.steps, repeats=args.repeats, oom_steps=args.oom_steps,
                            oom_step=args.oom_at - 1, threads=args.threads, work_dir=args.work_dir)
-    text = json.dumps(result, indent=2)
+    text = json_text(result, indent=2)
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")

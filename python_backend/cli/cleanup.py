@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..guard.cleanup import CleanupReport
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, CleanupResult, cleanup_runs
+from ..runs.files import json_text
 from ..sidecar.protocol import to_wire
 from .units import human_bytes
 
@@ -55,5 +55,5 @@ def format_result(result: CleanupResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     result = cleanup_runs(args.runs_dir, names=args.names, timeout=args.timeout)
-    print(json.dumps(to_wire(result), indent=2) if args.json else format_result(result))
+    print(json_text(to_wire(result), indent=2) if args.json else format_result(result))
     return 0 if all(entry.ok for entry in result.runs) else 1

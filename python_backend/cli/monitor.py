@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -12,6 +11,7 @@ from ..monitor.gpu import GPUMonitor
 from ..monitor.host import MemoryMonitor
 from ..monitor.snapshot import take_snapshot
 from ..monitor.thresholds import Thresholds
+from ..runs.files import json_text
 from .monitor_view import render
 
 _CLEAR = "\033[H\033[2J"
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             started = time.monotonic()
             snapshot = take_snapshot(memory, gpus, top=args.top)
             if args.json:
-                print(json.dumps(snapshot.to_dict(), separators=(",", ":")), flush=True)
+                print(json_text(snapshot.to_dict()), flush=True)
             else:
                 screen = render(snapshot, gpu_thresholds, colour=sys.stdout.isatty())
                 print((_CLEAR if live_view else "") + screen, flush=True)

@@ -42,6 +42,7 @@ def fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs.status import valid_run_name
     from ..training.config import ConfigError, check_data_location, load_config
 
     try:
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return fail(f"{args.config}: {exc}")
     name = args.run_name or config.name
+    if not valid_run_name(name):
+        return fail(f"--run-name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit "
+                    "(it names a folder)")
     runs_dir = args.runs_dir or config.output_dir
     if not args.no_supervise and not _under_torchrun():
         from ..runs.status import status_path

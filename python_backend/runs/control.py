@@ -1,14 +1,17 @@
 """Control requests to registered runs, from the sidecar or the CLI: cleanup and checkpoint-and-stop.
 
 A request is a file in the run's control folder; the run answers at its next step boundary with
-`<id>.done.json` (see runs/hook.py). Nothing is written to a run, and no signal sent, unless its pid and create
-time were verified just before. The only signal ever sent is SIGTERM, to a verified run that did not answer a
-checkpoint-and-stop in time (the hook turns SIGTERM into checkpoint-and-stop too).
+`<id>.done.json` (see runs/hook.py). Nothing is written to a run, and no signal sent, unless it was verified just
+before (runs/liveness.py: pid, create time, user, and the run's lock held by that very process). Every write and
+read goes through the run folder opened without following symlinks, so nothing lands outside the runs folder. The
+only signal ever sent is SIGTERM, through a pidfd, to a verified run that did not answer a checkpoint-and-stop in
+time (the hook turns SIGTERM into checkpoint-and-stop too).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import uuid
@@ -22,10 +25,11 @@ import psutil
 from ..guard.cleanup import CleanupReport, emergency_cleanup
 from ..monitor.host import read_ram
 from ..monitor.processes import tree_rss
-from .files import read_json, write_json_atomic
-from .liveness import verify
+from .files import (RefusedFile, ensure_checked_dir, open_run_dir, read_checked_json, unlink_at,
+                    write_json_at)
+from .liveness import PIDFD, send_signal, verify_run
 from .registry import Registry, RunRecord
-from .status import ControlAction, RunState, control_dir
+from .status import ControlAction, RunState, control_name
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
@@ -75,23 +79,59 @@ class StopResult:
 class _Pending:
     record: RunRecord
     request_id: str
-    request_file: Path
-    answer_file: Path
+    control_fd: int  # the run's control folder, opened checked; closed by _close
     proc: psutil.Process
     answer: dict[str, Any] | None = None
     error: str | None = None
 
+    @property
+    def answer_name(self) -> str:
+        return f"{self.request_id}.done.json"
+
+
+def _recheck(record: RunRecord) -> str | None:
+    """None if the record's process is still the verified run (fresh look at the folder, the lock, the process)."""
+    try:
+        with open_run_dir(record.run_dir.parent, record.name) as run_fd:
+            verdict = verify_run(run_fd, record.status)
+    except (OSError, RefusedFile) as exc:
+        return str(exc)
+    return None if verdict.controllable else (verdict.reason or "not controllable")
+
 
 def _send(record: RunRecord, action: ControlAction) -> _Pending | str:
     """Write a request to a verified run; an error string if the run may not be controlled."""
-    verdict = verify(record.status.pid, record.status.create_time, for_control=True)
-    if not verdict.controllable or verdict.process is None:
-        return verdict.reason or "not controllable"
-    folder = control_dir(record.run_dir, record.rank)
+    try:
+        with open_run_dir(record.run_dir.parent, record.name) as run_fd:
+            verdict = verify_run(run_fd, record.status)
+            if not verdict.controllable or verdict.process is None:
+                return verdict.reason or "not controllable"
+            control_fd = ensure_checked_dir(control_name(record.rank), run_fd)
+    except (OSError, RefusedFile) as exc:
+        return str(exc)
     request_id = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"  # sortable: the run handles requests in order
-    request_file = folder / f"{request_id}.json"
-    write_json_atomic(request_file, {"id": request_id, "action": action.value, "sent": time.time()})
-    return _Pending(record, request_id, request_file, folder / f"{request_id}.done.json", verdict.process)
+    try:
+        write_json_at(control_fd, f"{request_id}.json",
+                      {"id": request_id, "action": action.value, "sent": time.time()})
+    except OSError as exc:
+        os.close(control_fd)
+        return f"cannot write the request: {exc}"
+    return _Pending(record, request_id, control_fd, verdict.process)
+
+
+def _read_answer(item: _Pending) -> None:
+    try:
+        answer = read_checked_json(item.answer_name, item.control_fd)
+    except FileNotFoundError:
+        return
+    except (OSError, RefusedFile) as exc:
+        item.error = f"answer refused: {exc}"
+        return
+    if isinstance(answer, dict) and answer.get("id") == item.request_id:
+        item.answer = answer
+    else:
+        item.error = "answer refused: not an answer to this request"
+    unlink_at(item.control_fd, item.answer_name)
 
 
 def _wait(pending: list[_Pending], timeout: float) -> None:
@@ -100,10 +140,8 @@ def _wait(pending: list[_Pending], timeout: float) -> None:
     waiting = list(pending)
     while waiting:
         for item in list(waiting):
-            answer = read_json(item.answer_file)
-            if isinstance(answer, dict):
-                item.answer = answer
-                item.answer_file.unlink(missing_ok=True)
+            _read_answer(item)
+            if item.answer is not None or item.error is not None:
                 waiting.remove(item)
             elif not _running(item.proc):
                 item.error = "the run's process exited before answering"
@@ -122,9 +160,11 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def _withdraw(item: _Pending) -> None:
-    """Take back an unanswered request so the run does not act on it long after it mattered."""
-    item.request_file.unlink(missing_ok=True)
+def _close(item: _Pending) -> None:
+    """Take back an unanswered request (so the run does not act on it long after it mattered); close the folder."""
+    if item.answer is None:
+        unlink_at(item.control_fd, f"{item.request_id}.json")
+    os.close(item.control_fd)
 
 
 def request_cleanup(records: Sequence[RunRecord], timeout: float = DEFAULT_CLEANUP_TIMEOUT) -> list[RunCleanup]:
@@ -143,8 +183,7 @@ def request_cleanup(records: Sequence[RunRecord], timeout: float = DEFAULT_CLEAN
         pending.append(sent)
     _wait(pending, timeout)
     for item in pending:
-        if item.answer is None:
-            _withdraw(item)
+        _close(item)
         after = tree_rss(item.record.status.pid)
         answer = item.answer or {}
         ok = bool(answer.get("ok")) and item.error is None
@@ -215,22 +254,20 @@ def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIME
     _wait(pending, timeout)
     signalled = False
     for item in pending:
+        _close(item)
         if item.answer is not None:
             _wait_for_end(item.proc, timeout)
             continue
-        # No answer: SIGTERM, but only to the very process we verified (psutil re-checks its identity).
-        verdict = verify(item.record.status.pid, item.record.status.create_time, for_control=True)
-        if verdict.controllable and verdict.process is not None:
-            try:
-                verdict.process.send_signal(signal.SIGTERM)
-                signalled = True
-                log.warning("run %s (pid %d) did not answer checkpoint-and-stop: sent SIGTERM", name,
-                            item.record.status.pid)
-            except psutil.Error as exc:
-                problems.append(f"rank {item.record.rank}: SIGTERM failed: {exc}")
-            _wait_for_end(verdict.process, timeout)
+        # No answer: SIGTERM through a handle on the verified process, re-verified after the handle was taken.
+        pid = item.record.status.pid
+        sent, how = send_signal(pid, signal.SIGTERM, lambda record=item.record: _recheck(record))
+        if sent:
+            signalled = True
+            log.warning("run %s (pid %d) did not answer checkpoint-and-stop: sent SIGTERM%s", name, pid,
+                        " through a pidfd" if how == PIDFD else " with kill(2) (no pidfd here)")
+            _wait_for_end(item.proc, timeout)
         else:
-            problems.append(f"rank {item.record.rank}: {item.error}; not signalled ({verdict.reason})")
+            problems.append(f"rank {item.record.rank}: {item.error}; not signalled ({how})")
     final = registry.find(name)
     main = next((r for r in final if r.rank == 0), final[0] if final else records[0])
     states = sorted({r.state for r in final} or {main.state})

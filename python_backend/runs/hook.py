@@ -31,8 +31,10 @@ from typing import Any
 import psutil
 
 from ..guard.cleanup import CleanupReport, emergency_cleanup
-from .files import read_json, write_json_atomic
-from .status import ControlAction, RunState, RunStatus, control_dir, status_path
+from . import lock
+from .files import RefusedFile, check_private, read_json, write_json_atomic
+from .status import (ControlAction, RunState, RunStatus, coerce_field, control_dir, lock_path, status_path,
+                     REQUEST_ID, valid_run_name)
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,17 @@ class RunHook:
     def __init__(self, name: str, runs_dir: str | Path = "runs", config: str | Path | None = None,
                  rank: int = 0, world_size: int = 1, write_interval: float = 1.0,
                  cleanup: Callable[[], CleanupReport] = emergency_cleanup) -> None:
+        if not valid_run_name(name):
+            raise ValueError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or not 1 <= world_size <= 65_536:
+            raise ValueError(f"world_size must be an integer 1-65536, got {world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an integer 0-{world_size - 1}, got {rank!r}")
         self.run_dir = Path(runs_dir).resolve() / name
         self._status_file = status_path(self.run_dir, rank)
         self._control_dir = control_dir(self.run_dir, rank)
+        self._lock_file = lock_path(self.run_dir, rank)
+        self._locked = False
         self._write_interval = write_interval
         self._cleanup = cleanup
         self._last_write = 0.0
@@ -57,7 +67,12 @@ class RunHook:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self._control_dir.mkdir(parents=True, exist_ok=True)
+        """Register: take the run's lock, then write the first status (so no status exists without the lock).
+        Raises RunLocked if another live process holds this run (rank), RefusedFile if the run folder or its
+        control folder is a symlink or belongs to someone else."""
+        _private_dir(self.run_dir)
+        self._acquire_lock()
+        _private_dir(self._control_dir)
         for stale in self._control_dir.glob("*.json"):  # requests addressed to an earlier process
             stale.unlink(missing_ok=True)
         now = time.time()
@@ -75,6 +90,11 @@ class RunHook:
             self._answer(request_id, ControlAction.CHECKPOINT_AND_STOP, ok=state is RunState.STOPPED,
                          report={"checkpoint": self.status.checkpoint, "state": state.value})
         self._pending_stop.clear()
+        if state.terminal:
+            # The run is over and never controlled again: free its name for the next run (in this process or
+            # another). A process that dies without finish() loses the lock with its last descriptor.
+            lock.release(self._lock_file)
+            self._locked = False
 
     def stop_on_signals(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         """Turn SIGTERM/SIGINT into a checkpoint-and-stop at the next step boundary (main thread only)."""
@@ -97,9 +117,7 @@ class RunHook:
     def update(self, **fields: Any) -> None:
         """Set status fields (step, epoch, loss, micro_batch, ...); written at most once per interval."""
         for key, value in fields.items():
-            if not hasattr(self.status, key):
-                raise AttributeError(f"RunStatus has no field {key!r}")
-            setattr(self.status, key, value)
+            setattr(self.status, key, coerce_field(key, value))
         self._track_peak()
         if time.monotonic() - self._last_write >= self._write_interval:
             self._write()
@@ -107,9 +125,9 @@ class RunHook:
     def event(self, message: str, **fields: Any) -> None:
         """Record a notable event (OOM back-off, checkpoint) and write it out now."""
         log.info("%s", message)
-        self.status.last_event = message
+        self.status.last_event = coerce_field("last_event", message)
         for key, value in fields.items():
-            setattr(self.status, key, value)
+            setattr(self.status, key, coerce_field(key, value))
         self._write()
 
     def step_boundary(self, **fields: Any) -> None:
@@ -126,9 +144,11 @@ class RunHook:
         for path in entries:
             request = read_json(path)
             path.unlink(missing_ok=True)
-            if not isinstance(request, dict) or "id" not in request:
+            # The id names the answer file: it must be the request file's own plain name, never a path.
+            if not isinstance(request, dict) or request.get("id") != path.stem or not REQUEST_ID.fullmatch(path.stem):
+                log.warning("ignored control file %s: not a valid request", path.name)
                 continue
-            self._handle(str(request["id"]), request.get("action"))
+            self._handle(path.stem, request.get("action"))
 
     # -- internals ---------------------------------------------------------------------------------
     def _handle(self, request_id: str, action: Any) -> None:
@@ -153,7 +173,33 @@ class RunHook:
         rss = self._process.memory_info().rss
         self.status.peak_rss = max(self.status.peak_rss, rss)
 
+    def _acquire_lock(self) -> None:
+        held = lock.acquire(self._lock_file)
+        self.status.lock_dev, self.status.lock_ino, self.status.lock_fd = held.dev, held.ino, held.fd
+        self._locked = True
+
     def _write(self) -> None:
+        if not self._locked and not RunState(self.status.state).terminal:
+            _private_dir(self.run_dir)
+            self._acquire_lock()  # update() before start(): still never a live status without the lock
         self.status.updated = time.time()
         write_json_atomic(self._status_file, self.status.to_dict())
         self._last_write = time.monotonic()
+
+
+def _private_dir(path: Path) -> None:
+    """Create `path` if needed and make sure it is a real folder of this user that only this user can write: the
+    sidecar refuses anything else, and a symlink planted in a cloned repository must not redirect our writes."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RefusedFile(f"{path} is not a folder (a symlink?): refusing to register a run there ({exc})") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o022:
+            os.fchmod(fd, st.st_mode & 0o7755)  # a umask of 002 makes folders group-writable
+            st = os.fstat(fd)
+        check_private(st, str(path))
+    finally:
+        os.close(fd)

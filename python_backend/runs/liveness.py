@@ -1,26 +1,46 @@
-"""Is the process a status file names really that run? Pid *and* create time must match (pids are reused), and
-some processes are never ours to touch whatever a file claims: the sidecar itself, its ancestors (the editor and
-its extension host), pid 1, and other users' processes."""
+"""Is the process a status file names really that run? A status file is only a claim. It is believed when:
+
+1. the pid is running and its create time equals the recorded one (pids are reused);
+2. the process belongs to this user (real and effective uid) and is not protected: the sidecar itself, its
+   ancestors (the editor and its extension host) and pid 1 are never ours to touch, whatever a file claims;
+3. the process holds the run's lock: the inode of `runs/<name>/.lock` (`.lock.rankN`), found by lstat in the
+   checked run folder, is among the files `/proc/<pid>/fd` has open (runs/lock.py). A file can copy a pid and a
+   create time; it cannot make a process open a file.
+
+Signals go through a pidfd opened *before* the final re-check (`send_signal`), so a pid reused between the check
+and the signal is never hit.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import signal
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 
+from .files import RefusedFile, check_private
+from .status import RunStatus, lock_name
+
+log = logging.getLogger(__name__)
 # psutil derives create time from boot time + start ticks, so the same process reads the same value in the run
 # and in the sidecar; the tolerance only absorbs float rounding in the JSON round trip.
 CREATE_TIME_TOLERANCE = 0.05
+PIDFD = "pidfd"
+KILL = "kill"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    alive: bool  # the registered process is running: pid exists, create time matches, not a zombie
+    alive: bool  # the registered process is running and proved it holds the run's lock
     controllable: bool  # alive, and Crash Guard may write requests to it and signal it
     reason: str | None  # why not alive / not controllable
     process: psutil.Process | None = None
+    foreign: bool = False  # a live process that is not this run (protected, another user's, no lock): a refusal
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,29 +54,156 @@ def protected_pids() -> frozenset[int]:
     return frozenset(pids)
 
 
-def verify(pid: object, create_time: object, for_control: bool = False) -> Verdict:
-    """Check a registration. `for_control` adds the checks needed before writing a request or signalling."""
+def _protected_reason(pid: int) -> str:
+    if pid == 1:
+        return "pid 1 is init: never touched"
+    if pid == os.getpid():
+        return f"pid {pid} is the sidecar itself"
+    return f"pid {pid} is an ancestor of the sidecar (the editor or its extension host): never touched"
+
+
+def _refused(reason: str, process: psutil.Process | None = None) -> Verdict:
+    return Verdict(False, False, reason, process, foreign=True)
+
+
+def verify(pid: object, create_time: object) -> Verdict:
+    """Checks 1 and 2: the pid is the recorded process, this user's, and not protected (`verify_run` adds 3)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return Verdict(False, False, f"invalid pid {pid!r}")
-    if not isinstance(create_time, (int, float)):
-        return Verdict(False, False, "no create time recorded")
+    if isinstance(create_time, bool) or not isinstance(create_time, (int, float)) or create_time != create_time:
+        return Verdict(False, False, "no valid create time recorded")
     try:
         proc = psutil.Process(pid)  # reads the process's create time now
         actual = proc.create_time()
-        if abs(actual - float(create_time)) > CREATE_TIME_TOLERANCE:
+        if not abs(actual - float(create_time)) <= CREATE_TIME_TOLERANCE:  # `not <=`: a NaN never matches
             return Verdict(False, False, f"pid {pid} now belongs to another process (create time differs)")
         if proc.status() == psutil.STATUS_ZOMBIE:
             return Verdict(False, False, f"process {pid} has exited (zombie)")
+        uids = proc.uids()
     except psutil.NoSuchProcess:
         return Verdict(False, False, f"process {pid} has exited")
     except psutil.AccessDenied:
-        return Verdict(False, False, f"process {pid} cannot be inspected")
+        return _refused(f"process {pid} cannot be inspected")
     if pid in protected_pids():
-        return Verdict(False, False, f"pid {pid} is the sidecar or one of its ancestors (the editor)")
-    if for_control:
-        try:
-            if proc.uids().real != os.getuid():
-                return Verdict(True, False, f"process {pid} belongs to another user", proc)
-        except psutil.Error as exc:
-            return Verdict(False, False, f"process {pid}: {exc}")
+        return _refused(_protected_reason(pid))
+    me = os.getuid()
+    if uids.real != me or uids.effective != me:
+        return _refused(f"process {pid} belongs to another user (uid {uids.real})")
     return Verdict(True, True, None, proc)
+
+
+def lock_identity(run_fd: int, rank: int) -> tuple[int, int]:
+    """(st_dev, st_ino) of the rank's lock file in the open run folder; RefusedFile if it is missing or unsafe."""
+    name = lock_name(rank)
+    try:
+        st = os.stat(name, dir_fd=run_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise RefusedFile(f"no lock file {name}: not registered by a live RunHook of this Crash Guard version "
+                          "(an older hook, or a copied status file)") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RefusedFile(f"{name} is not a regular file (a symlink?)")
+    check_private(st, name)
+    return st.st_dev, st.st_ino
+
+
+def holds_file(pid: int, dev: int, ino: int, hint_fd: int | None = None) -> bool | None:
+    """Whether process `pid` has the file (dev, ino) open; None if its descriptors cannot be read.
+
+    `hint_fd` (the descriptor number the run recorded) is looked at first: one stat instead of a pass over every
+    descriptor (~1 ms for a trainer with 500 open files). A wrong hint only costs the full pass; it proves nothing
+    by itself, since the descriptor must still lead to that very inode."""
+    fd_dir = f"/proc/{pid}/fd"
+    if hint_fd is not None:
+        try:
+            st = os.stat(f"{fd_dir}/{hint_fd}")  # follows the magic link to the open file itself
+            if st.st_dev == dev and st.st_ino == ino:
+                return True
+        except OSError:
+            pass
+    try:
+        names = os.listdir(fd_dir)  # in descriptor order: the lock, opened early, comes early
+    except OSError:
+        return None
+    for name in names:
+        try:
+            st = os.stat(f"{fd_dir}/{name}")
+        except OSError:
+            continue
+        if st.st_dev == dev and st.st_ino == ino:
+            return True
+    return False
+
+
+def verify_run(run_fd: int, status: RunStatus) -> Verdict:
+    """All three checks for a status read from the run folder open as `run_fd`."""
+    verdict = verify(status.pid, status.create_time)
+    if not verdict.alive:
+        return verdict
+    try:
+        dev, ino = lock_identity(run_fd, status.rank)
+    except RefusedFile as exc:
+        return _refused(str(exc), verdict.process)
+    if status.lock_ino is not None and (status.lock_dev, status.lock_ino) != (dev, ino):
+        return _refused(f"{lock_name(status.rank)} is not the lock this status was written with (replaced)",
+                        verdict.process)
+    held = holds_file(status.pid, dev, ino, status.lock_fd)
+    if held:
+        return verdict
+    if verdict.process is not None and not _running(verdict.process):
+        return Verdict(False, False, f"process {status.pid} has exited")  # it died while we looked
+    if held is None:
+        return _refused(f"cannot read /proc/{status.pid}/fd to check that it holds {lock_name(status.rank)}",
+                        verdict.process)
+    return _refused(f"process {status.pid} does not hold {lock_name(status.rank)}: it did not register this run "
+                    "(a status file alone is no proof)", verdict.process)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def pidfd_supported() -> bool:
+    """Whether signals can go through a pidfd here (Linux 5.3+, Python 3.9+)."""
+    return hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+
+def send_signal(pid: int, sig: int, recheck: Callable[[], str | None]) -> tuple[bool, str]:
+    """Send `sig` to `pid` only if `recheck()` (None = still the verified run) passes *after* a handle on the
+    process was taken. Returns (sent, how or why not): how is PIDFD or KILL.
+
+    With a pidfd the signal reaches the process the handle was opened on or nobody (ESRCH once it has exited), so a
+    pid reused after the check is never hit. Without one (a kernel before 5.3, or pidfd_open refused, e.g. by a
+    seccomp filter) the fallback re-checks and calls kill(2) at once; the window between the two is a few
+    microseconds, and the pid would have to be freed and reused by a process of this user within it.
+    """
+    if pid <= 1 or pid in protected_pids():  # belt and braces: recheck() refuses these too
+        return False, f"pid {pid} is protected"
+    if pidfd_supported():
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return False, f"process {pid} has exited"
+        except OSError as exc:
+            log.warning("pidfd_open(%d) failed (%s): falling back to kill(2)", pid, exc)
+        else:
+            try:
+                problem = recheck()
+                if problem is not None:
+                    return False, problem
+                signal.pidfd_send_signal(pidfd, sig)
+                return True, PIDFD
+            except ProcessLookupError:
+                return False, f"process {pid} exited before the signal"
+            finally:
+                os.close(pidfd)
+    problem = recheck()
+    if problem is not None:
+        return False, problem
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False, f"process {pid} exited before the signal"
+    return True, KILL

@@ -1,20 +1,30 @@
 """Discover the training runs registered under the runs directory and tell which are alive, finished or crashed.
 
-A run writes `runs/<name>/status.json` (other ranks `status.rankN.json`). Files are re-parsed only when they
-change (mtime/size), so a scan every second costs a directory listing plus one process check per live run.
+A run writes `runs/<name>/status.json` (other ranks `status.rankN.json`). Every file is read through the checks
+of runs/files.py (no symlink, ours and private, size cap, strict JSON) and runs/status.py (types, finite
+numbers, ranges), and every live claim is proved (runs/liveness.py: create time, user, the run's lock). What fails
+a check is not a run: it is never alive and never controlled, and it is reported once (a log warning, which the
+sidecar forwards to the client, and `take_refusals()` for its history) with the reason.
+
+Files are re-parsed only when they change (inode, mtime, ctime, size), so a scan every second costs a directory
+listing plus one process check per live run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..monitor.processes import tree_rss
-from .files import read_json
-from .liveness import Verdict, verify
-from .status import STATUS_FILE, RunState, RunStatus
+from .files import RefusedFile, open_checked_dir, read_checked_json
+from .liveness import Verdict, verify_run
+from .status import InvalidStatus, RunState, RunStatus, parse_status, rank_of_status_file, valid_run_name
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_EXIT = "unknown (the process ended without recording why)"
 
@@ -75,10 +85,10 @@ class RunRecord:
     def exit_cause(self) -> str | None:
         if self.state != RunState.CRASHED.value:
             return self.status.exit_cause
+        if self.verdict.foreign:  # a live process that did not prove it is this run
+            return f"not a Crash Guard run: {self.verdict.reason}"
         if self.status.exit_cause:
             return self.status.exit_cause  # recorded by the supervisor of the train command
-        if self.verdict.reason and "ancestor" in self.verdict.reason:
-            return f"not a Crash Guard run: {self.verdict.reason}"
         return UNKNOWN_EXIT
 
     def info(self, vram_by_pid: dict[int, int] | None = None) -> RunInfo:
@@ -96,63 +106,159 @@ class RunRecord:
         )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A file or folder of the runs directory that failed a check (reported once, never acted on)."""
+
+    path: Path
+    run: str | None
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.path}: not acted on: {self.reason}"
+
+
+_Parsed = RunStatus | str | None  # a valid status, why the file was refused, or None: it vanished meanwhile
+_CacheKey = tuple[int, int, int, int, int]
+
+
 class Registry:
     """The runs under one directory. Thread-safe; `scan()` is cheap enough for every sample."""
 
     def __init__(self, runs_dir: str | Path) -> None:
         self.runs_dir = Path(runs_dir).expanduser().resolve()
-        self._cache: dict[Path, tuple[int, int, RunStatus | None]] = {}
+        self._cache: dict[tuple[str, str], tuple[_CacheKey, _Parsed]] = {}
+        self._reported: dict[Path, str] = {}  # refusals already reported, with their reason
+        self._new_refusals: list[Refusal] = []
         self._lock = threading.Lock()
-
-    def _status_files(self) -> list[tuple[Path, Path]]:
-        found: list[tuple[Path, Path]] = []
-        try:
-            run_dirs = sorted((Path(e.path) for e in os.scandir(self.runs_dir) if e.is_dir()), key=lambda p: p.name)
-        except OSError:
-            return found  # no runs directory yet
-        for run_dir in run_dirs:
-            try:
-                names = [e.name for e in os.scandir(run_dir) if e.is_file()]
-            except OSError:
-                continue
-            for name in sorted(names):
-                if name == STATUS_FILE or (name.startswith("status.rank") and name.endswith(".json")):
-                    found.append((run_dir, run_dir / name))
-        return found
-
-    def _parse(self, path: Path) -> RunStatus | None:
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        key = (st.st_mtime_ns, st.st_size)
-        cached = self._cache.get(path)
-        if cached is not None and cached[:2] == key:
-            return cached[2]
-        status = RunStatus.from_dict(read_json(path))
-        self._cache[path] = (*key, status)
-        return status
 
     def scan(self) -> list[RunRecord]:
         """Every valid status file with a fresh liveness verdict (terminal runs are not checked)."""
         records: list[RunRecord] = []
+        refusals: dict[Path, Refusal] = {}
+        seen: set[tuple[str, str]] = set()
         with self._lock:
-            files = self._status_files()
-            for stale in set(self._cache) - {path for _, path in files}:
+            try:
+                runs_fd = os.open(self.runs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                runs_fd = -1  # no runs directory yet
+            if runs_fd >= 0:
+                try:
+                    for name in sorted(os.listdir(runs_fd)):
+                        self._scan_entry(runs_fd, name, records, refusals, seen)
+                finally:
+                    os.close(runs_fd)
+            for stale in set(self._cache) - seen:
                 del self._cache[stale]
-            for run_dir, path in files:
-                status = self._parse(path)
+            self._report(refusals)
+        return records
+
+    def _scan_entry(self, runs_fd: int, name: str, records: list[RunRecord], refusals: dict[Path, Refusal],
+                    seen: set[tuple[str, str]]) -> None:
+        run_dir = self.runs_dir / name
+        try:
+            st = os.stat(name, dir_fd=runs_fd, follow_symlinks=False)
+        except OSError:
+            return  # gone meanwhile
+        if stat.S_ISLNK(st.st_mode):
+            refusals[run_dir] = Refusal(run_dir, None, "the run folder is a symlink (not followed)")
+            return
+        if not stat.S_ISDIR(st.st_mode) or name.startswith("."):
+            return  # files and hidden folders are not runs
+        try:
+            run_fd = open_checked_dir(name, dir_fd=runs_fd, what=f"run folder {name}")
+        except RefusedFile as exc:
+            if _has_status_files(runs_fd, name):  # an unrelated folder (tensorboard logs, ...) is not news
+                refusals[run_dir] = Refusal(run_dir, None, str(exc))
+            return
+        except OSError:
+            return
+        try:
+            names = [n for n in sorted(os.listdir(run_fd)) if rank_of_status_file(n) is not None]
+            if names and not valid_run_name(name):
+                refusals[run_dir] = Refusal(run_dir, None, f"{name[:60]!r} is not a valid run name "
+                                            "(letters, digits, '.', '_' or '-', starting with a letter or digit)")
+                return
+            for filename in names:
+                seen.add((name, filename))
+                status = self._parse(run_fd, name, filename)
+                path = run_dir / filename
                 if status is None:
-                    continue  # not a status file of ours (or half-written by a foreign tool)
+                    continue
+                if isinstance(status, str):
+                    refusals[path] = Refusal(path, name, status)
+                    continue
                 if RunState(status.state).terminal:
                     verdict = Verdict(False, False, f"run ended ({status.state})")
                 else:
-                    verdict = verify(status.pid, status.create_time)
+                    verdict = verify_run(run_fd, status)
+                if verdict.foreign:
+                    refusals[path] = Refusal(path, name, verdict.reason or "not verified")
                 records.append(RunRecord(run_dir, path, status, verdict))
-        return records
+        finally:
+            os.close(run_fd)
+
+    def _parse(self, run_fd: int, name: str, filename: str) -> _Parsed:
+        try:
+            st = os.stat(filename, dir_fd=run_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
+        cached = self._cache.get((name, filename))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        parsed = _parse_status_file(run_fd, name, filename)
+        self._cache[(name, filename)] = (key, parsed)
+        return parsed
+
+    def _report(self, refusals: dict[Path, Refusal]) -> None:
+        reported = {path: r.reason for path, r in refusals.items()}
+        for path, refusal in refusals.items():
+            if self._reported.get(path) != refusal.reason:
+                log.warning("%s", refusal.message)
+                self._new_refusals.append(refusal)
+        self._reported = reported  # a refusal that clears and comes back is reported again
+
+    def take_refusals(self) -> list[Refusal]:
+        """Refusals first seen since the last call (each reported once, until it clears)."""
+        with self._lock:
+            new, self._new_refusals = self._new_refusals, []
+        return new
 
     def find(self, name: str) -> list[RunRecord]:
         return [r for r in self.scan() if r.name == name]
 
     def infos(self, vram_by_pid: dict[int, int] | None = None) -> list[RunInfo]:
         return [r.info(vram_by_pid) for r in self.scan()]
+
+
+def _parse_status_file(run_fd: int, name: str, filename: str) -> _Parsed:
+    try:
+        data = read_checked_json(filename, run_fd)
+        status = parse_status(data)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{filename} cannot be read: {exc.strerror}"
+    except (RefusedFile, InvalidStatus) as exc:
+        return str(exc)
+    if status.name != name:
+        return f"status names run {status.name!r} but lies in folder {name!r} (a copied or moved run folder)"
+    if status.rank != rank_of_status_file(filename):
+        return f"{filename} records rank {status.rank}"
+    return status
+
+
+def _has_status_files(runs_fd: int, name: str) -> bool:
+    """Whether a folder that failed the checks looks like a run (its names only; nothing in it is read)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=runs_fd)
+    except OSError:
+        return False
+    try:
+        return any(rank_of_status_file(n) is not None for n in os.listdir(fd))
+    except OSError:
+        return True  # unreadable: say so rather than hide it
+    finally:
+        os.close(fd)

@@ -1,15 +1,31 @@
-"""The status file a training run keeps current: `runs/<name>/status.json`, and its control folder."""
+"""The status file a training run keeps current: `runs/<name>/status.json`, its control folder and its lock file.
+
+A status file is a claim made by whatever wrote it, so `parse_status` checks every field before anything uses it:
+types (from the dataclass annotations), finite numbers, ranges, and that the file's name, folder and content agree.
+"""
 
 from __future__ import annotations
 
+import math
+import operator
+import re
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-STATUS_VERSION = 1
+STATUS_VERSION = 2  # 2: the run holds a lock file and records it (lock_dev, lock_ino, lock_fd)
 STATUS_FILE = "status.json"
 CONTROL_DIR = "control"
+LOCK_FILE = ".lock"
+MAX_WORLD_SIZE = 65_536
+MAX_TEXT = 8_192  # characters in any text field (paths, events, causes)
+# One folder name, never a path: no separator, no leading dot or dash, no spaces or control characters.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RANK_STATUS_FILE = re.compile(r"status\.rank([1-9][0-9]{0,5})\.json")
+REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # a control request's id, also its file name
 
 
 class RunState(str, Enum):
@@ -29,6 +45,10 @@ class RunState(str, Enum):
 class ControlAction(str, Enum):
     CLEANUP = "cleanup"
     CHECKPOINT_AND_STOP = "checkpoint_and_stop"
+
+
+class InvalidStatus(ValueError):
+    """A status file's content failed a check; the message names the field."""
 
 
 @dataclass
@@ -52,6 +72,9 @@ class RunStatus:
     started: float = 0.0
     updated: float = 0.0
     exit_cause: str | None = None
+    lock_dev: int | None = None  # st_dev and st_ino of the lock file the run holds (runs/hook.py)
+    lock_ino: int | None = None
+    lock_fd: int | None = None  # its descriptor number in the run: where the sidecar looks first
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,25 +82,210 @@ class RunStatus:
 
     @classmethod
     def from_dict(cls, data: Any) -> RunStatus | None:
-        """Parse a status file's content; None if it is not a valid status (missing or mistyped fields)."""
-        if not isinstance(data, dict):
-            return None
-        known = {f.name for f in fields(cls)}
+        """Parse a status file's content; None if it is not a valid status (see `parse_status` for why)."""
         try:
-            status = cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError:
+            return parse_status(data)
+        except InvalidStatus:
             return None
-        if not isinstance(status.pid, int) or not isinstance(status.create_time, (int, float)):
-            return None
-        if status.state not in {s.value for s in RunState}:
-            return None
-        return status
+
+
+# -- validation --------------------------------------------------------------------------------------------------
+_REQUIRED = ("name", "pid", "create_time")
+_NON_NEGATIVE = ("step", "epoch", "micro_batch", "accumulation", "peak_rss", "peak_vram", "started", "updated",
+                 "lock_dev", "lock_ino", "lock_fd", "create_time")
+
+
+_SCALARS = (int, float, str, bool)
+
+
+def _understood(hint: Any) -> bool:
+    """Annotations the checker knows: int, float, str, bool, Any, list[X], dict[str, X], X | None."""
+    if hint in _SCALARS or hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return len(args) == 1 and _understood(args[0])
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _understood(args[1])
+    if origin in (typing.Union, types.UnionType):
+        return all(a is type(None) or _understood(a) for a in args)
+    return False
+
+
+def _field_types() -> dict[str, Any]:
+    """Each field's annotation (so a new field is checked too). A field whose annotation the checker does not
+    understand fails here, at import, naming it: add a rule rather than let an unchecked value through."""
+    hints = typing.get_type_hints(RunStatus)
+    for f in fields(RunStatus):
+        if not _understood(hints[f.name]):
+            raise TypeError(f"RunStatus.{f.name}: no validation rule for {hints[f.name]!r}")
+    return {f.name: hints[f.name] for f in fields(RunStatus)}
+
+
+_TYPES = _field_types()
+
+
+def _describe(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if hint in names:
+        return names[hint]
+    origin = typing.get_origin(hint)
+    return {list: "a list", dict: "an object"}.get(origin, str(hint))
+
+
+def _check_value(key: str, value: Any, hint: Any) -> Any:
+    """`value` as the field `key` annotated `hint`, or InvalidStatus naming the field."""
+    if hint is Any:
+        return value  # strict JSON already: finite numbers, size-capped
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise InvalidStatus(f"{key}: must not be null")
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _check_value(key, value, option)
+            except InvalidStatus as exc:
+                errors.append(exc)
+        raise errors[0]
+    if value is None:
+        raise InvalidStatus(f"{key}: must not be null")
+    if origin is list:
+        if not isinstance(value, list):
+            raise InvalidStatus(f"{key}: expected a list, got {type(value).__name__}")
+        return [_check_value(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InvalidStatus(f"{key}: expected an object, got {type(value).__name__}")
+        return {k: _check_value(f"{key}.{k}", v, args[1]) for k, v in value.items()}
+    if hint is str:
+        if not isinstance(value, str):
+            raise InvalidStatus(f"{key}: expected a string, got {type(value).__name__}")
+        if len(value) > MAX_TEXT:
+            raise InvalidStatus(f"{key}: longer than {MAX_TEXT} characters")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InvalidStatus(f"{key}: expected true or false, got {type(value).__name__}")
+        return value
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        shown = repr(value) if isinstance(value, float) else type(value).__name__
+        raise InvalidStatus(f"{key}: expected an integer, got {shown}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidStatus(f"{key}: expected a number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidStatus(f"{key}: not a finite number")
+    return float(value) if hint is float else value
+
+
+def _scalar_of(hint: Any) -> tuple[Any, bool]:
+    """(the non-null type, nullable) of an annotation."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else hint), type(None) in args
+    return hint, False
+
+
+def coerce_field(key: str, value: Any) -> Any:
+    """A value for RunStatus field `key` as the hook will write it: numpy/torch scalars become int/float, a
+    non-finite float is kept (written as null); anything else of the wrong kind is a TypeError at the call site,
+    not a status file the sidecar would refuse later."""
+    if key not in _TYPES:
+        raise AttributeError(f"RunStatus has no field {key!r}")
+    base, optional = _scalar_of(_TYPES[key])
+    if value is None and optional:
+        return None
+    try:
+        if base is str and isinstance(value, str):
+            return value[:MAX_TEXT]
+        if base is int and not isinstance(value, bool):
+            return operator.index(value)
+        if base is float and not isinstance(value, (bool, str)):
+            return float(value)
+        if base not in (str, int, float):
+            return _check_value(key, value, _TYPES[key])
+    except (TypeError, ValueError):
+        pass
+    raise TypeError(f"RunStatus.{key}: expected {_describe(base)}{' or None' if optional else ''}, "
+                    f"got {type(value).__name__} {value!r:.40}")
+
+
+def parse_status(data: Any) -> RunStatus:
+    """A status file's parsed JSON as a RunStatus, or InvalidStatus naming the first field that is wrong.
+    Unknown keys are ignored (a newer hook may add fields)."""
+    if not isinstance(data, dict):
+        raise InvalidStatus(f"expected a JSON object, got {type(data).__name__}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise InvalidStatus(f"{key}: missing")
+    values = {key: _check_value(key, data[key], _TYPES[key]) for key in _TYPES if key in data}
+    status = RunStatus(**values)
+    if not RUN_NAME.fullmatch(status.name):
+        raise InvalidStatus(f"name: {status.name[:40]!r} is not a valid run name")
+    if status.pid <= 0:
+        raise InvalidStatus(f"pid: expected a positive integer, got {status.pid}")
+    if status.create_time <= 0:
+        raise InvalidStatus(f"create_time: expected a positive time, got {status.create_time}")
+    for key in _NON_NEGATIVE:
+        value = getattr(status, key)
+        if value is not None and value < 0:
+            raise InvalidStatus(f"{key}: negative ({value})")
+    if not 1 <= status.world_size <= MAX_WORLD_SIZE:
+        raise InvalidStatus(f"world_size: expected 1-{MAX_WORLD_SIZE}, got {status.world_size}")
+    if not 0 <= status.rank < status.world_size:
+        raise InvalidStatus(f"rank: expected 0-{status.world_size - 1} (world_size {status.world_size}), "
+                            f"got {status.rank}")
+    if status.state not in {s.value for s in RunState}:
+        raise InvalidStatus(f"state: unknown state {status.state[:40]!r}")
+    if status.version < 1:
+        raise InvalidStatus(f"version: expected 1 or more, got {status.version}")
+    return status
+
+
+def valid_run_name(name: str) -> bool:
+    return bool(RUN_NAME.fullmatch(name))
+
+
+def rank_of_status_file(filename: str) -> int | None:
+    """0 for status.json, N for status.rankN.json, None for any other name."""
+    if filename == STATUS_FILE:
+        return 0
+    match = RANK_STATUS_FILE.fullmatch(filename)
+    return int(match.group(1)) if match else None
+
+
+# -- the files of one run ----------------------------------------------------------------------------------------
+def _suffix(rank: int) -> str:
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"rank must be a non-negative integer, got {rank!r}")  # never a path segment
+    return "" if rank == 0 else f".rank{rank}"
+
+
+def status_name(rank: int = 0) -> str:
+    """Rank 0 (and a single-process run) writes status.json; other ranks of a distributed run status.rankN.json."""
+    return STATUS_FILE if rank == 0 else f"status{_suffix(rank)}.json"
+
+
+def control_name(rank: int = 0) -> str:
+    return CONTROL_DIR + _suffix(rank)
+
+
+def lock_name(rank: int = 0) -> str:
+    """The file a live run (rank) holds open and flock'ed: `.lock`, other ranks `.lock.rankN`."""
+    return LOCK_FILE + _suffix(rank)
 
 
 def status_path(run_dir: Path, rank: int = 0) -> Path:
-    """Rank 0 (and a single-process run) writes status.json; other ranks of a distributed run status.rankN.json."""
-    return run_dir / (STATUS_FILE if rank == 0 else f"status.rank{rank}.json")
+    return run_dir / status_name(rank)
 
 
 def control_dir(run_dir: Path, rank: int = 0) -> Path:
-    return run_dir / (CONTROL_DIR if rank == 0 else f"{CONTROL_DIR}.rank{rank}")
+    return run_dir / control_name(rank)
+
+
+def lock_path(run_dir: Path, rank: int = 0) -> Path:
+    return run_dir / lock_name(rank)

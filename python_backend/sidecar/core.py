@@ -21,7 +21,7 @@ from ..runs.status import RunState
 from . import protocol as p
 from .escalation import Escalation
 from .forecast import History, describe, next_crossing
-from .history import ACTION, LEVEL, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
+from .history import ACTION, LEVEL, REFUSED, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
 from .sampler import Reading, Sampler
 from .settings import Settings
@@ -104,6 +104,9 @@ class Sidecar:
             sample, transitions = self._build(reading, settings, record=True)
             events = self._run_events(reading.records)
             self._record(sample, reading, transitions, events, baseline)
+            for refused in self._registry.take_refusals():  # already logged once (window/logMessage) by the registry
+                self._samples.add_event(HistoryEvent(round(reading.time, 3), RUN, refused.message, level=REFUSED,
+                                                     run=refused.run))
         self._emit(p.SAMPLE, p.to_wire(sample))
         live = [r.name for r in reading.runs if r.alive]
         for t in transitions:

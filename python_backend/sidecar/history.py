@@ -19,6 +19,8 @@ MAX_EVENTS = 500
 # Event kinds: a resource changed level, a run started/ended/crashed, a run reported something of its own
 # (RunInfo.lastEvent: OOM back-off, cleanup, checkpoint, ...), the sidecar acted on its own.
 LEVEL, RUN, TRAINING, ACTION = "level", "run", "training", "action"
+# The `level` of a RUN event for a status file or run folder that failed a check (runs/registry.py, Refusal).
+REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)

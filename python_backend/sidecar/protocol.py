@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,14 +258,17 @@ def _field_names(cls: type) -> tuple[tuple[str, str], ...]:
 
 
 def to_wire(value: Any) -> Any:
-    """Dataclasses (and the dicts/lists inside them) as JSON-ready values with camelCase keys.
+    """Dataclasses (and the dicts/lists inside them) as JSON-ready values with camelCase keys; non-finite numbers
+    become null, so every frame is valid JSON for a strict parser.
 
     Dicts coming from other modules (e.g. a CleanupReport's `to_dict()`) are converted too, so every key on the
     wire is camelCase. Runs for every sample, so field names are cached per class.
     """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # NaN/Infinity are not JSON: null on the wire
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         # to_wire_dict / to_dict add derived fields (freed, rssFreed) that are properties, not fields.

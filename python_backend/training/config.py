@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..runs.status import valid_run_name
 
 TASK = "Task01_BrainTumour"
 DEFAULT_DATA_ROOT = Path("data")
@@ -159,7 +160,7 @@ class TrainingConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+        if not valid_run_name(value):
             raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
         return value
 

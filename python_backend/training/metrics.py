@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..runs.files import json_text
+
 
 class MetricsLog:
     def __init__(self, path: Path) -> None:
@@ -16,7 +18,7 @@ class MetricsLog:
         self._handle: TextIO = path.open("a", encoding="utf-8")
 
     def write(self, kind: str, **fields: Any) -> None:
-        self._handle.write(json.dumps({"type": kind, "time": round(time.time(), 3), **fields}) + "\n")
+        self._handle.write(json_text({"type": kind, "time": round(time.time(), 3), **fields}) + "\n")
         self._handle.flush()
 
     def rewind(self, step: int) -> int:

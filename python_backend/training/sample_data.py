@@ -8,11 +8,12 @@ bright on T1-gd, the core dark on T1), so a small model visibly learns TC/WT/ET 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from ..runs.files import json_text
 
 MODALITIES = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
 LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
@@ -103,5 +104,5 @@ def write_sample_dataset(out: Path = DEFAULT_OUT, cases: int = 16, size: int = 4
         image, label = make_case(rng, size)
         nib.save(nib.Nifti1Image(image, affine), out / "imagesTr" / f"{name}.nii.gz")
         nib.save(nib.Nifti1Image(label, affine), out / "labelsTr" / f"{name}.nii.gz")
-    (out / "dataset.json").write_text(json.dumps(dataset_json(names), indent=4), encoding="utf-8")
+    (out / "dataset.json").write_text(json_text(dataset_json(names), indent=4), encoding="utf-8")
     return out

@@ -5,10 +5,10 @@ Regenerate after changing config.py:  python -m python_backend.training.schema
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from ..runs.files import json_text
 from .config import TrainingConfig
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "safe_training.schema.json"
@@ -17,7 +17,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "safe_training.sc
 def schema_text() -> str:
     schema = TrainingConfig.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return json_text(schema, indent=2, sort_keys=True) + "\n"
 
 
 def main() -> int:

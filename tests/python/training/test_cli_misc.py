@@ -1,4 +1,4 @@
-"""sample-data and check-data from the command line; --resume never on a run that has checkpoints."""
+"""sample-data and check-data from the command line; --resume never on a run that has checkpoints; run names."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ def test_resume_never_refuses_existing_checkpoints(tmp_path: Path, write_config:
     assert "already has checkpoints" in again.stderr.strip().splitlines()[-1]
     done = crashguard("train", "--config", str(config), "--runs-dir", "runs", cwd=tmp_path)  # auto: nothing left
     assert done.returncode == 0 and "already complete at step 2" in done.stderr
+
+
+def test_a_run_name_that_is_a_path_is_refused_before_anything_is_written(
+        tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    config = write_config(train={"epochs": 1})
+    for name in ("../escape", "a/b", ".hidden", "-flag"):
+        refused = crashguard("train", "--config", str(config), "--runs-dir", "runs", "--run-name", name, cwd=tmp_path)
+        assert refused.returncode == 2 and "--run-name" in refused.stderr, refused.stderr[-500:]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
