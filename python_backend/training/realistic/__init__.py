@@ -10,7 +10,6 @@ Memory: about 0.6 GB per job; numpy + nibabel only.
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -19,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ...runs.files import json_text
 from ..sample_data import dataset_json
 from .contrasts import simulate_contrasts
 from .template import TASK01_SHAPE, Anatomy, TemplateMissing, load_anatomy
@@ -72,5 +72,5 @@ def write_realistic_dataset(out: Path, cases: int = 12, seed: int = 0, jobs: int
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(_write_case, [out] * cases, names, [seed] * cases, range(cases)))
-    (out / "dataset.json").write_text(json.dumps(dataset_json(names), indent=4), encoding="utf-8")
+    (out / "dataset.json").write_text(json_text(dataset_json(names), indent=4), encoding="utf-8")
     return out
