@@ -124,7 +124,10 @@ def display_name(comm: str, exe: str | None, cmdline: list[str] | None) -> str:
 
 
 def own_rss() -> int:
-    return psutil.Process(os.getpid()).memory_info().rss
+    """This process's RSS: one read of /proc/self/statm (~10 µs; psutil's Process().memory_info() reads the same
+    file for ~90 µs), psutil where there is no /proc."""
+    rss = _proc_rss(os.getpid())
+    return rss if rss is not None else psutil.Process(os.getpid()).memory_info().rss
 
 
 def top_processes(count: int = 5) -> list[ProcessMemory]:
