@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..monitor.gpu import GpuReading
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
 from ..runs.registry import RunInfo
 from .history import HistoryEvent, HistoryPoint
@@ -57,6 +58,17 @@ class RamInfo:
 
 
 @dataclass(frozen=True)
+class GpuProcessInfo:
+    """A process holding memory on a GPU (any process NVML lists there, guarded run or not)."""
+
+    pid: int
+    name: str
+    user: str | None  # None: not visible from the sidecar (another pid namespace, or gone)
+    command: str | None
+    used: int | None  # bytes on this GPU; None where the driver does not say
+
+
+@dataclass(frozen=True)
 class GpuInfo:
     index: int
     name: str
@@ -65,6 +77,13 @@ class GpuInfo:
     percent: float | None
     utilization: int | None
     level: str
+    processes: list[GpuProcessInfo] = field(default_factory=list)  # heaviest first
+
+
+def gpu_processes(reading: GpuReading) -> list[GpuProcessInfo]:
+    """A GPU reading's processes for the wire, heaviest first (unknown figures last)."""
+    ordered = sorted(reading.processes, key=lambda proc: -1 if proc.used is None else proc.used, reverse=True)
+    return [GpuProcessInfo(proc.pid, proc.name, proc.user, proc.command, proc.used) for proc in ordered]
 
 
 @dataclass(frozen=True)
@@ -282,8 +301,8 @@ def to_wire(value: Any) -> Any:
 __all__ = [
     "ACTION", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT",
     "SAMPLE", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult",
-    "Forecast", "GpuInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "ParamsError", "ProcessDetailResult",
-    "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult",
-    "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "parse_empty", "parse_history",
-    "parse_process_detail", "parse_update_settings", "to_wire",
+    "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "ParamsError",
+    "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunsResult", "Sample",
+    "StopResult", "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty",
+    "parse_history", "parse_process_detail", "parse_update_settings", "to_wire",
 ]
