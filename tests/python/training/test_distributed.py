@@ -71,6 +71,22 @@ def test_backend_is_nccl_on_cuda_unless_gloo_is_chosen() -> None:
         dist_backend(cuda, {"CRASHGUARD_DIST_BACKEND": "mpi"})
 
 
+def test_more_ranks_than_gpus_share_them_with_gloo_and_are_refused_with_nccl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from python_backend.training.distributed import pick_rank_device
+
+    chosen: list[int] = []  # a machine with one GPU (none can exist here: torch.cuda answers as such a machine)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    env = DistEnv(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    monkeypatch.delenv("CRASHGUARD_DIST_BACKEND", raising=False)
+    with pytest.raises(NoDeviceForRank, match=r"local rank 1 has no GPU of its own \(1 visible.*--nproc_per_node 1"):
+        pick_rank_device("auto", env)
+    monkeypatch.setenv("CRASHGUARD_DIST_BACKEND", "gloo")
+    assert pick_rank_device("auto", env) == torch.device("cuda", 0) and chosen == [0]
+    assert pick_rank_device("cpu", env) == torch.device("cpu")
+
+
 def test_sharded_sampler_splits_each_step_of_the_single_process_order() -> None:
     single = EpochSampler(size=11, seed=5)
     ranks = [ShardedEpochSampler(size=11, seed=5, step_batch=4, rank=r, world_size=2) for r in (0, 1)]
