@@ -35,3 +35,18 @@ def gpu_config(data_root: Path, **train: Any) -> dict[str, Any]:
                        train={"roi_size": [96, 96, 96], "epochs": 2, "effective_batch": 8, "micro_batch": 8,
                               "amp": True, "device": "cuda", "threads": 4, "sw_batch_size": 2, **train},
                        checkpoint={"every_steps": 2, "keep": 2})
+
+
+def pid_namespace_note(pid: int) -> str | None:
+    """Why NVML cannot list `pid` here, when that is the reason: NVML reports the host's pids, so in a container
+    with its own pid namespace no process of ours appears under its own pid (and NVML's pids resolve to nothing)."""
+    from python_backend.monitor.gpu import GPUMonitor
+
+    gpus = GPUMonitor().read()
+    if any(p.pid == pid for g in gpus for p in g.processes):
+        return None
+    foreign = [p for g in gpus for p in g.processes if p.user is None]
+    if not foreign:
+        return None
+    return (f"pid {pid} is not among NVML's pids, and {len(foreign)} pid(s) NVML lists do not exist here: this runs "
+            f"in a container with its own pid namespace, where NVML's (host) pids cannot be matched")
