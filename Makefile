@@ -32,3 +32,4 @@ bench: setup
 	$(PY) -m python_backend bench-train
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
 	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench
+	$(PY) benchmarks/pytest_plugin_overhead.py --repeats 3
