@@ -24,10 +24,11 @@ def _tag(status: MemoryStatus, colour: bool) -> str:
 
 
 def gpu_process_lines(gpu: GpuReading, limit: int = 8) -> list[str]:
-    """Who holds this GPU's memory: every process NVML lists on it, heaviest first, with user and command."""
-    if not gpu.processes:
+    """Who holds this GPU's memory: every process NVML lists on it (the reading's order: heaviest first), with
+    user and command."""
+    ordered = gpu.processes
+    if not ordered:
         return ["      no processes on this GPU"]
-    ordered = sorted(gpu.processes, key=lambda p: -1 if p.used is None else p.used, reverse=True)
     lines = [f"      {'pid':>7}  {'VRAM':>10}  {'user':<10}  command"]
     for proc in ordered[:limit]:
         used = human_bytes(proc.used) if proc.used is not None else "n/a"

@@ -26,7 +26,7 @@ class GpuReading:
     total: int | None
     used: int | None
     utilization: int | None  # percent of time a kernel ran over the last sample period
-    processes: list[GpuProcess] = field(default_factory=list)
+    processes: list[GpuProcess] = field(default_factory=list)  # heaviest first, unknown figures last
     uuid: str | None = None
     mig_index: int | None = None  # set when this reading is of one MIG device of GPU `index`
 
@@ -85,7 +85,7 @@ class GPUMonitor:
             return reading
         # MIG on: per-process figures exist only per MIG device, and the GPU's own memory query may need root.
         parts = [self._read_device(mig) for mig in gpu.migs]
-        processes = [p for part in parts for p in part.processes]
+        processes = _heaviest_first([p for part in parts for p in part.processes])
         total, used = reading.total, reading.used
         if (total is None or used is None) and all(p.total is not None and p.used is not None for p in parts):
             total = sum(p.total for p in parts)  # type: ignore[misc]
@@ -99,7 +99,7 @@ class GPUMonitor:
         util = session.optional(nvml.nvmlDeviceGetUtilizationRates, device.handle)
         compute = session.optional(nvml.nvmlDeviceGetComputeRunningProcesses, device.handle) or []
         graphics = session.optional(nvml.nvmlDeviceGetGraphicsRunningProcesses, device.handle) or []
-        processes = self._namer.describe(merge_process_lists(compute, graphics))
+        processes = _heaviest_first(self._namer.describe(merge_process_lists(compute, graphics)))
         return GpuReading(
             index=device.nvml_index, name=device.name,
             total=memory.total if memory else None, used=memory.used if memory else None,
@@ -139,6 +139,10 @@ class GPUMonitor:
         """Ends a test's own session; the shared session lives until the process exits."""
         if self._own_session:
             self._session.close()
+
+
+def _heaviest_first(processes: list[GpuProcess]) -> list[GpuProcess]:
+    return sorted(processes, key=lambda p: -1 if p.used is None else p.used, reverse=True)
 
 
 def _unknown(index: int) -> GpuReading:

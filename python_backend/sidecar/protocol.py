@@ -81,9 +81,8 @@ class GpuInfo:
 
 
 def gpu_processes(reading: GpuReading) -> list[GpuProcessInfo]:
-    """A GPU reading's processes for the wire, heaviest first (unknown figures last)."""
-    ordered = sorted(reading.processes, key=lambda proc: -1 if proc.used is None else proc.used, reverse=True)
-    return [GpuProcessInfo(proc.pid, proc.name, proc.user, proc.command, proc.used) for proc in ordered]
+    """A GPU reading's processes for the wire (in the reading's order: heaviest first)."""
+    return [GpuProcessInfo(proc.pid, proc.name, proc.user, proc.command, proc.used) for proc in reading.processes]
 
 
 @dataclass(frozen=True)

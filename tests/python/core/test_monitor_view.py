@@ -1,4 +1,4 @@
-"""`crashguard monitor`'s screen: per GPU, who holds its memory (every process, heaviest first, user, command)."""
+"""`crashguard monitor`'s screen: per GPU, who holds its memory (every process, user, command)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ GIB = 2**30
 
 
 def test_each_gpu_lists_its_processes_heaviest_first() -> None:
-    gpu = GpuReading(0, "NVIDIA H200", 140 * GIB, 30 * GIB, 40, processes=[
+    gpu = GpuReading(0, "NVIDIA H200", 140 * GIB, 30 * GIB, 40, processes=[  # GPUMonitor's order: heaviest first
+        GpuProcess(303, 25 * GIB, "python3.11", "bob", "python -m python_backend train --config big.json"),
         GpuProcess(101, 2 * GIB, "python3.11", "alice", "python train.py --config a.json"),
         GpuProcess(202, None, "?", None, None, "graphics"),
-        GpuProcess(303, 25 * GIB, "python3.11", "bob", "python -m python_backend train --config big.json"),
     ])
     idle = GpuReading(1, "NVIDIA H200", 140 * GIB, 1 * GIB, 0)
     screen = render(Snapshot(time.time(), read_ram(), MemoryStatus.NORMAL, [gpu, idle]), Thresholds(0.8, 0.9),
