@@ -33,8 +33,10 @@ bench: setup
 	$(PY) -m python_backend bench-train
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
 	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench
+	$(PY) benchmarks/ddp_step.py
 	# The recipe on realistic data (12 cases of 240x240x155x4): CPU preset vs the original recipe, 240 steps each
-	# (about 1-2 hours on 2 CPU cores); the micro-batch search for the CPU preset on the same data.
+	# (about 1-2 hours on 2 CPU cores).
 	[ -f data/realistic/Task01_BrainTumour/dataset.json ] || \
 		$(PY) -m python_backend sample-data --realistic --out data/realistic/Task01_BrainTumour
 	$(PY) benchmarks/recipe_realistic.py --steps 240 --val-every 40 --data data/realistic --out runs/bench-recipe
+	$(PY) benchmarks/pytest_plugin_overhead.py --repeats 3

@@ -107,6 +107,8 @@
     fill($('runs').tBodies[0], view.runs, ['run', 'state', 'step', 'microBatch', 'treeRss', 'vram', 'lastEvent'],
       'No guarded runs.');
     fill($('processes').tBodies[0], view.processes, ['pid', 'name', 'rss', 'share'], 'No process list yet.');
+    fill($('gpuProcesses').tBodies[0], view.gpuProcesses || [], ['gpu', 'pid', 'name', 'user', 'vram', 'command'],
+      'No process holds GPU memory (or no GPU).');
     $('events').replaceChildren(...(view.events.length ? view.events.map((e) => {
       const li = el(null, 'li', { class: `event event-${e.kind}` });
       const dot = el(null, 'span', { class: 'swatch' });

@@ -58,7 +58,19 @@ export interface RamInfo {
   level: Level;
 }
 
+/** A process holding memory on a GPU: every process NVML lists there, guarded run or not. */
+export interface GpuProcessInfo {
+  pid: number;
+  name: string;
+  /** null: not visible from the sidecar (another pid namespace, or gone). */
+  user: string | null;
+  command: string | null;
+  /** Bytes on this GPU; null where the driver does not say. */
+  used: number | null;
+}
+
 export interface GpuInfo {
+  /** NVML's index, as nvidia-smi numbers the GPUs. */
   index: number;
   name: string;
   total: number | null;
@@ -66,6 +78,8 @@ export interface GpuInfo {
   percent: number | null;
   utilization: number | null;
   level: Level;
+  /** Heaviest first. Absent from a sidecar older than this field: treat as unknown, not as "none". */
+  processes?: GpuProcessInfo[];
 }
 
 export interface ProcessInfo {

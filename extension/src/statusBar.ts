@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 import { formatBytes, gpuGaugeText, gpuTooltipMarkdown, noDataGaugeText, ramGaugeText, tooltipMarkdown,
   type SidecarState } from './format';
+import { gpuProcessLines } from './gpuProcesses';
 import { backgroundColorId, foregroundColorId } from './levels';
 import type { Log } from './logger';
 import type { Level, Sample } from './protocol';
@@ -102,7 +103,7 @@ export class StatusBar implements vscode.Disposable {
         this.gpus.push(item);
       }
       item.text = gpuGaugeText(gpu, sample.gpus.length);
-      const gtip = new vscode.MarkdownString(gpuTooltipMarkdown(gpu, sample));
+      const gtip = new vscode.MarkdownString([gpuTooltipMarkdown(gpu, sample), ...gpuProcessLines(gpu)].join('\n'));
       item.tooltip = gtip;
       item.command = { command: CMD_SHOW_REPORT, title: 'Show Memory Report' };
       this.paint(item, gpu.level);

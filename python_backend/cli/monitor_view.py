@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..monitor.gpu import GpuReading
 from ..monitor.snapshot import Snapshot
 from ..monitor.thresholds import MemoryStatus, Thresholds
 from .units import human_bytes
@@ -20,6 +21,23 @@ def _bar(fraction: float, status: MemoryStatus, colour: bool) -> str:
 def _tag(status: MemoryStatus, colour: bool) -> str:
     label = status.value.upper()
     return f"{_COLOUR[status]}{label}{_RESET}" if colour else label
+
+
+def gpu_process_lines(gpu: GpuReading, limit: int = 8) -> list[str]:
+    """Who holds this GPU's memory: every process NVML lists on it (the reading's order: heaviest first), with
+    user and command."""
+    ordered = gpu.processes
+    if not ordered:
+        return ["      no processes on this GPU"]
+    lines = [f"      {'pid':>7}  {'VRAM':>10}  {'user':<10}  command"]
+    for proc in ordered[:limit]:
+        used = human_bytes(proc.used) if proc.used is not None else "n/a"
+        user = proc.user if proc.user is not None else "?"
+        command = proc.command if proc.command is not None else f"{proc.name} (not visible from here)"
+        lines.append(f"      {proc.pid:>7}  {used:>10}  {user[:10]:<10}  {command[:100]}")
+    if len(ordered) > limit:
+        lines.append(f"      ... and {len(ordered) - limit} more")
+    return lines
 
 
 def render(snapshot: Snapshot, gpu_thresholds: Thresholds, colour: bool = True) -> str:
@@ -46,6 +64,7 @@ def render(snapshot: Snapshot, gpu_thresholds: Thresholds, colour: bool = True) 
             util = "n/a" if gpu.utilization is None else f"{gpu.utilization}%"
             lines.append(f"GPU {gpu.index} {_bar(gpu.percent / 100, status, colour)} {gpu.percent:5.1f}%  "
                          f"used {human_bytes(gpu.used)} / {human_bytes(gpu.total)}, util {util}  {gpu.name}")
+            lines += gpu_process_lines(gpu)
     else:
         lines.append(f"GPU   none ({snapshot.gpu_reason or 'no device'})")
     if snapshot.processes:

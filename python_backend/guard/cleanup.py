@@ -7,7 +7,7 @@ Memory lives in the process that allocated it; the sidecar reaches a training ru
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -58,6 +58,19 @@ def _loaded_torch() -> Any | None:
     return sys.modules.get("torch")
 
 
+def _cuda_in_use(torch: Any | None) -> list[int]:
+    """The CUDA devices this process's caching allocator holds memory on ([] without CUDA, or when CUDA fails).
+    Only these are touched: synchronising any other device would create a CUDA context on it."""
+    if torch is None:
+        return []
+    try:
+        if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+            return []
+        return [d for d in range(torch.cuda.device_count()) if torch.cuda.memory_reserved(d) > 0]
+    except Exception:  # a broken driver must not break cleanup
+        return []
+
+
 def _cuda_reserved(torch: Any | None) -> int | None:
     if torch is None:
         return None
@@ -65,20 +78,45 @@ def _cuda_reserved(torch: Any | None) -> int | None:
         if not torch.cuda.is_available() or not torch.cuda.is_initialized():
             return None
         return sum(torch.cuda.memory_reserved(d) for d in range(torch.cuda.device_count()))
-    except Exception:  # a broken driver must not break cleanup
+    except Exception:
         return None
 
 
-def _malloc_trim() -> CleanupStep:
-    name = ctypes.util.find_library("c")
+def _empty_cuda_cache(torch: Any, before: int) -> CleanupStep:
+    """Wait for the devices' queued kernels, then give the allocator's cached blocks back to the driver. A sticky
+    CUDA error (a device-side assert, an illegal address) makes every CUDA call fail from then on: it is reported
+    in the step, never raised, so a cleanup request always gets its answer."""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        trim = libc.malloc_trim
+        for device in _cuda_in_use(torch):
+            torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        log.warning("CUDA cleanup failed: %s: %s", type(exc).__name__, first)
+        return CleanupStep("torch.cuda.empty_cache", False, f"CUDA error: {type(exc).__name__}: {first}")
+    after = _cuda_reserved(torch)
+    return CleanupStep("torch.cuda.empty_cache", True, "released cached CUDA blocks",
+                       freed=None if after is None else before - after)
+
+
+@functools.cache
+def _malloc_trim_function() -> Any | None:
+    """glibc's malloc_trim, looked up once per process among the symbols already loaded (libc is): no
+    `ctypes.util.find_library`, which spawns `ldconfig -p` on every call. None where libc is not glibc."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
-        return CleanupStep("malloc_trim", False, "not available (not glibc)")
-    before = own_rss()
+        return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
+    return trim
+
+
+def _malloc_trim() -> CleanupStep:
+    trim = _malloc_trim_function()
+    if trim is None:
+        return CleanupStep("malloc_trim", False, "not available (not glibc)")
+    before = own_rss()
     released = trim(0)
     after = own_rss()
     return CleanupStep("malloc_trim", True, "returned free heap pages to the OS" if released else
@@ -86,7 +124,8 @@ def _malloc_trim() -> CleanupStep:
 
 
 def emergency_cleanup() -> CleanupReport:
-    """gc, then CUDA's cache (only if torch is already loaded), then glibc's malloc_trim; RSS/VRAM before/after."""
+    """gc, then CUDA's cache (only if torch is already loaded), then glibc's malloc_trim; RSS/VRAM before/after.
+    Never raises for a failing step (a broken CUDA context included): each step reports what it did."""
     started = time.perf_counter()
     torch = _loaded_torch()
     rss_before = own_rss()
@@ -99,11 +138,7 @@ def emergency_cleanup() -> CleanupReport:
                              freed=rss_before - rss_gc))
 
     if vram_before is not None:
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        after = _cuda_reserved(torch)
-        steps.append(CleanupStep("torch.cuda.empty_cache", True, "released cached CUDA blocks",
-                                 freed=None if after is None else vram_before - after))
+        steps.append(_empty_cuda_cache(torch, vram_before))
     else:
         steps.append(CleanupStep("torch.cuda.empty_cache", False,
                                  "skipped: torch not loaded" if torch is None else "skipped: CUDA not in use"))

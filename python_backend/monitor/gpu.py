@@ -1,35 +1,34 @@
-"""VRAM per GPU through NVML (nvidia-ml-py). No driver, no GPU or a failing query never raises: the device
-list is empty with a reason, and a failed figure is None ("n/a")."""
+"""VRAM per GPU through NVML (nvidia-ml-py), and who holds it. No driver, no GPU or a failing query never raises:
+the device list is empty with a reason, and a failed figure is None ("n/a").
+
+GPUs are numbered as NVML and nvidia-smi number them. `read_cuda_device(n)` reads the device a CUDA process of
+this environment calls `cuda:n` (CUDA_VISIBLE_DEVICES and MIG applied, see cuda_devices.py).
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
-import logging
+import os
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, TypeVar
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+from .cuda_devices import NvmlDevice, PhysicalGpu, VisibleDevices, inventory, visible_devices
+from .gpu_processes import GpuProcess, ProcessNamer, merge_process_lists
+from .nvml import NvmlSession, NvmlTimeoutError, shared_session
 
-
-@dataclass(frozen=True)
-class GpuProcess:
-    pid: int
-    used: int | None  # bytes; None where the driver does not say (e.g. some containers)
+__all__ = ["GPUMonitor", "GpuProcess", "GpuReading", "NvmlTimeoutError"]
 
 
 @dataclass(frozen=True)
 class GpuReading:
-    index: int
+    index: int  # NVML's (nvidia-smi's) index of the GPU
     name: str
     total: int | None
     used: int | None
     utilization: int | None  # percent of time a kernel ran over the last sample period
-    processes: list[GpuProcess] = field(default_factory=list)
+    processes: list[GpuProcess] = field(default_factory=list)  # heaviest first, unknown figures last
+    uuid: str | None = None
+    mig_index: int | None = None  # set when this reading is of one MIG device of GPU `index`
 
     @property
     def percent(self) -> float | None:
@@ -38,115 +37,74 @@ class GpuReading:
         return round(100.0 * self.used / self.total, 2)
 
 
-class NvmlTimeoutError(RuntimeError):
-    pass
-
-
-def _load_pynvml() -> ModuleType | None:
-    try:
-        import pynvml  # nvidia-ml-py
-    except ImportError:
-        return None
-    return pynvml
-
-
 class GPUMonitor:
-    """Samples every NVIDIA GPU. Calls go through one worker thread with a timeout, because a wedged driver can
-    block an NVML call for seconds; while such a call is stuck, readings are "n/a" instead of piling up threads."""
-
-    # After a failed nvmlInit, wait this long before trying again (a driver may be loaded later).
-    INIT_RETRY_SECONDS = 30.0
+    """Samples NVIDIA GPUs through this process's NVML session. `nvml` (with its own session and `timeout`) is for
+    tests only, where a stand-in replaces the driver; otherwise every monitor shares one session."""
 
     def __init__(self, timeout: float = 1.0, nvml: ModuleType | None = None) -> None:
-        self._timeout = timeout
-        self._nvml = nvml if nvml is not None else _load_pynvml()
+        self._own_session = nvml is not None
+        self._session = NvmlSession(nvml, timeout) if nvml is not None else shared_session()
         self._lock = threading.Lock()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._stuck: concurrent.futures.Future[Any] | None = None
-        self._initialized = False
-        self._next_init = 0.0
         self._known_count = 0
-        self.reason: str | None = None  # why there are no readings, when there are none
-        if self._nvml is None:
-            self.reason = "nvidia-ml-py is not installed"
+        self._namer = ProcessNamer()
+        self._reason: str | None = None
 
-    # -- plumbing ---------------------------------------------------------------------------------
-    def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._stuck is not None:
-            if not self._stuck.done():
-                raise NvmlTimeoutError("an earlier NVML call is still blocked")
-            self._stuck = None
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvml")
-        future = self._executor.submit(fn, *args)
-        try:
-            return future.result(timeout=self._timeout)
-        except concurrent.futures.TimeoutError:
-            self._stuck = future
-            raise NvmlTimeoutError(f"NVML call {getattr(fn, '__name__', fn)} took over {self._timeout}s") from None
+    @property
+    def session(self) -> NvmlSession:
+        return self._session
 
-    def _ensure_init(self) -> bool:
-        if self._initialized:
-            return True
-        if self._nvml is None or time.monotonic() < self._next_init:
-            return False
-        try:
-            self._call(self._nvml.nvmlInit)
-        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, timeouts...
-            self.reason = f"NVML unavailable: {exc.__class__.__name__}: {exc}".rstrip(": ")
-            self._next_init = time.monotonic() + self.INIT_RETRY_SECONDS
-            return False
-        self._initialized = True
-        self.reason = None
-        return True
+    @property
+    def reason(self) -> str | None:
+        """Why there are no readings, when there are none."""
+        return self._session.reason or self._reason
 
-    def _optional(self, fn: Callable[..., T], *args: Any) -> T | None:
-        try:
-            return self._call(fn, *args)
-        except Exception as exc:
-            log.debug("NVML %s failed: %s", getattr(fn, "__name__", fn), exc)
-            return None
-
-    # -- public -----------------------------------------------------------------------------------
     @property
     def available(self) -> bool:
-        with self._lock:
-            return self._ensure_init()
+        return self._session.start()
 
+    # -- every GPU ----------------------------------------------------------------------------------------------
     def read(self) -> list[GpuReading]:
-        """One reading per device; [] (with `reason` set) when there is no usable GPU."""
+        """One reading per GPU, with the processes on it; [] (with `reason` set) when there is no usable GPU."""
         with self._lock:
-            if not self._ensure_init():
+            if not self._session.start():
                 return []
-            nvml = self._nvml
-            assert nvml is not None
-            count = self._optional(nvml.nvmlDeviceGetCount)
-            if count is None:
+            gpus = inventory(self._session)
+            if gpus is None:
                 # Keep showing the devices seen before, as "n/a", rather than making them vanish.
-                self.reason = "NVML could not count devices"
+                self._reason = "NVML could not list the devices"
                 return [_unknown(index) for index in range(self._known_count)]
-            self._known_count = count
-            if count == 0:
-                self.reason = "no NVIDIA GPU found"
-            return [self._read_device(nvml, index) for index in range(count)]
+            self._known_count = len(gpus)
+            self._reason = None if gpus else "no NVIDIA GPU found"
+            readings = [self._read_gpu(gpu) for gpu in gpus]
+            self._namer.forget_except({p.pid for r in readings for p in r.processes})
+            return readings
 
-    def _read_device(self, nvml: ModuleType, index: int) -> GpuReading:
-        handle = self._optional(nvml.nvmlDeviceGetHandleByIndex, index)
-        if handle is None:
-            return _unknown(index)
-        name = self._optional(nvml.nvmlDeviceGetName, handle)
-        if isinstance(name, bytes):
-            name = name.decode(errors="replace")
-        mem = self._optional(nvml.nvmlDeviceGetMemoryInfo, handle)
-        util = self._optional(nvml.nvmlDeviceGetUtilizationRates, handle)
-        procs = self._optional(nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
+    def _read_gpu(self, gpu: PhysicalGpu) -> GpuReading:
+        reading = self._read_device(gpu.device)
+        if not gpu.migs:
+            return reading
+        # MIG on: per-process figures exist only per MIG device, and the GPU's own memory query may need root.
+        parts = [self._read_device(mig) for mig in gpu.migs]
+        processes = _heaviest_first([p for part in parts for p in part.processes])
+        total, used = reading.total, reading.used
+        if (total is None or used is None) and all(p.total is not None and p.used is not None for p in parts):
+            total = sum(p.total for p in parts)  # type: ignore[misc]
+            used = sum(p.used for p in parts)  # type: ignore[misc]
+        return GpuReading(reading.index, reading.name, total, used, reading.utilization, processes, reading.uuid)
+
+    def _read_device(self, device: NvmlDevice) -> GpuReading:
+        session, nvml = self._session, self._session.nvml
+        assert nvml is not None
+        memory = session.memory(device.handle)
+        util = session.optional(nvml.nvmlDeviceGetUtilizationRates, device.handle)
+        compute = session.optional(nvml.nvmlDeviceGetComputeRunningProcesses, device.handle) or []
+        graphics = session.optional(nvml.nvmlDeviceGetGraphicsRunningProcesses, device.handle) or []
+        processes = _heaviest_first(self._namer.describe(merge_process_lists(compute, graphics)))
         return GpuReading(
-            index=index,
-            name=name or "n/a",
-            total=int(mem.total) if mem is not None else None,
-            used=int(mem.used) if mem is not None else None,
+            index=device.nvml_index, name=device.name,
+            total=memory.total if memory else None, used=memory.used if memory else None,
             utilization=int(util.gpu) if util is not None else None,
-            processes=[GpuProcess(pid=int(p.pid), used=_vram_of(p)) for p in procs],
+            processes=processes, uuid=device.uuid or None, mig_index=device.mig_index,
         )
 
     def process_vram(self) -> dict[int, int]:
@@ -158,23 +116,34 @@ class GPUMonitor:
                     totals[proc.pid] = totals.get(proc.pid, 0) + proc.used
         return totals
 
-    def close(self) -> None:
+    # -- the devices this process's CUDA sees -------------------------------------------------------------------
+    def visible_devices(self, environ: dict[str, str] | None = None) -> VisibleDevices:
+        """cuda:0, cuda:1, ... of a CUDA process started with this environment (default: this process's)."""
+        env = os.environ if environ is None else environ
         with self._lock:
-            if self._initialized and self._nvml is not None:
-                self._optional(self._nvml.nvmlShutdown)
-            self._initialized = False
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+            gpus = inventory(self._session) if self._session.start() else None
+        if gpus is None:
+            return VisibleDevices([], self.reason or "NVML could not list the devices")
+        return visible_devices(gpus, env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER"))
+
+    def read_cuda_device(self, cuda_index: int, environ: dict[str, str] | None = None) -> GpuReading | None:
+        """The reading of the device CUDA calls `cuda:cuda_index` here (a MIG device's own memory under MIG);
+        None when there is no such device."""
+        visible = self.visible_devices(environ)
+        if not 0 <= cuda_index < len(visible.devices):
+            return None
+        with self._lock:
+            return self._read_device(visible.devices[cuda_index])
+
+    def close(self) -> None:
+        """Ends a test's own session; the shared session lives until the process exits."""
+        if self._own_session:
+            self._session.close()
+
+
+def _heaviest_first(processes: list[GpuProcess]) -> list[GpuProcess]:
+    return sorted(processes, key=lambda p: -1 if p.used is None else p.used, reverse=True)
 
 
 def _unknown(index: int) -> GpuReading:
     return GpuReading(index=index, name="n/a", total=None, used=None, utilization=None)
-
-
-def _vram_of(proc: Any) -> int | None:
-    used = getattr(proc, "usedGpuMemory", None)
-    # NVML reports "not available" as None or as a sentinel larger than any real device.
-    if used is None or used >= (1 << 60):
-        return None
-    return int(used)

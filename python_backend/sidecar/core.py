@@ -169,7 +169,7 @@ class Sidecar:
                     forecasts.append(fc)
             levels.append(level)
             gpus.append(p.GpuInfo(gpu.index, gpu.name, gpu.total, gpu.used, gpu.percent, gpu.utilization,
-                                  level.value))
+                                  level.value, p.gpu_processes(gpu)))
         if record:
             present = {"RAM", *(f"GPU {g.index}" for g in reading.gpus)}
             self._tracker.forget_except(present)

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..monitor.gpu import GpuReading
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
 from ..runs.registry import RunInfo
 from .history import HistoryEvent, HistoryPoint
@@ -58,6 +59,17 @@ class RamInfo:
 
 
 @dataclass(frozen=True)
+class GpuProcessInfo:
+    """A process holding memory on a GPU (any process NVML lists there, guarded run or not)."""
+
+    pid: int
+    name: str
+    user: str | None  # None: not visible from the sidecar (another pid namespace, or gone)
+    command: str | None
+    used: int | None  # bytes on this GPU; None where the driver does not say
+
+
+@dataclass(frozen=True)
 class GpuInfo:
     index: int
     name: str
@@ -66,6 +78,12 @@ class GpuInfo:
     percent: float | None
     utilization: int | None
     level: str
+    processes: list[GpuProcessInfo] = field(default_factory=list)  # heaviest first
+
+
+def gpu_processes(reading: GpuReading) -> list[GpuProcessInfo]:
+    """A GPU reading's processes for the wire (in the reading's order: heaviest first)."""
+    return [GpuProcessInfo(proc.pid, proc.name, proc.user, proc.command, proc.used) for proc in reading.processes]
 
 
 @dataclass(frozen=True)
@@ -286,8 +304,8 @@ def to_wire(value: Any) -> Any:
 __all__ = [
     "ACTION", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT",
     "SAMPLE", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult",
-    "Forecast", "GpuInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "ParamsError", "ProcessDetailResult",
-    "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult",
-    "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "parse_empty", "parse_history",
-    "parse_process_detail", "parse_update_settings", "to_wire",
+    "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "ParamsError",
+    "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunsResult", "Sample",
+    "StopResult", "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty",
+    "parse_history", "parse_process_detail", "parse_update_settings", "to_wire",
 ]

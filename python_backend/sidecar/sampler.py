@@ -7,7 +7,6 @@ missing NVML is retried once a minute rather than on every tick.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -16,28 +15,11 @@ import psutil
 
 from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
-from ..monitor.processes import ProcessMemory, top_processes
+from ..monitor.processes import ProcessMemory, display_name, top_processes
 from ..runs.registry import Registry, RunInfo, RunRecord
 
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0
-
-
-COMM_LENGTH = 15  # the kernel truncates a process's comm (psutil's name()) to 15 characters
-
-
-def display_name(comm: str, exe: str | None, cmdline: list[str] | None) -> str:
-    """A name a person recognises. psutil's name() is the main thread's comm, which programs may rename
-    (node/electron call theirs "MainThread"): keep it only when it is the start of the executable's or argv[0]'s
-    basename (then the full basename, as comm is truncated); otherwise the executable's basename, then argv[0]'s.
-    """
-    exe_base = os.path.basename(exe) if exe else ""
-    # argv[0]'s first word: some programs rewrite their whole command line into argv[0].
-    argv0 = os.path.basename(cmdline[0].split(" ")[0]) if cmdline and cmdline[0] else ""
-    for candidate in (exe_base, argv0):
-        if comm and candidate.startswith(comm[:COMM_LENGTH]):
-            return candidate
-    return exe_base or argv0 or comm or "?"
 
 
 def _named(proc: ProcessMemory) -> ProcessMemory:

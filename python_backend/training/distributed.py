@@ -119,7 +119,7 @@ class Coordinator:
 
 
 class DistCoordinator(Coordinator):
-    """A torch.distributed process group started by torchrun (gloo on CPU, NCCL on CUDA)."""
+    """A torch.distributed process group started by torchrun (gloo on CPU, NCCL on CUDA unless gloo is chosen)."""
 
     distributed = True
 
@@ -127,9 +127,10 @@ class DistCoordinator(Coordinator):
         self.env = env
         self.rank, self.world_size, self.local_world_size = env.rank, env.world_size, env.local_world_size
         self.device = device
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = dist_backend(device)
         if not dist.is_initialized():
-            kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
+            # Binding the rank to its GPU at init is NCCL's (eager connection set-up); gloo takes no device.
+            kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         log.info("rank %d of %d (local rank %d), backend %s, device %s", self.rank, self.world_size,
                  env.local_rank, backend, device)
@@ -214,11 +215,36 @@ def _buckets(parameters: list[torch.nn.Parameter]) -> Iterator[list[torch.nn.Par
         yield bucket
 
 
+class NoDeviceForRank(RuntimeError):
+    """This rank has no GPU to run on (more ranks on the node than GPUs, with NCCL)."""
+
+
+def dist_backend(device: torch.device, environ: dict[str, str] | None = None) -> str:
+    """NCCL on CUDA, gloo on the CPU. CRASHGUARD_DIST_BACKEND=gloo picks gloo on CUDA too: slower, but ranks may
+    then share a GPU (NCCL refuses two ranks on one GPU), e.g. to try DDP on a machine with one GPU."""
+    choice = (os.environ if environ is None else environ).get("CRASHGUARD_DIST_BACKEND", "").strip().lower()
+    if choice not in ("", "nccl", "gloo"):
+        raise NoDeviceForRank(f"CRASHGUARD_DIST_BACKEND={choice!r}: expected nccl or gloo")
+    if device.type != "cuda":
+        return "gloo"
+    return choice or "nccl"
+
+
 def pick_rank_device(choice: str, env: DistEnv) -> torch.device:
-    """cuda:LOCAL_RANK when CUDA is chosen (or auto and present), else the CPU."""
+    """cuda:LOCAL_RANK when CUDA is chosen (or auto and present), else the CPU. With gloo on CUDA, ranks beyond
+    the node's GPUs share them round-robin; with NCCL that is refused with a clear message."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
+        count = torch.cuda.device_count()
+        index = env.local_rank
+        if index >= count:
+            if count == 0 or dist_backend(torch.device("cuda")) != "gloo":
+                raise NoDeviceForRank(
+                    f"local rank {env.local_rank} has no GPU of its own ({count} visible to this process): NCCL "
+                    f"needs one GPU per rank. Start at most {count} ranks per node (--nproc_per_node {count}), "
+                    f"or set CRASHGUARD_DIST_BACKEND=gloo to let ranks share GPUs")
+            index %= count
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return torch.device("cpu")
 
 

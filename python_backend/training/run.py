@@ -30,7 +30,7 @@ from .check import DataError, read_dataset_json, refuse_bad_data
 from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
 from .config import TrainingConfig
 from .data import ensure_downloaded, load_monai_decathlon_safe
-from .distributed import Coordinator, PeerLost, coordinator_for
+from .distributed import Coordinator, NoDeviceForRank, PeerLost, coordinator_for
 from .loop import Outcome, Trainer, check_compatible, pick_device
 from .memory_plan import MemoryPlan, measure_working_set, resolve_budget
 from .metrics import MetricsLog
@@ -145,7 +145,10 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
             ) -> tuple[Trainer, tuple[Path, dict[str, Any]] | None]:
     """Checks, data, model; registers the run. Raises RunRefused (or DataError) before writing anything."""
     data_cfg = config.data
-    coord, rank_device = coordinator_for(config.train.device)
+    try:
+        coord, rank_device = coordinator_for(config.train.device)
+    except NoDeviceForRank as exc:
+        raise RunRefused(str(exc)) from None
     if config.train.effective_batch % coord.world_size:
         coord.close()
         raise RunRefused(f"train.effective_batch {config.train.effective_batch} does not divide by the world size "

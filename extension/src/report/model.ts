@@ -2,6 +2,7 @@
 // crashGuard/history and from each crashGuard/sample, events from crashGuard/history), and the view the webview
 // draws as it is (SVG shapes in chart coordinates, rows of the tables). media/report.js only renders a ReportView.
 import { exitCauseText, formatBytes, formatPercent, formatSeconds } from '../format';
+import { type GpuProcessRow, gpuProcessRows } from '../gpuProcesses';
 import type { HistoryEvent, HistoryPoint, HistoryResult, RunInfo, Sample, Thresholds } from '../protocol';
 
 export const WINDOWS_SECONDS = [60, 300, 900] as const;
@@ -44,6 +45,7 @@ export interface ReportView {
   events: EventRow[];
   runs: RunRow[];
   processes: ProcessRow[];
+  gpuProcesses: GpuProcessRow[];
   status: string;
 }
 
@@ -262,7 +264,7 @@ export function buildView(data: ReportData, windowSeconds: number, status: strin
     summary: summary(data.latest),
     events: data.events.slice(-EVENT_ROWS).reverse().map((e) => ({ time: clock(e.time), kind: e.kind, message: e.message,
       color: eventColor(e) })),
-    runs, processes,
+    runs, processes, gpuProcesses: gpuProcessRows(data.latest),
     status: `${status} · ${inWindow.length} samples in the last ${formatSeconds(windowSeconds)} · ` +
       `history keeps ${data.maxPoints} samples`,
   };

@@ -142,6 +142,8 @@ export class Report implements vscode.Disposable {
 <table id="runs"><thead><tr><th>run</th><th>state</th><th>step</th><th>micro-batch</th><th>tree RSS</th><th>VRAM</th><th>last event</th></tr></thead><tbody></tbody></table>
 <h2>Heaviest processes</h2>
 <table id="processes"><thead><tr><th>pid</th><th>name</th><th>RSS</th><th>of the limit</th></tr></thead><tbody></tbody></table>
+<h2>Who holds the VRAM</h2>
+<table id="gpuProcesses"><thead><tr><th>GPU</th><th>pid</th><th>name</th><th>user</th><th>VRAM</th><th>command</th></tr></thead><tbody></tbody></table>
 <h2>Events</h2>
 <ul id="events" class="events"></ul>
 <script nonce="${nonce}" src="${media('report.js')}"></script>

@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
+
+import pytest
 
 MIB = 2**20
 
@@ -63,3 +66,66 @@ def test_seed_names_import() -> None:
     )
 
     assert MemoryMonitor().check_memory()["status"] in {"normal", "warning", "critical"}
+
+
+class _BrokenCuda:
+    """torch.cuda after a device-side assert: the context is poisoned and every call raises (a GPU cannot exist
+    here; the `gpu` test test_sticky_cuda_error_never_escapes_a_cleanup triggers the real one)."""
+
+    def __init__(self) -> None:
+        self.reserved = 512 * MIB
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def device_count(self) -> int:
+        return 1
+
+    def memory_reserved(self, device: int = 0) -> int:
+        return self.reserved
+
+    def synchronize(self, device: int | None = None) -> None:
+        raise RuntimeError("CUDA error: device-side assert triggered\nCUDA kernel errors might be asynchronously "
+                           "reported at some other API call")
+
+    def empty_cache(self) -> None:
+        raise AssertionError("not reached: synchronize failed first")
+
+
+def test_a_sticky_cuda_error_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=_BrokenCuda()))
+    from python_backend import emergency_cleanup
+
+    report = emergency_cleanup()
+    step = next(s for s in report.steps if s.name == "torch.cuda.empty_cache")
+    assert step.done is False
+    assert step.detail == "CUDA error: RuntimeError: CUDA error: device-side assert triggered"
+    assert [s.name for s in report.steps] == ["gc.collect", "torch.cuda.empty_cache", "malloc_trim"]
+    assert report.steps[-1].done  # the steps after the failing one still ran
+
+
+def test_libc_is_resolved_once_without_spawning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """find_library spawns `ldconfig -p` (and gcc, ld) on every call; cleanup must not pay that, ever."""
+    import ctypes.util
+
+    from python_backend import emergency_cleanup
+
+    spawned: list[object] = []
+    real_popen = subprocess.Popen.__init__
+
+    def record(self: subprocess.Popen, args: object, *rest: object, **kwargs: object) -> None:
+        spawned.append(args)
+        real_popen(self, args, *rest, **kwargs)  # type: ignore[arg-type]
+
+    def no_find_library(name: str) -> None:
+        raise AssertionError(f"find_library({name!r}) called")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", record)
+    monkeypatch.setattr(ctypes.util, "find_library", no_find_library)
+    for _ in range(3):
+        trim = next(s for s in emergency_cleanup().steps if s.name == "malloc_trim")
+        assert trim.done, trim.detail
+    assert spawned == []

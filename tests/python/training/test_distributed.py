@@ -20,7 +20,7 @@ from training_helpers import child_env, crashguard, records
 
 from python_backend.training.check import DataError
 from python_backend.training.data import EpochSampler, ShardedEpochSampler
-from python_backend.training.distributed import DistEnv, weights_digest
+from python_backend.training.distributed import DistEnv, NoDeviceForRank, dist_backend, weights_digest
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,6 +60,31 @@ def test_torchrun_environment_is_detected() -> None:
     assert DistEnv.detect({}) is None
     env = DistEnv.detect({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
     assert env == DistEnv(rank=3, world_size=4, local_rank=1, local_world_size=2)
+
+
+def test_backend_is_nccl_on_cuda_unless_gloo_is_chosen() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert dist_backend(cpu, {}) == "gloo" and dist_backend(cpu, {"CRASHGUARD_DIST_BACKEND": "nccl"}) == "gloo"
+    assert dist_backend(cuda, {}) == "nccl"
+    assert dist_backend(cuda, {"CRASHGUARD_DIST_BACKEND": " GLOO "}) == "gloo"  # ranks may share a GPU
+    with pytest.raises(NoDeviceForRank, match="CRASHGUARD_DIST_BACKEND='mpi': expected nccl or gloo"):
+        dist_backend(cuda, {"CRASHGUARD_DIST_BACKEND": "mpi"})
+
+
+def test_more_ranks_than_gpus_share_them_with_gloo_and_are_refused_with_nccl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from python_backend.training.distributed import pick_rank_device
+
+    chosen: list[int] = []  # a machine with one GPU (none can exist here: torch.cuda answers as such a machine)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    env = DistEnv(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    monkeypatch.delenv("CRASHGUARD_DIST_BACKEND", raising=False)
+    with pytest.raises(NoDeviceForRank, match=r"local rank 1 has no GPU of its own \(1 visible.*--nproc_per_node 1"):
+        pick_rank_device("auto", env)
+    monkeypatch.setenv("CRASHGUARD_DIST_BACKEND", "gloo")
+    assert pick_rank_device("auto", env) == torch.device("cuda", 0) and chosen == [0]
+    assert pick_rank_device("cpu", env) == torch.device("cpu")
 
 
 def test_sharded_sampler_splits_each_step_of_the_single_process_order() -> None:

@@ -1,0 +1,31 @@
+"""`crashguard monitor`'s screen: per GPU, who holds its memory (every process, user, command)."""
+
+from __future__ import annotations
+
+import time
+
+from python_backend.cli.monitor_view import render
+from python_backend.monitor.gpu import GpuProcess, GpuReading
+from python_backend.monitor.host import read_ram
+from python_backend.monitor.snapshot import Snapshot
+from python_backend.monitor.thresholds import MemoryStatus, Thresholds
+
+GIB = 2**30
+
+
+def test_each_gpu_lists_its_processes_heaviest_first() -> None:
+    gpu = GpuReading(0, "NVIDIA H200", 140 * GIB, 30 * GIB, 40, processes=[  # GPUMonitor's order: heaviest first
+        GpuProcess(303, 25 * GIB, "python3.11", "bob", "python -m python_backend train --config big.json"),
+        GpuProcess(101, 2 * GIB, "python3.11", "alice", "python train.py --config a.json"),
+        GpuProcess(202, None, "?", None, None, "graphics"),
+    ])
+    idle = GpuReading(1, "NVIDIA H200", 140 * GIB, 1 * GIB, 0)
+    screen = render(Snapshot(time.time(), read_ram(), MemoryStatus.NORMAL, [gpu, idle]), Thresholds(0.8, 0.9),
+                    colour=False)
+    lines = screen.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("GPU 0"))
+    assert lines[start + 1].split() == ["pid", "VRAM", "user", "command"]
+    assert lines[start + 2].split()[:4] == ["303", "25.0", "GiB", "bob"]
+    assert lines[start + 3].split()[:4] == ["101", "2.0", "GiB", "alice"]
+    assert lines[start + 4].split() == ["202", "n/a", "?", "?", "(not", "visible", "from", "here)"]
+    assert lines[start + 5].startswith("GPU 1") and lines[start + 6].strip() == "no processes on this GPU"
