@@ -82,15 +82,16 @@ class _Pending:
     error: str | None = None
 
 
-def _send(record: RunRecord, action: ControlAction) -> _Pending | str:
-    """Write a request to a verified run; an error string if the run may not be controlled."""
+def _send(record: RunRecord, action: ControlAction, urgent: bool = False) -> _Pending | str:
+    """Write a request to a verified run; an error string if the run may not be controlled. `urgent`: memory is
+    critical, the run abandons the step in flight rather than finishing it."""
     verdict = verify(record.status.pid, record.status.create_time, for_control=True)
     if not verdict.controllable or verdict.process is None:
         return verdict.reason or "not controllable"
     folder = control_dir(record.run_dir, record.rank)
     request_id = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"  # sortable: the run handles requests in order
     request_file = folder / f"{request_id}.json"
-    write_json_atomic(request_file, {"id": request_id, "action": action.value, "sent": time.time()})
+    write_json_atomic(request_file, {"id": request_id, "action": action.value, "sent": time.time(), "urgent": urgent})
     return _Pending(record, request_id, request_file, folder / f"{request_id}.done.json", verdict.process)
 
 
@@ -192,9 +193,10 @@ def _wait_for_end(proc: psutil.Process, timeout: float) -> None:
 
 
 def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIMEOUT,
-             registry: Registry | None = None) -> StopResult:
+             registry: Registry | None = None, urgent: bool = False) -> StopResult:
     """Checkpoint-and-stop every live rank of the run `name`; SIGTERM (to verified ranks only) if one does not
-    answer within `timeout` seconds."""
+    answer within `timeout` seconds. `urgent` (the escalation ladder, memory critical) asks the run to abandon the
+    step in flight and checkpoint the last completed one at once."""
     registry = registry or Registry(runs_dir)
     records = registry.find(name)
     if not records:
@@ -207,7 +209,7 @@ def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIME
     pending: list[_Pending] = []
     problems: list[str] = []
     for record in live:
-        sent = _send(record, ControlAction.CHECKPOINT_AND_STOP)
+        sent = _send(record, ControlAction.CHECKPOINT_AND_STOP, urgent)
         if isinstance(sent, str):
             problems.append(f"rank {record.rank}: not sent: {sent}")
         else:
