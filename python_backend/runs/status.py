@@ -52,6 +52,7 @@ class RunStatus:
     started: float = 0.0
     updated: float = 0.0
     exit_cause: str | None = None
+    step_seconds: float | None = None  # the run's typical step time (an average of recent steps), for hang detection
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
