@@ -18,6 +18,7 @@ from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
 from ..monitor.processes import ProcessMemory, top_processes
 from ..runs.registry import Registry, RunInfo, RunRecord
+from ..runs.stall import DEFAULT_FLOOR_SECONDS
 
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0
@@ -96,7 +97,7 @@ class Sampler:
             self._top_at, self._top_count = now, count
         return self._top
 
-    def read(self, top_count: int) -> Reading:
+    def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS) -> Reading:
         with self._lock:
             started = time.perf_counter()
             now = time.monotonic()
@@ -108,9 +109,10 @@ class Sampler:
                     if proc.used is not None:
                         vram_by_pid[proc.pid] = vram_by_pid.get(proc.pid, 0) + proc.used
             records = self.registry.scan()
-            runs = [r.info(vram_by_pid) for r in records]
+            wall = time.time()
+            runs = [r.info(vram_by_pid, hung_floor, wall) for r in records]
             top = self._top_processes(top_count, now)
-            return Reading(time=time.time(), ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
+            return Reading(time=wall, ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
                            top=top, records=records, runs=runs,
                            cost_ms=round((time.perf_counter() - started) * 1000, 3))
 
