@@ -132,7 +132,6 @@ class Ladder:
             round_ = Step(Rung.CLEANUP, wanted[0].resource, ", ".join(_reason(o) for o in wanted),
                           t.critical_cleanup_timeout if critical else t.cleanup_timeout)
             self._cleanup = round_
-            self._serving = {o.resource for o in wanted}
             for o in wanted:
                 self._taken[(Rung.CLEANUP, o.resource)] = now
             steps.insert(0, round_)
@@ -181,16 +180,19 @@ class Ladder:
         self._cleaned.add(r)
         if critical:
             self._at[r] = now + self.timings.critical_cleanup_timeout
-        if self._cleanup is not None:
-            self._serving.add(r)
-            self._taken[(Rung.CLEANUP, r)] = now
+        if r in self._serving:  # a round in flight already serves it
             return Position.CLEANING
         last = self._taken.get((Rung.CLEANUP, r))
         if last is not None and now - last < self.timings.cleanup_cooldown:
             # A round served this resource moments ago (at warning, or before a dip): its effect is already in.
             self._at[r] = self._cleanup_done.get(r, now) + self.timings.settle
             return Position.SETTLING
+        if self._cleanup is not None:  # a round for another resource is in flight: it serves this one too
+            self._serving.add(r)
+            self._taken[(Rung.CLEANUP, r)] = now
+            return Position.CLEANING
         wanted.append(o)
+        self._serving.add(r)  # the round on_sample starts for `wanted`
         return Position.CLEANING
 
     # -- feedback ----------------------------------------------------------------------------------------
