@@ -4,6 +4,7 @@ allocation, takes a "step" every 0.1 s and honours control requests at step boun
 --hold gc:    the buffer sits in an unreachable reference cycle with the collector disabled (like a training
               loop's pending garbage); the hook's default cleanup (gc.collect) frees it.
 --hold cache: the buffer sits in a cache; a custom cleanup callback drops it, then runs the default cleanup.
+--hold pinned: the buffer is in use (a plain reference); no cleanup can free it.
 --no-poll:    never reads control requests (a hung loop), so only SIGTERM can stop it.
 --record-requests FILE: append every control request the hook is about to read to FILE (JSON lines), so a test
               sees what the sidecar sent (e.g. `urgent`).
@@ -63,7 +64,7 @@ def main() -> int:
     parser.add_argument("--runs-dir", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--mb", type=int, default=300)
-    parser.add_argument("--hold", choices=("gc", "cache"), default="gc")
+    parser.add_argument("--hold", choices=("gc", "cache", "pinned"), default="gc")
     parser.add_argument("--no-poll", action="store_true")
     parser.add_argument("--record-requests")
     parser.add_argument("--step-seconds", type=float, default=0.1)
@@ -77,9 +78,12 @@ def main() -> int:
         garbage.buf = touched(size)
         del garbage
         hook = RunHook(args.name, runs_dir=args.runs_dir)
-    else:
+    elif args.hold == "cache":
         CACHE.append(touched(size))
         hook = RunHook(args.name, runs_dir=args.runs_dir, cleanup=drop_cache)
+    else:
+        pinned = touched(size)  # noqa: F841 - held for the life of the run
+        hook = RunHook(args.name, runs_dir=args.runs_dir)
     hook.stop_on_signals()
     hook.start()
     step = 0
