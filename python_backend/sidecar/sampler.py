@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from ..monitor.cgroup import CgroupWatch
 from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
 from ..monitor.processes import ProcessMemory, top_processes
@@ -79,6 +80,7 @@ class Sampler:
         self._top_at = -float("inf")
         self._top_count = -1
         self._gpu_retry_at = 0.0
+        self._cgroup = CgroupWatch()
         self._lock = threading.Lock()
 
     def _gpus(self, now: float) -> list[GpuReading]:
@@ -101,7 +103,7 @@ class Sampler:
         with self._lock:
             started = time.perf_counter()
             now = time.monotonic()
-            ram = read_ram()
+            ram = read_ram(cgroup=self._cgroup.read)
             gpus = self._gpus(now)
             vram_by_pid: dict[int, int] = {}
             for gpu in gpus:
