@@ -265,7 +265,7 @@ class Sidecar:
 
     # -- escalation (its worker threads) ------------------------------------------------------------------
     def _on_action(self, action: str, reason: str, result: CleanupResult | StopResult) -> None:
-        what = {CLEANUP: "automatic cleanup", STOP: "checkpoint-and-stop"}.get(action, "SIGTERM")
+        what = {CLEANUP: "automatic cleanup", STOP: "checkpoint-and-stop"}.get(action, "terminate")
         run = getattr(result, "run", None)
         self._samples.add_event(HistoryEvent(round(time.time(), 3), ACTION, f"{what}: {reason}", level=action,
                                              run=run))

@@ -8,10 +8,10 @@ import asyncio
 import itertools
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import memory_hog
 import psutil
 import pytest
 from conftest import StartTrainer
@@ -27,27 +27,6 @@ from python_backend.sidecar.settings import Settings
 
 MiB = 2**20
 MAX_HOG = 3 * 2**30  # never more than this, whatever the machine's use
-
-# An unregistered hog: grows by 50 MiB every 0.25 s (200 MiB/s) up to argv[1] bytes, holds it, then leaves on its
-# own. Every catchable signal it receives is written to argv[2], so a test can prove nobody signalled it.
-HOG = """
-import signal, sys, time
-target, marker = int(sys.argv[1]), sys.argv[2]
-def note(signum, frame):
-    with open(marker, "a") as out:
-        out.write(f"{signum}\\n")
-for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-    signal.signal(s, note)
-chunks, grown = [], 0
-while grown < target:
-    chunk = bytearray(50 * 2**20)
-    for i in range(0, len(chunk), 4096):
-        chunk[i] = 1
-    chunks.append(chunk)
-    grown += len(chunk)
-    time.sleep(0.25)
-time.sleep(45)
-"""
 
 
 def _requests(path: Path) -> list[dict]:
@@ -80,7 +59,7 @@ async def test_a_hog_pushes_ram_critical_the_run_is_cleaned_then_stopped_urgentl
             "ramWarningPercent": warning, "ramCriticalPercent": critical, "autoCleanup": True,
             "criticalAction": "checkpointAndStop"}})
         marker = tmp_path / "hog-signals"
-        hog = subprocess.Popen([sys.executable, "-c", HOG, str(target), str(marker)])
+        hog = subprocess.Popen(memory_hog.command(target, marker))  # +200 MiB/s, unregistered
         try:
             stop = await s.wait_for(p.ACTION, lambda a: a["action"] == STOP, timeout=60)
             stopped_at = time.monotonic()
