@@ -126,10 +126,12 @@ class Sidecar:
 
     @staticmethod
     def _observations(sample: p.Sample, s: Settings) -> list[Observation]:
-        found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_critical_percent)]
+        found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_warning_percent,
+                             s.ram_critical_percent)]
         for gpu in sample.gpus:
             if gpu.percent is not None:
-                found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_critical_percent))
+                found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_warning_percent,
+                                         s.vram_critical_percent))
         return found
 
     def status(self) -> p.Sample:

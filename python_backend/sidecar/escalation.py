@@ -65,7 +65,8 @@ class Observation:
     resource: str  # "RAM", "GPU 0", ...
     level: Level  # with hysteresis
     percent: float
-    critical: float  # the critical threshold, %
+    warning: float  # the thresholds, %
+    critical: float
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ class Position(enum.Enum):
 
 
 def _reason(o: Observation) -> str:
+    threshold = o.critical if o.level is Level.CRITICAL else o.warning
     return f"{o.resource} {o.level.value} ({o.percent:.0f}%" + (
-        f" >= {o.critical:g}%)" if o.percent >= o.critical else ")")
+        f" >= {threshold:g}%)" if o.percent >= threshold else ")")
 
 
 class Ladder:

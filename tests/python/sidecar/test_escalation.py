@@ -35,7 +35,7 @@ PERCENT = {"normal": 50.0, "warning": 85.0, "critical": 95.0}
 
 
 def obs(level: str, percent: float | None = None, resource: str = "RAM") -> Observation:
-    return Observation(resource, Level(level), PERCENT[level] if percent is None else percent, 90.0)
+    return Observation(resource, Level(level), PERCENT[level] if percent is None else percent, 80.0, 90.0)
 
 
 def rungs(steps: list[Step]) -> list[tuple[str, str]]:
@@ -47,7 +47,7 @@ def test_warning_with_auto_cleanup_cleans_once_per_episode_and_respects_the_cool
     ladder = Ladder(T)
     [round_] = ladder.on_sample([obs("warning")], AUTO, 0.0)
     assert (round_.rung, round_.timeout, round_.urgent) == (Rung.CLEANUP, 10, False)
-    assert round_.reason == "RAM warning (85%)"
+    assert round_.reason == "RAM warning (85% >= 80%)"
     assert ladder.on_sample([obs("warning")], AUTO, 1.0) == []  # in flight
     ladder.finished(round_, 2.0)
     assert ladder.on_sample([obs("warning")], AUTO, 3.0) == []  # once per episode

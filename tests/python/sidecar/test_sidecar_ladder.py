@@ -117,7 +117,7 @@ async def test_a_run_that_answers_nothing_is_stopped_then_sigtermed_and_a_forged
         try:
             while not any(a == TERMINATE for a, _, _ in reports):
                 assert time.monotonic() < deadline, reports
-                escalation.on_sample([Observation("RAM", Level.CRITICAL, 95.0, 90.0)], settings)
+                escalation.on_sample([Observation("RAM", Level.CRITICAL, 95.0, 80.0, 90.0)], settings)
                 await asyncio.sleep(0.1)
         finally:
             escalation.close()
