@@ -17,6 +17,9 @@ export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration
 
 /** Server → client notifications. */
 export const NOTIFICATIONS = [METHOD_SAMPLE, METHOD_WARNING, METHOD_RUN_EVENT, METHOD_ACTION] as const;
+/** JSON-RPC error code of a request refused because its pool is full (or the server is shutting down). */
+export const ERROR_SERVER_BUSY = -32000;
+
 /** Client → server requests. */
 export const REQUESTS = [
   METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
@@ -28,8 +31,12 @@ export type Level = 'normal' | 'warning' | 'critical';
 /** The level a forecast says will be reached: also 'full' (100 % of the limit) for a resource already critical. */
 export type ForecastLevel = Level | 'full';
 export type CriticalAction = 'none' | 'checkpointAndStop';
-export type RunState = 'starting' | 'running' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'crashed';
-export type RunEventKind = 'started' | 'finished' | 'stopped' | 'failed' | 'crashed';
+/** `hung`: alive, not ended, no status update for max(hungAfterSeconds, 10 × stepSeconds) (derived by the sidecar). */
+export type RunState =
+  'starting' | 'running' | 'stopping' | 'hung' | 'finished' | 'stopped' | 'failed' | 'crashed';
+export type RunEventKind = 'started' | 'finished' | 'stopped' | 'failed' | 'crashed' | 'hung' | 'recovered';
+/** The escalation ladder's rungs, as `crashGuard/action` reports them (terminate: SIGTERM after the stop timeout). */
+export type LadderAction = 'cleanup' | 'checkpointAndStop' | 'terminate';
 
 /** The sidecar's settings (initializationOptions.settings and didChangeConfiguration.settings.crashGuard). */
 export interface SidecarSettings {
@@ -42,6 +49,9 @@ export interface SidecarSettings {
   criticalAction: CriticalAction;
   runsDirectory: string;
   topProcesses: number;
+  /** Seconds without a status update after which a live run is `hung` (at least; 10 × its step time if longer).
+   * Optional until the extension's settings carry it; the sidecar's default is 120. */
+  hungAfterSeconds?: number;
 }
 
 export interface RamInfo {
@@ -110,6 +120,10 @@ export interface RunInfo {
   checkpoint: string | null;
   started?: number | null;
   updated: number | null;
+  /** The run's typical step time (s), as its hook publishes it; null before two steps. */
+  stepSeconds: number | null;
+  /** Seconds since the run's status was last updated; null unless it is alive and not ended. */
+  stalledSeconds: number | null;
 }
 
 export interface Forecast {
@@ -205,7 +219,7 @@ export interface StopResult {
 }
 
 export interface ActionParams {
-  action: 'cleanup' | 'checkpointAndStop';
+  action: LadderAction;
   reason: string;
   result: CleanupResult | StopResult;
 }

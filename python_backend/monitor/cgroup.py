@@ -6,6 +6,7 @@ the tighter of the two. Only cheap file reads here (a few µs each): this runs o
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,3 +138,37 @@ def _tightest(mount: Path, cgroup_path: str, version: int) -> CgroupMemory | Non
                 inactive_file=_read_stat(directory / "memory.stat", inactive_key),
             )
     return best
+
+
+_FILES = {2: ("memory.max", "memory.current", "inactive_file"),
+          1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+
+
+class CgroupWatch:
+    """`read_cgroup_memory()` for a caller that asks every second (the sidecar): finding where the tightest limit
+    lives (a walk over the cgroup and its ancestors, ~0.7 ms) is done again only every `refresh` seconds; in
+    between a read costs the three small files of that one directory."""
+
+    def __init__(self, refresh: float = 30.0, root: Path = Path("/sys/fs/cgroup"),
+                 proc_cgroup: str | None = None) -> None:
+        self._refresh = refresh
+        self._root = root
+        self._proc_cgroup = proc_cgroup
+        self._found: CgroupMemory | None = None
+        self._expires = -float("inf")
+
+    def read(self) -> CgroupMemory | None:
+        now = time.monotonic()
+        found = self._found
+        if now < self._expires:
+            if found is None:
+                return None
+            limit_file, usage_file, inactive_key = _FILES[found.version]
+            directory = Path(found.path)
+            limit = _read_int(directory / limit_file)
+            if limit is not None and limit == found.limit:  # unchanged: only use moves
+                return CgroupMemory(found.version, found.path, limit, _read_int(directory / usage_file) or 0,
+                                    _read_stat(directory / "memory.stat", inactive_key))
+        self._found = read_cgroup_memory(self._root, self._proc_cgroup)
+        self._expires = now + self._refresh
+        return self._found

@@ -99,8 +99,9 @@ def _recheck(record: RunRecord) -> str | None:
     return None if verdict.controllable else (verdict.reason or "not controllable")
 
 
-def _send(record: RunRecord, action: ControlAction) -> _Pending | str:
-    """Write a request to a verified run; an error string if the run may not be controlled."""
+def _send(record: RunRecord, action: ControlAction, urgent: bool = False) -> _Pending | str:
+    """Write a request to a verified run; an error string if the run may not be controlled. `urgent`: memory is
+    critical, the run abandons the step in flight rather than finishing it."""
     try:
         with open_run_dir(record.run_dir.parent, record.name) as run_fd:
             verdict = verify_run(run_fd, record.status)
@@ -112,7 +113,7 @@ def _send(record: RunRecord, action: ControlAction) -> _Pending | str:
     request_id = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"  # sortable: the run handles requests in order
     try:
         write_json_at(control_fd, f"{request_id}.json",
-                      {"id": request_id, "action": action.value, "sent": time.time()})
+                      {"id": request_id, "action": action.value, "sent": time.time(), "urgent": urgent})
     except OSError as exc:
         os.close(control_fd)
         return f"cannot write the request: {exc}"
@@ -231,9 +232,10 @@ def _wait_for_end(proc: psutil.Process, timeout: float) -> None:
 
 
 def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIMEOUT,
-             registry: Registry | None = None) -> StopResult:
+             registry: Registry | None = None, urgent: bool = False) -> StopResult:
     """Checkpoint-and-stop every live rank of the run `name`; SIGTERM (to verified ranks only) if one does not
-    answer within `timeout` seconds."""
+    answer within `timeout` seconds. `urgent` (the escalation ladder, memory critical) asks the run to abandon the
+    step in flight and checkpoint the last completed one at once."""
     registry = registry or Registry(runs_dir)
     records = registry.find(name)
     if not records:
@@ -246,7 +248,7 @@ def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIME
     pending: list[_Pending] = []
     problems: list[str] = []
     for record in live:
-        sent = _send(record, ControlAction.CHECKPOINT_AND_STOP)
+        sent = _send(record, ControlAction.CHECKPOINT_AND_STOP, urgent)
         if isinstance(sent, str):
             problems.append(f"rank {record.rank}: not sent: {sent}")
         else:

@@ -37,6 +37,7 @@ from .status import (ControlAction, RunState, RunStatus, coerce_field, control_d
                      REQUEST_ID, valid_run_name)
 
 log = logging.getLogger(__name__)
+STEP_EMA_WEIGHT = 0.2  # of the newest step in the published typical step time (status.step_seconds)
 
 
 class RunHook:
@@ -59,6 +60,7 @@ class RunHook:
         self._last_write = 0.0
         self._pending_stop: list[str] = []  # ids of checkpoint_and_stop requests to answer in finish()
         self._signal_stop = False
+        self._step_mark: tuple[Any, float] | None = None  # (step, when it was reached) for the step time
         self._process = psutil.Process(os.getpid())
         self.status = RunStatus(
             name=name, pid=os.getpid(), create_time=self._process.create_time(), rank=rank,
@@ -118,6 +120,8 @@ class RunHook:
         """Set status fields (step, epoch, loss, micro_batch, ...); written at most once per interval."""
         for key, value in fields.items():
             setattr(self.status, key, coerce_field(key, value))
+        if "step" in fields:
+            self._time_step(fields["step"])
         self._track_peak()
         if time.monotonic() - self._last_write >= self._write_interval:
             self._write()
@@ -168,6 +172,19 @@ class RunHook:
             "id": request_id, "action": action.value if action else None, "ok": ok, "report": report,
             "error": error, "time": time.time(),
         })
+
+    def _time_step(self, step: Any) -> None:
+        """Keep status.step_seconds, an average of recent step times: the sidecar calls a run hung only when its
+        status is many typical steps old, so a run with 15 s steps is not hung after 20 s."""
+        now = time.monotonic()
+        mark = self._step_mark
+        if mark is not None and step == mark[0]:
+            return
+        if mark is not None and isinstance(step, int) and isinstance(mark[0], int) and step > mark[0]:
+            seconds = (now - mark[1]) / (step - mark[0])
+            ema = self.status.step_seconds
+            self.status.step_seconds = seconds if ema is None else ema + STEP_EMA_WEIGHT * (seconds - ema)
+        self._step_mark = (step, now)
 
     def _track_peak(self) -> None:
         rss = self._process.memory_info().rss

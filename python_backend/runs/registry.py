@@ -16,12 +16,14 @@ import logging
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..monitor.processes import tree_rss
 from .files import RefusedFile, open_checked_dir, read_checked_json
 from .liveness import Verdict, verify_run
+from .stall import DEFAULT_FLOOR_SECONDS, HUNG, hung_after, stalled_seconds, typical_step
 from .status import InvalidStatus, RunState, RunStatus, parse_status, rank_of_status_file, valid_run_name
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class RunInfo:
     checkpoint: str | None
     started: float | None
     updated: float | None
+    step_seconds: float | None = None  # the run's typical step time, as its hook publishes it
+    stalled_seconds: float | None = None  # seconds since its status was updated (live runs only)
 
 
 @dataclass(frozen=True)
@@ -91,18 +95,30 @@ class RunRecord:
             return self.status.exit_cause  # recorded by the supervisor of the train command
         return UNKNOWN_EXIT
 
-    def info(self, vram_by_pid: dict[int, int] | None = None) -> RunInfo:
+    def info(self, vram_by_pid: dict[int, int] | None = None, hung_floor: float = DEFAULT_FLOOR_SECONDS,
+             now: float | None = None) -> RunInfo:
+        """The run as the client sees it; a live run whose status has not changed for longer than
+        `stall.hung_after(its step time, hung_floor)` is in state `hung`."""
         s = self.status
         alive = self.verdict.alive
         tree = tree_rss(s.pid) if alive else None
         vram = vram_by_pid.get(s.pid) if alive and vram_by_pid else None
+        state = self.state
+        stalled = None
+        if alive and not RunState(state).terminal:
+            stalled = stalled_seconds(s.updated, time.time() if now is None else now)
+            if stalled is not None and stalled > hung_after(s.step_seconds, hung_floor):
+                state = HUNG
+            stalled = None if stalled is None else round(stalled, 1)
+        step_seconds = typical_step(s.step_seconds)
         return RunInfo(
             name=self.name, dir=str(self.run_dir), pid=s.pid, rank=s.rank, world_size=s.world_size,
-            state=self.state, alive=alive, step=s.step, epoch=s.epoch, micro_batch=s.micro_batch,
+            state=state, alive=alive, step=s.step, epoch=s.epoch, micro_batch=s.micro_batch,
             accumulation=s.accumulation, loss=s.loss, peak_rss=s.peak_rss, tree_rss=tree.rss if tree else None,
             vram=vram,
             last_event=s.last_event, exit_cause=self.exit_cause, config=s.config, checkpoint=s.checkpoint,
             started=s.started or None, updated=s.updated or None,
+            step_seconds=None if step_seconds is None else round(step_seconds, 4), stalled_seconds=stalled,
         )
 
 
@@ -229,8 +245,9 @@ class Registry:
     def find(self, name: str) -> list[RunRecord]:
         return [r for r in self.scan() if r.name == name]
 
-    def infos(self, vram_by_pid: dict[int, int] | None = None) -> list[RunInfo]:
-        return [r.info(vram_by_pid) for r in self.scan()]
+    def infos(self, vram_by_pid: dict[int, int] | None = None,
+              hung_floor: float = DEFAULT_FLOOR_SECONDS) -> list[RunInfo]:
+        return [r.info(vram_by_pid, hung_floor) for r in self.scan()]
 
 
 def _parse_status_file(run_fd: int, name: str, filename: str) -> _Parsed:

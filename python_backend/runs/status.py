@@ -75,6 +75,7 @@ class RunStatus:
     lock_dev: int | None = None  # st_dev and st_ino of the lock file the run holds (runs/hook.py)
     lock_ino: int | None = None
     lock_fd: int | None = None  # its descriptor number in the run: where the sidecar looks first
+    step_seconds: float | None = None  # the run's typical step time (an average of recent steps), for hang detection
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:

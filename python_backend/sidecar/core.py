@@ -1,6 +1,7 @@
 """The sidecar's core, free of pygls: take a sample, track levels with hysteresis, forecast, notice runs that
-start/end/crash, climb the escalation ladder, and answer the requests. Every method blocks (the server calls
-them off the event loop); `emit(method, params)` must be safe to call from any thread.
+start/end/crash/hang, climb the escalation ladder, and answer the requests. Every method blocks (the server calls
+`tick` on its sampling thread and the requests on its request pools); `emit(method, params)` must be safe to call
+from any thread.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..monitor.gpu import GPUMonitor
-from ..monitor.host import read_ram
 from ..monitor.processes import detailed_memory
 from ..runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
-from ..runs.registry import Registry, RunInfo, RunRecord
+from ..runs.registry import Registry, RunInfo
+from ..runs.stall import HUNG
 from ..runs.status import RunState
 from . import protocol as p
-from .escalation import Escalation
+from .escalation import CLEANUP, STOP, Escalation, Observation, Timings
 from .forecast import History, describe, next_crossing
 from .history import ACTION, LEVEL, REFUSED, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
@@ -45,6 +46,9 @@ def exit_cause_text(cause: str | None) -> str:
     return re.sub(r"\s*\(([^()]*)\)", r", \1", text)
 
 
+_TERMINAL = frozenset(s.value for s in RunState if s.terminal)
+
+
 def _run_event_message(event: str, info: RunInfo) -> str:
     at = f" at step {info.step}" if info.step is not None else ""
     # Each rank of a torchrun run is its own process with its own events: say which.
@@ -57,12 +61,18 @@ def _run_event_message(event: str, info: RunInfo) -> str:
         return f"Run {name} failed{at}: {info.exit_cause or info.last_event or 'no details'}"
     if event == "stopped":
         return f"Run {name} stopped{at}" + (f"; checkpoint {info.checkpoint}" if info.checkpoint else "")
+    if event == "hung":
+        silent = f"{info.stalled_seconds:.0f} s" if info.stalled_seconds is not None else "a long time"
+        usual = f" (its steps take ~{info.step_seconds:.3g} s)" if info.step_seconds else ""
+        return f"Run {name} may be hung{at}: no progress for {silent}{usual}"
+    if event == "recovered":
+        return f"Run {name} is making progress again{at}"
     return f"Run {name} finished{at}"
 
 
 class Sidecar:
     def __init__(self, settings: Settings, emit: Emit, gpu: GPUMonitor | None = None,
-                 history: SampleHistory | None = None) -> None:
+                 history: SampleHistory | None = None, timings: Timings | None = None) -> None:
         self._settings = settings
         self._emit = emit
         self._registry = Registry(settings.runs_path())
@@ -75,7 +85,8 @@ class Sidecar:
         self._gpu_names: list[str] = []
         self._seq = 0
         self._lock = threading.Lock()
-        self._escalation = Escalation(self._on_action, self._still_critical, lambda: self._sampler.read(0).runs)
+        self._escalation = Escalation(self._on_action, self._ladder_cleanup, self._ladder_stop, self._ladder_runs,
+                                      timings)
 
     # -- settings --------------------------------------------------------------------------------------
     @property
@@ -97,12 +108,12 @@ class Sidecar:
     def tick(self) -> p.Sample:
         """Take the periodic sample, send it and whatever it implies (warnings, run events, actions)."""
         settings = self._settings
-        reading = self._sampler.read(settings.top_processes)
+        reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds)
         with self._lock:
             self._seq += 1
             baseline = self._run_states is None
             sample, transitions = self._build(reading, settings, record=True)
-            events = self._run_events(reading.records)
+            events = self._run_events(reading.runs)
             self._record(sample, reading, transitions, events, baseline)
             for refused in self._registry.take_refusals():  # already logged once (window/logMessage) by the registry
                 self._samples.add_event(HistoryEvent(round(reading.time, 3), RUN, refused.message, level=REFUSED,
@@ -113,14 +124,23 @@ class Sidecar:
             self._emit(p.WARNING, p.to_wire(self._warning(t, live, reading.time)))
         for event, info in events:
             self._emit(p.RUN_EVENT, p.to_wire(p.RunEventParams(event, info, _run_event_message(event, info))))
-        if transitions:
-            self._escalation.react(transitions, settings, self._registry)
+        self._escalation.on_sample(self._observations(sample, settings), settings)  # every sample, not on changes
         return sample
+
+    @staticmethod
+    def _observations(sample: p.Sample, s: Settings) -> list[Observation]:
+        found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_warning_percent,
+                             s.ram_critical_percent)]
+        for gpu in sample.gpus:
+            if gpu.percent is not None:
+                found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_warning_percent,
+                                         s.vram_critical_percent))
+        return found
 
     def status(self) -> p.Sample:
         """A sample taken now; it changes no level, history or event state."""
         settings = self._settings
-        reading = self._sampler.read(settings.top_processes)
+        reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds)
         with self._lock:
             return self._build(reading, settings, record=False)[0]
 
@@ -198,23 +218,25 @@ class Sidecar:
         return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
                                message, live, round(now, 3))
 
-    def _run_events(self, records: list[RunRecord]) -> list[tuple[str, RunInfo]]:
-        states = {(r.name, r.rank): r.state for r in records}
+    def _run_events(self, runs: list[RunInfo]) -> list[tuple[str, RunInfo]]:
+        states = {(r.name, r.rank): r.state for r in runs}
         previous, self._run_states = self._run_states, states
         if previous is None:
             return []  # first look at the directory: a baseline, not a burst of events
         events: list[tuple[str, RunInfo]] = []
-        for record in records:
-            key = (record.name, record.rank)
-            old, new = previous.get(key), states[key]
+        for info in runs:
+            old, new = previous.get((info.name, info.rank)), info.state
             if old == new:
                 continue
-            was_live = old is not None and not RunState(old).terminal
-            if not RunState(new).terminal:
-                if not was_live:  # new, or a resume under the same name
-                    events.append(("started", record.info()))
-            else:
-                events.append((new, record.info()))
+            was_live = old is not None and old not in _TERMINAL
+            if new in _TERMINAL:
+                events.append((new, info))
+            elif not was_live:  # new, or a resume under the same name
+                events.append(("started", info))
+            elif new == HUNG:
+                events.append(("hung", info))
+            elif old == HUNG:
+                events.append(("recovered", info))
         return events
 
     # -- history (the memory report) ---------------------------------------------------------------------
@@ -246,25 +268,27 @@ class Sidecar:
                                                                 s.vram_warning_percent, s.vram_critical_percent),
                                list(self._gpu_names), s.sample_interval_ms, self._samples.max_points)
 
-    # -- escalation callbacks (worker thread) ------------------------------------------------------------
+    # -- escalation (its worker threads) ------------------------------------------------------------------
     def _on_action(self, action: str, reason: str, result: CleanupResult | StopResult) -> None:
-        what = "automatic cleanup" if action == "cleanup" else "checkpoint-and-stop"
-        self._samples.add_event(HistoryEvent(round(time.time(), 3), ACTION, f"{what}: {reason}", level=action))
+        what = {CLEANUP: "automatic cleanup", STOP: "checkpoint-and-stop"}.get(action, "terminate")
+        run = getattr(result, "run", None)
+        self._samples.add_event(HistoryEvent(round(time.time(), 3), ACTION, f"{what}: {reason}", level=action,
+                                             run=run))
         self._emit(p.ACTION, p.to_wire(p.ActionParams(action, reason, result)))
 
-    def _still_critical(self, resource: str) -> bool:
-        s = self._settings
-        if resource == "RAM":
-            return read_ram().percent >= s.ram_critical_percent
-        reading = self._sampler.read(0)
-        for gpu in reading.gpus:
-            if f"GPU {gpu.index}" == resource and gpu.percent is not None:
-                return gpu.percent >= s.vram_critical_percent
-        return False
+    def _ladder_cleanup(self, timeout: float) -> CleanupResult:
+        return self.cleanup(None, timeout)
+
+    def _ladder_stop(self, name: str, timeout: float, urgent: bool) -> StopResult:
+        registry = self._registry
+        return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
+
+    def _ladder_runs(self) -> list[RunInfo]:
+        return self._sampler.read(0, self._settings.hung_after_seconds).runs  # with each run's VRAM
 
     # -- requests ----------------------------------------------------------------------------------------
     def runs(self) -> p.RunsResult:
-        return p.RunsResult(self._sampler.read(0).runs)
+        return p.RunsResult(self._sampler.read(0, self._settings.hung_after_seconds).runs)
 
     def cleanup(self, names: Sequence[str] | None, timeout: float) -> CleanupResult:
         registry = self._registry

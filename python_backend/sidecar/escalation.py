@@ -1,113 +1,310 @@
-"""The escalation ladder: warning -> (if auto-cleanup) cleanup requests to every live run -> critical -> (if
-configured) checkpoint-and-stop of the guarded run using most of the resource in trouble.
+"""The escalation ladder: what the sidecar does on its own when memory runs short.
 
-Decisions are pure (`plan`); actions run on one worker thread so a slow run never stalls sampling, and each
-one is reported to the client as a `crashGuard/action` notification.
+- A resource at `warning` (or above), with `autoCleanup`: one cleanup round (the sidecar's own cleanup and a
+  cleanup request to every live run) per episode above normal.
+- A resource at `critical`, with `criticalAction: checkpointAndStop`, climbs one rung after the other, each as
+  soon as the previous one finished or timed out, re-judged on every sample (not only when a level changes):
+  cleanup -> wait for its effect (a sample taken after the round) -> if still at or above critical,
+  checkpoint-and-stop of the heaviest verified run, sent `urgent` (the run abandons the step in flight) -> SIGTERM
+  when it does not answer within the stop timeout (inside `runs.control.stop_run`, to a verified run only).
+  After the stop cooldown, a resource still critical climbs again (the next heaviest run).
+
+Each rung is reported once, as a `crashGuard/action` (`cleanup`, `checkpointAndStop`, `terminate`). Cooldowns
+are kept per rung and per resource. A cleanup round in flight serves every resource that needs one meanwhile, so
+a warning -> critical change during a round waits for that round (at most `critical_cleanup_timeout`) instead of
+losing the stop.
+
+`Ladder` holds the decisions: no I/O, no threads, the time is passed in, so it is unit-tested with a fake clock.
+`Escalation` runs the steps it decides on a small pool of its own (never on the sampling thread) and feeds
+their completion back.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from ..runs.control import cleanup_runs, stop_run
-from ..runs.registry import Registry, RunInfo
-from .levels import Level, Transition
+from ..monitor.processes import tree_footprint
+from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, StopResult
+from ..runs.registry import RunInfo
+from .levels import Level
 from .settings import Settings
+from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
-CLEANUP_COOLDOWN_SECONDS = 30.0  # one cleanup round per episode; pressure that persists gets the next rung
-CLEANUP = "cleanup"
-STOP = "checkpointAndStop"
+
+
+class Rung(str, enum.Enum):
+    CLEANUP = "cleanup"
+    STOP = "checkpointAndStop"
+    TERMINATE = "terminate"  # SIGTERM to a run that did not answer a stop in time (reported, never planned)
+
+
+# The wire names of crashGuard/action's `action`.
+CLEANUP, STOP, TERMINATE = Rung.CLEANUP.value, Rung.STOP.value, Rung.TERMINATE.value
+
+
+@dataclass(frozen=True)
+class Timings:
+    cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT  # a round at warning: runs answer at their next step boundary
+    critical_cleanup_timeout: float = 5.0  # at critical the ladder waits this long for a cleanup, then goes on
+    settle: float = 0.5  # a cleanup's effect is judged on a sample taken at least this long after it ended
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT  # then SIGTERM
+    cleanup_cooldown: float = 30.0  # per resource: at most one round per this long
+    stop_cooldown: float = 60.0  # per resource: after a stop, this long before the next run is stopped
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one sample says about one resource."""
+
+    resource: str  # "RAM", "GPU 0", ...
+    level: Level  # with hysteresis
+    percent: float
+    warning: float  # the thresholds, %
+    critical: float
 
 
 @dataclass(frozen=True)
 class Step:
-    action: str  # CLEANUP or STOP
-    resource: str  # "RAM", "GPU 0", ...
+    rung: Rung  # CLEANUP or STOP
+    resource: str  # the resource that asked for it (a cleanup round also serves others, see Ladder)
     reason: str
+    timeout: float
+    urgent: bool = False
 
 
-def plan(transitions: list[Transition], settings: Settings) -> list[Step]:
-    """The rungs to climb for the levels just entered (only rising transitions act)."""
-    steps: list[Step] = []
-    for t in transitions:
-        if t.level.rank <= t.previous.rank:
+class Position(enum.Enum):
+    IDLE = "idle"
+    CLEANING = "cleaning"  # a cleanup round serving this resource is in flight
+    SETTLING = "settling"  # waiting for a sample that shows the round's effect
+    STOPPING = "stopping"  # a checkpoint-and-stop for this resource is in flight
+    DONE = "done"  # stopped a run; waiting out the stop cooldown
+
+
+def _reason(o: Observation) -> str:
+    threshold = o.critical if o.level is Level.CRITICAL else o.warning
+    return f"{o.resource} {o.level.value} ({o.percent:.0f}%" + (
+        f" >= {threshold:g}%)" if o.percent >= threshold else ")")
+
+
+class Ladder:
+    """The ladder's decisions for every resource. Not thread-safe (Escalation holds a lock around it)."""
+
+    def __init__(self, timings: Timings | None = None) -> None:
+        self.timings = timings or Timings()
+        self._position: dict[str, Position] = {}
+        self._at: dict[str, float] = {}  # CLEANING: give up waiting at; SETTLING: judge from
+        self._cleaned: set[str] = set()  # served by a cleanup round since the resource left normal
+        self._taken: dict[tuple[Rung, str], float] = {}  # when a rung was last taken for a resource (cooldowns)
+        self._cleanup: Step | None = None  # the round in flight
+        self._serving: set[str] = set()  # the resources that round serves
+        self._cleanup_done: dict[str, float] = {}  # when the last round serving a resource ended
+        self._stop: Step | None = None  # the stop in flight (one at a time)
+
+    def position(self, resource: str) -> Position:
+        return self._position.get(resource, Position.IDLE)
+
+    @property
+    def in_flight(self) -> list[Step]:
+        return [s for s in (self._cleanup, self._stop) if s is not None]
+
+    # -- decisions ---------------------------------------------------------------------------------------
+    def on_sample(self, observations: list[Observation], settings: Settings, now: float) -> list[Step]:
+        """The steps to start now, given a fresh sample of every resource."""
+        present = {o.resource for o in observations}
+        for gone in set(self._position) - present:
+            del self._position[gone]
+            self._cleaned.discard(gone)
+        wanted: list[Observation] = []  # resources that need a new cleanup round
+        stops: list[Step] = []
+        for o in observations:
+            self._decide(o, settings, now, wanted, stops)
+        steps = stops  # at most one: a stop at a time, another resource is judged again on the next sample
+        for stop in stops:
+            self._stop = stop
+            self._taken[(Rung.STOP, stop.resource)] = now
+        if wanted:
+            critical = any(o.level is Level.CRITICAL for o in wanted)
+            t = self.timings
+            round_ = Step(Rung.CLEANUP, wanted[0].resource, ", ".join(_reason(o) for o in wanted),
+                          t.critical_cleanup_timeout if critical else t.cleanup_timeout)
+            self._cleanup = round_
+            for o in wanted:
+                self._taken[(Rung.CLEANUP, o.resource)] = now
+            steps.insert(0, round_)
+        return steps
+
+    def _decide(self, o: Observation, s: Settings, now: float, wanted: list[Observation],
+                stops: list[Step]) -> None:
+        r = o.resource
+        if o.level is Level.NORMAL:
+            self._position[r] = Position.IDLE
+            self._cleaned.discard(r)
+            return
+        if not (o.level is Level.CRITICAL and s.critical_action == "checkpointAndStop"):
+            self._position[r] = Position.IDLE  # below critical (or no critical action): the ladder starts over
+            if s.auto_cleanup and r not in self._cleaned:
+                self._ask_cleanup(o, now, wanted, critical=False)
+            return
+        pos = self.position(r)
+        if pos is Position.IDLE:
+            pos = self._ask_cleanup(o, now, wanted, critical=True)
+        if pos is Position.CLEANING:
+            if r not in self._serving:  # the round ended: judge its effect on a later sample
+                pos, self._at[r] = Position.SETTLING, self._cleanup_done.get(r, now) + self.timings.settle
+            elif now >= self._at[r]:  # the round is taking too long (runs with long steps): go on without it
+                log.info("%s critical: cleanup not answered within %g s, going on", r,
+                         self.timings.critical_cleanup_timeout)
+                pos, self._at[r] = Position.SETTLING, now
+        if pos is Position.SETTLING and now >= self._at[r] and o.percent >= o.critical:
+            # Still at or above critical after the cleanup (a dip into the hysteresis band waits here).
+            last = self._taken.get((Rung.STOP, r))
+            if self._stop is None and not stops and (last is None or now - last >= self.timings.stop_cooldown):
+                stops.append(Step(Rung.STOP, r, _reason(o), self.timings.stop_timeout, urgent=True))
+                self._position[r] = Position.STOPPING
+                return
+        if pos is Position.STOPPING and (self._stop is None or self._stop.resource != r):
+            pos = Position.DONE  # the stop ended
+        if pos is Position.DONE:
+            last = self._taken.get((Rung.STOP, r), -float("inf"))
+            if now - last >= self.timings.stop_cooldown:
+                pos = Position.IDLE  # still critical after the cooldown: climb again from the next sample
+        self._position[r] = pos
+
+    def _ask_cleanup(self, o: Observation, now: float, wanted: list[Observation], critical: bool) -> Position:
+        """The cleanup rung for `o.resource`: join the round in flight, count a recent one, or ask for a new one."""
+        r = o.resource
+        self._cleaned.add(r)
+        if critical:
+            self._at[r] = now + self.timings.critical_cleanup_timeout
+        if r in self._serving:  # a round in flight already serves it
+            return Position.CLEANING
+        last = self._taken.get((Rung.CLEANUP, r))
+        if last is not None and now - last < self.timings.cleanup_cooldown:
+            # A round served this resource moments ago (at warning, or before a dip): its effect is already in.
+            self._at[r] = self._cleanup_done.get(r, now) + self.timings.settle
+            return Position.SETTLING
+        if self._cleanup is not None:  # a round for another resource is in flight: it serves this one too
+            self._serving.add(r)
+            self._taken[(Rung.CLEANUP, r)] = now
+            return Position.CLEANING
+        wanted.append(o)
+        self._serving.add(r)  # the round on_sample starts for `wanted`
+        return Position.CLEANING
+
+    # -- feedback ----------------------------------------------------------------------------------------
+    def finished(self, step: Step, now: float) -> None:
+        """A step ended (answered, timed out or failed)."""
+        if step.rung is Rung.CLEANUP and step is self._cleanup:
+            for r in self._serving:
+                self._cleanup_done[r] = now
+            self._cleanup, self._serving = None, set()
+        elif step.rung is Rung.STOP and step is self._stop:
+            self._stop = None
+
+
+# -- the victim ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Victim:
+    run: str
+    used: int  # bytes of the resource in trouble, summed over the run's ranks
+    measure: str  # "PSS" (RAM: the process trees, each page counted once) or "VRAM"
+
+    def describe(self) -> str:
+        return f"{self.run} used the most ({self.measure} {self.used / 2**30:.2f} GiB)"
+
+
+def tree_pss(pid: int) -> int | None:
+    footprint = tree_footprint(pid)
+    return footprint.pss if footprint else None
+
+
+def heaviest(runs: list[RunInfo], resource: str,
+             footprint: Callable[[int], int | None] = tree_pss) -> Victim | None:
+    """The live run using most of `resource`. RAM: PSS of each rank's process tree (a run and its forked
+    DataLoader workers share pages; summed RSS would count them once per worker), measured now: it reads every
+    mapping, so only when a victim is chosen, never on a sample. A GPU: NVML's VRAM of each rank."""
+    used: dict[str, int] = {}
+    for info in runs:
+        if not info.alive or info.pid is None:
             continue
-        reason = f"{t.resource} {t.level.value} ({t.percent:.0f}% >= {t.threshold_percent:g}%)"
-        if settings.auto_cleanup and not any(s.action == CLEANUP for s in steps):
-            steps.append(Step(CLEANUP, t.resource, reason))
-        if t.level is Level.CRITICAL and settings.critical_action == "checkpointAndStop":
-            steps.append(Step(STOP, t.resource, reason))
-    return steps
+        figure = footprint(info.pid) if resource == "RAM" else info.vram or None
+        if figure is None:
+            continue  # gone since, unreadable (not ours to stop anyway), or using none of this GPU
+        used[info.name] = used.get(info.name, 0) + figure
+    if not used:
+        return None
+    name = max(used, key=lambda n: used[n])
+    return Victim(name, used[name], "PSS" if resource == "RAM" else "VRAM")
 
 
-def heaviest(runs: list[RunInfo], resource: str) -> RunInfo | None:
-    """The live run using most of `resource`: tree RSS for RAM, VRAM for a GPU."""
-    live = [r for r in runs if r.alive]
-    if resource == "RAM":
-        return max(live, key=lambda r: r.tree_rss or 0, default=None)
-    with_vram = [r for r in live if r.vram]
-    return max(with_vram, key=lambda r: r.vram or 0, default=None)
+# -- running the steps ---------------------------------------------------------------------------------------
+Report = Callable[[str, str, "CleanupResult | StopResult"], None]
 
 
 class Escalation:
-    def __init__(self, on_action: Callable[[str, str, Any], None], still_critical: Callable[[str], bool],
-                 runs: Callable[[], list[RunInfo]]) -> None:
-        self._on_action = on_action  # (action, reason, result)
-        self._still_critical = still_critical
+    """The ladder, wired to real actions: decisions on the sampling thread (cheap), actions on two workers of its
+    own (a cleanup round and a stop can be in flight together; neither can delay a sample or a request)."""
+
+    def __init__(self, report: Report, cleanup: Callable[[float], CleanupResult],
+                 stop: Callable[[str, float, bool], StopResult], runs: Callable[[], list[RunInfo]],
+                 timings: Timings | None = None, clock: Callable[[], float] = time.monotonic,
+                 footprint: Callable[[int], int | None] = tree_pss) -> None:
+        self._report = report  # (action, reason, result) -> crashGuard/action
+        self._cleanup = cleanup  # (timeout) -> CleanupResult
+        self._stop = stop  # (run, timeout, urgent) -> StopResult
         self._runs = runs
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="escalation")
-        self._busy = threading.Lock()
-        self._last_cleanup = -float("inf")
+        self._clock = clock
+        self._footprint = footprint
+        self._ladder = Ladder(timings)
+        self._lock = threading.Lock()
+        self._pool = WorkerPool("escalation", workers=2, queue_limit=2)
 
-    def react(self, transitions: list[Transition], settings: Settings, registry: Registry) -> bool:
-        """Start the planned actions unless a previous round is still running; True if a round started."""
-        steps = plan(transitions, settings)
-        if not steps:
-            return False
-        if not self._busy.acquire(blocking=False):
-            log.info("escalation still busy; skipping %s", ", ".join(s.action for s in steps))
-            return False
-        self._executor.submit(self._run, steps, registry)
-        return True
+    @property
+    def ladder(self) -> Ladder:
+        return self._ladder
 
-    def _run(self, steps: list[Step], registry: Registry) -> None:
+    def on_sample(self, observations: list[Observation], settings: Settings) -> list[Step]:
+        """Decide on a fresh sample and start what was decided; returns at once."""
+        with self._lock:
+            steps = self._ladder.on_sample(observations, settings, self._clock())
+        for step in steps:
+            try:
+                self._pool.submit(self._run, step)
+            except RuntimeError:  # closed (shutting down)
+                self._finished(step)
+        return steps
+
+    def _finished(self, step: Step) -> None:
+        with self._lock:
+            self._ladder.finished(step, self._clock())
+
+    def _run(self, step: Step) -> None:
         try:
-            for step in steps:
-                if step.action == CLEANUP:
-                    self._cleanup(step, registry)
-                else:
-                    self._stop(step, registry)
+            if step.rung is Rung.CLEANUP:
+                self._report(CLEANUP, step.reason, self._cleanup(step.timeout))
+            else:
+                self._stop_heaviest(step)
         except Exception:  # an action failing must not kill the worker or the sidecar
-            log.exception("escalation step failed")
+            log.exception("escalation step %s failed", step.rung.value)
         finally:
-            self._busy.release()
+            self._finished(step)
 
-    def _cleanup(self, step: Step, registry: Registry) -> None:
-        now = time.monotonic()
-        if now - self._last_cleanup < CLEANUP_COOLDOWN_SECONDS:
-            log.info("cleanup for %s skipped: one ran %.0f s ago", step.reason, now - self._last_cleanup)
-            return
-        self._last_cleanup = now
-        result = cleanup_runs(registry.runs_dir, registry=registry)
-        self._on_action(CLEANUP, step.reason, result)
-
-    def _stop(self, step: Step, registry: Registry) -> None:
-        if not self._still_critical(step.resource):
-            log.info("%s is no longer critical after cleanup: no run stopped", step.resource)
-            return
-        victim = heaviest(self._runs(), step.resource)
+    def _stop_heaviest(self, step: Step) -> None:
+        victim = heaviest(self._runs(), step.resource, self._footprint)
         if victim is None:
-            log.warning("%s critical but no guarded run uses it: nothing to stop", step.resource)
+            log.warning("%s: no guarded run uses it, nothing to stop", step.reason)
             return
-        result = stop_run(registry.runs_dir, victim.name, registry=registry)
-        self._on_action(STOP, f"{step.reason}; {victim.name} used the most", result)
+        result = self._stop(victim.run, step.timeout, step.urgent)
+        self._report(STOP, f"{step.reason}; {victim.describe()}", result)
+        if result.signalled:  # it did not answer in time: stop_run sent SIGTERM to the verified process
+            self._report(TERMINATE, f"{victim.run} did not answer checkpoint-and-stop within {step.timeout:g} s: "
+                                    "sent SIGTERM", result)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()

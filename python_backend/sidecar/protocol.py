@@ -40,7 +40,12 @@ METHODS = NOTIFICATIONS + REQUESTS
 
 # Levels a resource can be at; forecasts also use FULL (the limit itself, 100 %).
 NORMAL, WARNING_LEVEL, CRITICAL, FULL = "normal", "warning", "critical", "full"
-RUN_EVENTS = ("started", "finished", "stopped", "failed", "crashed")
+RUN_EVENTS = ("started", "finished", "stopped", "failed", "crashed", "hung", "recovered")
+# crashGuard/action's `action`: the escalation ladder's rungs (terminate: SIGTERM after the stop timeout).
+ACTIONS = ("cleanup", "checkpointAndStop", "terminate")
+# JSON-RPC error of a request refused because every worker for it is busy and its queue is full (the
+# implementation-defined server-error range; -32002 is LSP's ServerNotInitialized).
+SERVER_BUSY = -32000
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ class RunEventParams:
 
 @dataclass(frozen=True)
 class ActionParams:
-    action: str  # "cleanup" | "checkpointAndStop"
+    action: str  # one of ACTIONS
     reason: str
     result: CleanupResult | StopResult
 
@@ -302,10 +307,11 @@ def to_wire(value: Any) -> Any:
 
 
 __all__ = [
-    "ACTION", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT",
-    "SAMPLE", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult",
-    "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "ParamsError",
-    "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunsResult", "Sample",
-    "StopResult", "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty",
-    "parse_history", "parse_process_detail", "parse_update_settings", "to_wire",
+    "ACTION", "ACTIONS", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS",
+    "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING",
+    "ActionParams", "CleanupParams", "CleanupResult", "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent",
+    "HistoryPoint", "HistoryResult", "ParamsError", "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup",
+    "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo",
+    "WarningParams", "camel", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
+    "parse_update_settings", "to_wire",
 ]

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import psutil
 
+from ..monitor.cgroup import CgroupWatch
 from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
 from ..monitor.processes import ProcessMemory, display_name, top_processes
 from ..runs.registry import Registry, RunInfo, RunRecord
+from ..runs.stall import DEFAULT_FLOOR_SECONDS
 
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0
@@ -60,6 +62,7 @@ class Sampler:
         self._top_at = -float("inf")
         self._top_count = -1
         self._gpu_retry_at = 0.0
+        self._cgroup = CgroupWatch()
         self._lock = threading.Lock()
 
     def _gpus(self, now: float) -> list[GpuReading]:
@@ -78,11 +81,11 @@ class Sampler:
             self._top_at, self._top_count = now, count
         return self._top
 
-    def read(self, top_count: int) -> Reading:
+    def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS) -> Reading:
         with self._lock:
             started = time.perf_counter()
             now = time.monotonic()
-            ram = read_ram()
+            ram = read_ram(cgroup=self._cgroup.read)
             gpus = self._gpus(now)
             vram_by_pid: dict[int, int] = {}
             for gpu in gpus:
@@ -90,9 +93,10 @@ class Sampler:
                     if proc.used is not None:
                         vram_by_pid[proc.pid] = vram_by_pid.get(proc.pid, 0) + proc.used
             records = self.registry.scan()
-            runs = [r.info(vram_by_pid) for r in records]
+            wall = time.time()
+            runs = [r.info(vram_by_pid, hung_floor, wall) for r in records]
             top = self._top_processes(top_count, now)
-            return Reading(time=time.time(), ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
+            return Reading(time=wall, ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
                            top=top, records=records, runs=runs,
                            cost_ms=round((time.perf_counter() - started) * 1000, 3))
 

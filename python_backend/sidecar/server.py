@@ -1,12 +1,16 @@
-"""pygls wiring only: JSON-RPC methods -> the Sidecar core, the sampling loop, and logs to window/logMessage.
+"""pygls wiring only: JSON-RPC methods -> the Sidecar core, the sampling thread, and logs to window/logMessage.
 
-Every blocking call runs in a worker thread (asyncio.to_thread), so a request is answered while a sample is
-being taken or a run is being waited on.
+Samples are taken on a thread of their own that nothing else can occupy. Requests run on two bounded pools: one
+for quick requests (status, runs, history, processDetail) and one for requests that wait on runs answering at
+their next step boundary (cleanup, stopRun), so a pile of slow cleanups cannot delay the report either. A pool
+that is full refuses a request at once with SERVER_BUSY. Every one of these threads is a daemon: shutdown and
+exit never wait for a request in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -23,10 +27,14 @@ from ..guard.cleanup import emergency_cleanup
 from . import protocol as p
 from .core import Sidecar
 from .settings import SettingsError, settings_from_configuration, settings_from_initialization
+from .workers import PoolBusy, Ticker, WorkerPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SERVER_NOT_INITIALIZED = -32002
+# Quick requests take milliseconds; run requests wait up to their timeout for runs to answer between steps.
+QUICK_WORKERS, QUICK_QUEUE = 2, 32
+RUN_REQUEST_WORKERS, RUN_REQUEST_QUEUE = 4, 16
 
 
 def plain_json_converter() -> cattrs.Converter:
@@ -46,8 +54,9 @@ class CrashGuardServer(LanguageServer):
         self.sidecar: Sidecar | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._sampling: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._ticker: Ticker | None = None
+        self.quick = WorkerPool("quick requests", QUICK_WORKERS, QUICK_QUEUE)
+        self.run_requests = WorkerPool("run requests", RUN_REQUEST_WORKERS, RUN_REQUEST_QUEUE)
         self._closed = False  # after shutdown nothing more is sent: the client may already have closed the pipe
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -67,49 +76,40 @@ class CrashGuardServer(LanguageServer):
             return
         if threading.get_ident() == self._loop_thread:
             self.protocol.notify(method, params)
-        else:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (exit): nobody to send to
             loop.call_soon_threadsafe(self.protocol.notify, method, params)
 
-    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+    async def off_loop(self, fn: Callable[..., T], *args: Any, pool: WorkerPool | None = None) -> T:
+        """Run a blocking call on a request pool (the quick one unless told); a full pool answers SERVER_BUSY."""
+        try:
+            future = (pool or self.quick).submit(fn, *args)
+        except PoolBusy as exc:
+            raise JsonRpcException(f"Server busy: {exc}", code=p.SERVER_BUSY,
+                                   data={"inFlight": exc.in_flight, "limit": exc.limit}) from None
+        except RuntimeError:  # closed: the client already asked for shutdown
+            raise JsonRpcException("Server shutting down", code=p.SERVER_BUSY) from None
+        return await asyncio.wrap_future(future)
 
     # -- sampling --------------------------------------------------------------------------------------
     def start_sampling(self) -> None:
-        if self._sampling is None:
-            self._wake = asyncio.Event()
-            self._sampling = asyncio.get_running_loop().create_task(self._sample_forever())
+        if self._ticker is None:
+            self._ticker = Ticker(lambda: self.core().tick(), lambda: self.core().settings.interval)
+            self._ticker.start()
 
     def reschedule(self) -> None:
         """New settings: take the next sample now, at the new interval."""
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _sample_forever(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            try:
-                await asyncio.to_thread(self.core().tick)
-            except Exception:
-                log.exception("sampling failed; trying again at the next tick")
-            interval = self.core().settings.interval
-            next_at += interval
-            now = loop.time()
-            if next_at < now:  # fell behind (a slow tick): skip ahead rather than send a burst
-                next_at = now + interval
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=next_at - now)
-                self._wake.clear()
-                next_at = loop.time()
-            except asyncio.TimeoutError:
-                pass
+        if self._ticker is not None:
+            self._ticker.wake()
 
     def stop_sampling(self) -> None:
+        """Shutdown: stop sampling and refuse new requests; nothing in flight is waited for."""
         self._closed = True
-        if self._sampling is not None:
-            self._sampling.cancel()
-            self._sampling = None
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self.quick.close()
+        self.run_requests.close()
         if self.sidecar is not None:
             self.sidecar.close()
 
@@ -197,12 +197,12 @@ def build_server() -> CrashGuardServer:
     @server.feature(p.CLEANUP)
     async def cleanup(ls: CrashGuardServer, params: Any) -> Any:
         args = _parsed(p.CleanupParams.parse, params)
-        return p.to_wire(await ls.off_loop(ls.core().cleanup, args.runs, args.timeout))
+        return p.to_wire(await ls.off_loop(ls.core().cleanup, args.runs, args.timeout, pool=ls.run_requests))
 
     @server.feature(p.STOP_RUN)
     async def stop_run(ls: CrashGuardServer, params: Any) -> Any:
         args = _parsed(p.StopRunParams.parse, params)
-        return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout))
+        return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout, pool=ls.run_requests))
 
     @server.feature(p.PROCESS_DETAIL)
     async def process_detail(ls: CrashGuardServer, params: Any) -> Any:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runs.stall import DEFAULT_FLOOR_SECONDS
+
 CRITICAL_ACTIONS = ("none", "checkpointAndStop")
 HYSTERESIS_POINTS = 3.0  # a level is left only this many percentage points below its threshold
 
@@ -31,6 +33,7 @@ class Settings:
     critical_action: str = "none"
     runs_directory: str = "runs"
     top_processes: int = 5
+    hung_after_seconds: float = DEFAULT_FLOOR_SECONDS  # a run silent this long (at least) is reported hung
 
     @property
     def interval(self) -> float:
@@ -105,6 +108,7 @@ _FIELDS = {
     "criticalAction": _Field("critical_action", "choice"),
     "runsDirectory": _Field("runs_directory", "path"),
     "topProcesses": _Field("top_processes", "int", 0, 20),
+    "hungAfterSeconds": _Field("hung_after_seconds", "number", 1, 86400),
 }
 _CAMEL = {spec.name: key for key, spec in _FIELDS.items()}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from python_backend.monitor.cgroup import read_cgroup_memory
+from python_backend.monitor.cgroup import CgroupWatch, read_cgroup_memory
 from python_backend.monitor.host import read_ram
 
 GIB = 2**30
@@ -97,3 +97,23 @@ def test_ram_percentages_are_of_the_cgroup_limit(tmp_path: Path) -> None:
 def test_limit_above_physical_ram_is_ignored(tmp_path: Path) -> None:
     reading = read_ram(_v2_tree(tmp_path, own_max=str(1 << 50)), V2_SELF)
     assert reading.limit_source == "physical"
+
+
+def test_a_watch_reads_use_every_time_and_finds_the_limit_again_when_it_changes(tmp_path: Path) -> None:
+    root = _v2_tree(tmp_path, own_max=str(4 * GIB))
+    own = root / "user.slice" / "job.scope"
+    watch = CgroupWatch(refresh=3600, root=root, proc_cgroup=V2_SELF)
+    first = watch.read()
+    assert first is not None and (first.limit, first.usage) == (4 * GIB, 3 * GIB)
+    _write(own, memory__current=f"{GIB}\n")
+    again = watch.read()
+    assert again is not None and (again.limit, again.usage, again.path) == (4 * GIB, GIB, first.path)
+    _write(own, memory__max=f"{2 * GIB}\n")  # the limit itself changed: found again at once
+    changed = watch.read()
+    assert changed is not None and changed.limit == 2 * GIB
+    reading = read_ram(cgroup=watch.read)
+    if reading.physical_total > 2 * GIB:
+        assert (reading.limit_source, reading.total) == ("cgroup v2", 2 * GIB)
+    _write(own, memory__max="max\n")  # limit lifted
+    assert watch.read() is None
+    assert CgroupWatch(root=tmp_path / "nothing", proc_cgroup=V2_SELF).read() is None

@@ -39,11 +39,14 @@ StartTrainer = Callable[..., subprocess.Popen]
 def start_trainer(runs_dir: Path, tmp_path: Path) -> Iterator[StartTrainer]:
     started: list[subprocess.Popen] = []
 
-    def start(name: str, mb: int = 300, hold: str = "gc", no_poll: bool = False) -> subprocess.Popen:
+    def start(name: str, mb: int = 300, hold: str = "gc", no_poll: bool = False, step_seconds: float = 0.1,
+              record_requests: Path | None = None) -> subprocess.Popen:
         args = [sys.executable, str(TRAINER), "--runs-dir", str(runs_dir), "--name", name, "--mb", str(mb),
-                "--hold", hold]
+                "--hold", hold, "--step-seconds", str(step_seconds)]
         if no_poll:
             args.append("--no-poll")
+        if record_requests is not None:
+            args += ["--record-requests", str(record_requests)]
         log = (tmp_path / f"{name}.log").open("w")
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         started.append(proc)

@@ -24,6 +24,7 @@ class Session:
     def __init__(self, client: LanguageClient) -> None:
         self.client = client
         self.received: dict[str, list[tuple[float, Any]]] = {m: [] for m in p.NOTIFICATIONS}
+        self.closed = False
         for method in p.NOTIFICATIONS:
             client.feature(method)(self._collector(method))
 
@@ -59,6 +60,18 @@ class Session:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no {method} matching within {timeout} s; got {self.of(method)[-3:]}")
 
+    async def close(self) -> tuple[float, float]:
+        """shutdown, then exit, here rather than when the session ends: the seconds until shutdown was answered
+        and from exit until the server process had ended."""
+        started = time.monotonic()
+        await asyncio.wait_for(self.client.shutdown_async(None), 15)
+        answered = time.monotonic()
+        self.client.exit(None)
+        assert self.client._server is not None
+        await asyncio.wait_for(self.client._server.wait(), 15)
+        self.closed = True
+        return answered - started, time.monotonic() - answered
+
     async def wait_samples(self, count: int, timeout: float = 30.0) -> list[Any]:
         start = len(self.received[p.SAMPLE])
         deadline = time.monotonic() + timeout
@@ -85,7 +98,8 @@ async def sidecar(settings: dict[str, Any] | None = None, cwd: str | None = None
             initialization_options={"settings": settings or {}},
         ))
         yield session
-        await asyncio.wait_for(client.shutdown_session(), 15)
+        if not session.closed:
+            await asyncio.wait_for(client.shutdown_session(), 15)
     finally:
         server = client._server
         if server is not None and server.returncode is None:

@@ -172,11 +172,13 @@ async def test_auto_cleanup_on_warning_then_stop_of_the_heaviest_run_on_critical
         assert by_name["big"]["report"]["rssFreed"] > 250 * MiB
         assert big.poll() is None and small.poll() is None
 
-    big2 = start_trainer("big2", mb=300, hold="gc")
+    big2 = start_trainer("big2", mb=300, hold="pinned")  # memory in use: cleanup cannot free it
     async with sidecar(_settings(runs_dir, criticalAction="checkpointAndStop", sampleIntervalMs=200)) as s:
         await s.wait_samples(2)
         await s.request(p.UPDATE_SETTINGS, {"settings": {"ramWarningPercent": 1, "ramCriticalPercent": 1}})
         action = await s.wait_for(p.ACTION, lambda a: a["action"] == "checkpointAndStop", timeout=60)
+        # The ladder cleans up first (even without autoCleanup), then stops the heaviest run, once.
+        assert [a["action"] for a in s.of(p.ACTION)] == ["cleanup", "checkpointAndStop"]
         assert action["result"]["run"] == "big2" and action["result"]["ok"], action
         assert big2.wait(timeout=10) == 0
         assert big.poll() is None and small.poll() is None  # only the heaviest run was stopped
