@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import StartTrainer
 from sidecar_session import sidecar
@@ -51,17 +50,23 @@ def test_the_hook_publishes_an_average_step_time(tmp_path: Path) -> None:
 
 
 def test_a_live_run_whose_status_is_old_is_hung_and_a_finished_one_never_is(tmp_path: Path) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # One real process registers four runs (each holds its lock: the proof a status file alone cannot give);
+    # their status files are then aged by hand.
+    names = ("slow-steps", "stuck", "fresh", "done")
+    script = ("import sys, time; from python_backend.runs.hook import RunHook\n"
+              f"hooks = [RunHook(n, runs_dir={str(tmp_path)!r}) for n in {names!r}]\n"
+              "[h.start() for h in hooks]\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
-        ctime = psutil.Process(sleeper.pid).create_time()
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         now = time.time()
         for name, updated, step_seconds, state in [("slow-steps", now - 130, 15.0, "running"),
                                                    ("stuck", now - 130, 0.5, "running"),
                                                    ("fresh", now - 1, 0.5, "running"),
                                                    ("done", now - 1000, 0.5, "finished")]:
-            write_json_atomic(tmp_path / name / "status.json", {
-                "name": name, "pid": sleeper.pid, "create_time": ctime, "state": state, "updated": updated,
-                "step_seconds": step_seconds})
+            status = read_json(tmp_path / name / "status.json")
+            status.update(state=state, updated=updated, step_seconds=step_seconds)
+            write_json_atomic(tmp_path / name / "status.json", status)
         runs = {r.name: r for r in Registry(tmp_path).infos(hung_floor=120)}
         assert {n: r.state for n, r in runs.items()} == {
             "slow-steps": "running",  # 130 s < 10 x 15 s
@@ -69,8 +74,8 @@ def test_a_live_run_whose_status_is_old_is_hung_and_a_finished_one_never_is(tmp_
         assert 129 <= runs["stuck"].stalled_seconds <= 140 and runs["stuck"].step_seconds == 0.5
         assert runs["done"].stalled_seconds is None
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.slow
