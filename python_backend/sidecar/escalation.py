@@ -18,6 +18,7 @@ from typing import Any
 from ..runs.control import cleanup_runs, stop_run
 from ..runs.registry import Registry, RunInfo
 from .levels import Level, Transition
+from .registries import Registries
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Escalation:
         self._busy = threading.Lock()
         self._last_cleanup = -float("inf")
 
-    def react(self, transitions: list[Transition], settings: Settings, registry: Registry) -> bool:
+    def react(self, transitions: list[Transition], settings: Settings, registry: Registry | Registries) -> bool:
         """Start the planned actions unless a previous round is still running; True if a round started."""
         steps = plan(transitions, settings)
         if not steps:
@@ -77,7 +78,7 @@ class Escalation:
         self._executor.submit(self._run, steps, registry)
         return True
 
-    def _run(self, steps: list[Step], registry: Registry) -> None:
+    def _run(self, steps: list[Step], registry: Registry | Registries) -> None:
         try:
             for step in steps:
                 if step.action == CLEANUP:
@@ -89,7 +90,7 @@ class Escalation:
         finally:
             self._busy.release()
 
-    def _cleanup(self, step: Step, registry: Registry) -> None:
+    def _cleanup(self, step: Step, registry: Registry | Registries) -> None:
         now = time.monotonic()
         if now - self._last_cleanup < CLEANUP_COOLDOWN_SECONDS:
             log.info("cleanup for %s skipped: one ran %.0f s ago", step.reason, now - self._last_cleanup)
@@ -98,7 +99,7 @@ class Escalation:
         result = cleanup_runs(registry.runs_dir, registry=registry)
         self._on_action(CLEANUP, step.reason, result)
 
-    def _stop(self, step: Step, registry: Registry) -> None:
+    def _stop(self, step: Step, registry: Registry | Registries) -> None:
         if not self._still_critical(step.resource):
             log.info("%s is no longer critical after cleanup: no run stopped", step.resource)
             return
@@ -106,7 +107,10 @@ class Escalation:
         if victim is None:
             log.warning("%s critical but no guarded run uses it: nothing to stop", step.resource)
             return
-        result = stop_run(registry.runs_dir, victim.name, registry=registry)
+        owner = registry.owner(victim.dir) if isinstance(registry, Registries) else registry  # not a namesake
+        if owner is None:
+            return
+        result = stop_run(owner.runs_dir, victim.name, registry=owner)
         self._on_action(STOP, f"{step.reason}; {victim.name} used the most", result)
 
     def close(self) -> None:
