@@ -32,6 +32,7 @@ class Settings:
     critical_action: str = "none"
     runs_directory: str = "runs"
     top_processes: int = 5
+    hung_after_seconds: float = 120.0  # a run silent this long (at least) is reported hung (the ladder branch's)
     # Absolute runs directories, one per workspace folder (the extension sends them); None: `runs_directory`.
     runs_directories: tuple[str, ...] | None = None
 
@@ -116,6 +117,7 @@ _FIELDS = {
     "criticalAction": _Field("critical_action", "choice"),
     "runsDirectory": _Field("runs_directory", "path"),
     "topProcesses": _Field("top_processes", "int", 0, 20),
+    "hungAfterSeconds": _Field("hung_after_seconds", "number", 1, 86400),
     "runsDirectories": _Field("runs_directories", "paths", 0, 64),
 }
 _CAMEL = {spec.name: key for key, spec in _FIELDS.items()}
