@@ -49,9 +49,25 @@ export class SafeTrainingDebugProvider implements vscode.DebugConfigurationProvi
   }
 }
 
+/** Whether an installed extension (the Python Debugger) contributes the debugpy debug type. */
+function debugpyInstalled(): boolean {
+  return vscode.extensions.all.some((e) => {
+    const debuggers = (e.packageJSON as { contributes?: { debuggers?: { type?: string }[] } }).contributes?.debuggers;
+    return debuggers?.some((d) => d.type === 'debugpy') ?? false;
+  });
+}
+
 export function registerLaunch(context: vscode.ExtensionContext, deps: LaunchDeps): void {
   const provider = new SafeTrainingDebugProvider(deps);
-  for (const trigger of [vscode.DebugConfigurationProviderTriggerKind.Initial, vscode.DebugConfigurationProviderTriggerKind.Dynamic]) {
-    context.subscriptions.push(vscode.debug.registerDebugConfigurationProvider('debugpy', provider, trigger));
-  }
+  let registered = false;
+  const register = () => {
+    // A provider for a type no debugger contributes would show as "undefined" in every F5 list.
+    if (registered || !debugpyInstalled()) return;
+    registered = true;
+    for (const trigger of [vscode.DebugConfigurationProviderTriggerKind.Initial, vscode.DebugConfigurationProviderTriggerKind.Dynamic]) {
+      context.subscriptions.push(vscode.debug.registerDebugConfigurationProvider('debugpy', provider, trigger));
+    }
+  };
+  register();
+  context.subscriptions.push(vscode.extensions.onDidChange(register));
 }

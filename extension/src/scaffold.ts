@@ -29,7 +29,11 @@ export async function addSafeTraining(folder: vscode.WorkspaceFolder, template: 
   const config = vscode.Uri.joinPath(folder.uri, SAFE_TRAINING_CONFIG);
   if (!await exists(config)) {
     await vscode.workspace.fs.createDirectory(vscode.Uri.joinPath(config, '..'));
-    await vscode.workspace.fs.writeFile(config, await vscode.workspace.fs.readFile(template));
+    // The template names its schema by a path next to it in this repository; in the user's folder the extension's
+    // jsonValidation supplies the schema instead.
+    const starter = JSON.parse(Buffer.from(await vscode.workspace.fs.readFile(template)).toString('utf8')) as Record<string, unknown>;
+    delete starter.$schema;
+    await vscode.workspace.fs.writeFile(config, Buffer.from(`${JSON.stringify(starter, null, 2)}\n`, 'utf8'));
     done.config = true;
   }
   const launch = vscode.workspace.getConfiguration('launch', folder.uri);
