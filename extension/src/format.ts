@@ -175,7 +175,7 @@ export function crashMessage(run: RunInfo, serverMessage?: string): string {
 }
 
 export function crashPrompt(run: RunInfo, serverMessage?: string): string {
-  const resumable = run.config !== null;
+  const resumable = run.config !== null || run.resumeCommand !== null;
   return `${crashMessage(run, serverMessage)}.${resumable ? ' Resume?' : ''}`;
 }
 
