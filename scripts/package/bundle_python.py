@@ -37,10 +37,16 @@ MINIMUM_PYTHON = "3.10"
 
 def install_wheels(target: str, libs: Path) -> None:
     platforms = [arg for tag in PLATFORMS[target] for arg in ("--platform", tag)]
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "--target", str(libs), "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-                    "--python-version", MINIMUM_PYTHON, *platforms, "--require-hashes", "--no-compile",
-                    "-r", str(BUNDLED / "requirements.txt")], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                           "--target", str(libs), "--no-deps", "--only-binary=:all:", "--implementation", "cp",
+                           "--python-version", MINIMUM_PYTHON, *platforms, "--require-hashes", "--no-compile",
+                           "-r", str(BUNDLED / "requirements.txt")], capture_output=True, text=True)
+    # pip's notes about index locations of the machine's own configuration are noise here; the rest is not.
+    for line in done.stderr.splitlines():
+        if "is neither a file nor a directory" not in line:
+            print(line, file=sys.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"bundle_python: pip install failed (exit {done.returncode})")
 
 
 def copy_backend(libs: Path) -> None:
