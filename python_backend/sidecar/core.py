@@ -103,11 +103,12 @@ class Sidecar:
     def tick(self) -> p.Sample:
         """Take the periodic sample, send it and whatever it implies (warnings, run events, actions)."""
         settings = self._settings
+        watched = self._registry.dirs  # before the scan: only these are surely in it
         reading = self._sampler.read(settings.top_processes)
         with self._lock:
             self._seq += 1
             sample, transitions = self._build(reading, settings, record=True)
-            events, baseline = self._run_events(reading.records)
+            events, baseline = self._run_events(reading.records, watched)
             self._record(sample, reading, transitions, events, baseline)
         self._emit(p.SAMPLE, p.to_wire(sample))
         live = [r.name for r in reading.runs if r.alive]
@@ -200,14 +201,15 @@ class Sidecar:
         return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
                                message, live, round(now, 3))
 
-    def _run_events(self, records: list[RunRecord]) -> tuple[list[tuple[str, RunInfo]], set[str]]:
-        """The run events since the last tick, and the run folders seen for the first time in a directory's
-        baseline (the first look at a directory is a baseline, not a burst of events)."""
+    def _run_events(self, records: list[RunRecord],
+                    watched: tuple[Path, ...]) -> tuple[list[tuple[str, RunInfo]], set[str]]:
+        """The run events since the last tick, and the run folders of directories not looked at before (the first
+        look at a directory is a baseline, not a burst of events). `watched`: the directories the scan surely
+        covered; one added meanwhile is baselined at the next tick."""
         states = {_run_key(r): r.state for r in records}
         previous, self._run_states = self._run_states, states
-        fresh_dirs = set(self._registry.dirs) - self._baselined
-        self._baselined = set(self._registry.dirs)
-        baseline = {key[0] for key in states if Path(key[0]).parent in fresh_dirs}
+        baseline = {key[0] for key in states if Path(key[0]).parent not in self._baselined}
+        self._baselined = (self._baselined | set(watched)) & set(self._registry.dirs)
         events: list[tuple[str, RunInfo]] = []
         for record in records:
             key = _run_key(record)
