@@ -20,6 +20,27 @@ import { Warnings } from './warnings';
 
 let sidecar: Sidecar | undefined;
 
+/** A registration that exists only while `wanted()` holds (re-checked by update()). */
+class Registration implements vscode.Disposable {
+  private current: vscode.Disposable | undefined;
+
+  constructor(private readonly wanted: () => boolean, private readonly register: () => vscode.Disposable) {
+    this.update();
+  }
+
+  update(): void {
+    if (this.wanted() && !this.current) this.current = this.register();
+    else if (!this.wanted() && this.current) {
+      this.current.dispose();
+      this.current = undefined;
+    }
+  }
+
+  dispose(): void {
+    this.current?.dispose();
+  }
+}
+
 export function activate(context: vscode.ExtensionContext): void {
   const activatedAt = Date.now();
   const log = createLogChannel();
@@ -95,6 +116,10 @@ export function activate(context: vscode.ExtensionContext): void {
     liveRuns: () => statusBar.lastSample?.runs.filter((r) => r.alive) ?? [],
   });
 
+  // The task type is offered (even as an empty group in "Run Task") only while a folder trains with Crash Guard.
+  const taskProvider = new Registration(() => folders.folders.length > 0,
+    () => vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)));
+
   sidecar = new Sidecar({
     log, outputChannel: log, launcher, cwd, trusted,
     settings: () => sidecarSettings(config.settings, runsDirectories()),
@@ -132,10 +157,12 @@ export function activate(context: vscode.ExtensionContext): void {
   });
 
   context.subscriptions.push(
-    config, folders, training, statusBar, report, sidecar, warnings,
-    vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)),
+    config, folders, training, statusBar, report, sidecar, warnings, taskProvider,
     training.onDidChange(() => statusBar.refresh()),
-    folders.onDidChange(() => training.render()),
+    folders.onDidChange(() => {
+      training.render();
+      taskProvider.update();
+    }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => void sidecar?.pushSettings()),
     vscode.workspace.onDidChangeConfiguration((e) => {
       // A folder's own runs directory (resource scope) is not in the window-level diff of Config.

@@ -195,14 +195,18 @@ export async function toastTexts(page) {
   return (await toasts(page)).map((x) => x.text);
 }
 
+/** Runs a palette command by clicking its own row (Enter would take the first match, e.g. "Tasks: Rerun…"). */
 export async function runCommand(page, title) {
   await page.keyboard.press('Escape');
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 10_000 });
   await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
+  const exact = new RegExp(`^\\s*${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*$`);
+  const row = page.locator('.quick-input-list .monaco-list-row')
+    .filter({ has: page.locator('.label-name', { hasText: exact }) }).first();
+  await row.waitFor({ timeout: 10_000 });
+  await row.click();
 }
 
 /** The rows of the quick input that is open now (after it settles; not while it still lists `leaving`). */
