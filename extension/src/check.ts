@@ -84,6 +84,11 @@ export function optional<T>(inner: Checker<T>, fallback: T): Checker<T> {
   return checker<T>({ ...inner.description, optional: true }, (v, path) => (v === undefined ? fallback : inner(v, path)));
 }
 
+/** A field an older sidecar may not send, where absent means "unknown" (not a default). */
+export function maybe<T>(inner: Checker<T>): Checker<T | undefined> {
+  return checker<T | undefined>({ ...inner.description, optional: true }, (v, path) => (v === undefined ? undefined : inner(v, path)));
+}
+
 export function arrayOf<T>(inner: Checker<T>, max = 100_000): Checker<T[]> {
   return checker<T[]>({ ...plain('array'), of: inner.description }, (v, path) => {
     if (!Array.isArray(v)) throw new PayloadError(path, 'a list', v);

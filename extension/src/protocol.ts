@@ -3,7 +3,7 @@
 // is what is checked. tests/extension/unit/protocol.test.ts compares method names, the protocol version and every
 // field (name, kind, null or not) with the Python dataclasses.
 import {
-  arrayOf, bool, either, int, nullable, num, object, oneOf, optional, str, type Checked,
+  arrayOf, bool, either, int, maybe, nullable, num, object, oneOf, optional, str, type Checked,
 } from './check';
 
 /** Bumped with every incompatible change; the same constant is python_backend/sidecar/handshake.py's. */
@@ -89,7 +89,9 @@ export type GpuProcessInfo = Checked<typeof GpuProcessInfo>;
 
 export const GpuInfo = object('GpuInfo', {
   index: int, name: str, total: nullable(num), used: nullable(num), percent: nullable(num),
-  utilization: nullable(int), level, processes: optional(arrayOf(GpuProcessInfo), []),
+  utilization: nullable(int), level,
+  /** Heaviest first (contract 6). Absent from an older sidecar: unknown, not "none". */
+  processes: maybe(arrayOf(GpuProcessInfo)),
 });
 export type GpuInfo = Checked<typeof GpuInfo>;
 

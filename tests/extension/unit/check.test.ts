@@ -25,6 +25,11 @@ describe('payload checks', () => {
     assert.equal(checked.stalledSeconds, null);
     assert.equal(checked.resumeCommand, null);
   });
+  it('keeps "not sent" apart from "none" where that matters (GPU processes)', () => {
+    const gpu = { index: 0, name: 'H200', total: 1, used: 0, percent: 0, utilization: 0, level: 'normal' };
+    assert.equal(P.GpuInfo(gpu).processes, undefined);
+    assert.deepEqual(P.GpuInfo({ ...gpu, processes: [] }).processes, []);
+  });
   it('tells a cleanup result from a stop result', () => {
     const stop = { run: 'x', ok: true, state: 'stopped', checkpoint: null, message: 'ok', signalled: false };
     const a = P.ActionParams({ action: 'terminate', reason: 'RAM critical', result: stop });
