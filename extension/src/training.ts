@@ -107,6 +107,7 @@ export class Training implements vscode.Disposable {
 
   /** "Set Up Crash Guard Training…": pick the environment, install crashguard[train] there, or copy the command. */
   async setUp(): Promise<void> {
+    if (!this.trustedOrSay()) return;
     await this.check();
     const s = this.state;
     const python = s?.interpreter.path ?? 'python3';
@@ -131,7 +132,17 @@ export class Training implements vscode.Disposable {
     return [python, '-m', 'pip', 'install', this.deps.wheel ? `${this.deps.wheel}[train]` : 'crashguard[train]'];
   }
 
+  /** Set-up runs interpreters: never in Restricted Mode (a workspace's .venv/bin/python is the workspace's code). */
+  private trustedOrSay(): boolean {
+    if (vscode.workspace.isTrusted) return true;
+    const manage = 'Manage Workspace Trust';
+    void vscode.window.showInformationMessage('Crash Guard sets up training only in a trusted workspace.', manage)
+      .then((c) => c && void vscode.commands.executeCommand('workbench.trust.manage'));
+    return false;
+  }
+
   async choose(): Promise<void> {
+    if (!this.trustedOrSay()) return;
     type Item = vscode.QuickPickItem & { value?: string; action?: 'browse' | 'extension' | 'clear' };
     const items: Item[] = [];
     for (const folder of vscode.workspace.workspaceFolders ?? []) {
