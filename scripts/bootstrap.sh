@@ -16,19 +16,26 @@ fi
 has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
 
 # torch is installed on its own so set-up never pulls a multi-GB CUDA build onto a machine without a GPU, and
-# a torch already in the venv (e.g. the CUDA build a GPU user chose) is kept as it is.
+# a torch already in the venv (e.g. the CUDA build a GPU user chose) is kept as it is. Which index serves the CPU
+# build is yours to say (README, "Set-up"): $CRASHGUARD_TORCH_INDEX, else whatever pip's own configuration finds
+# without an index (a local wheel, find-links); nothing else is assumed.
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   TORCH=${CRASHGUARD_TORCH:-torch==2.13.0}
   if has_gpu; then
-    echo "bootstrap: GPU found, installing $TORCH (CUDA build)"
+    echo "bootstrap: GPU found, installing $TORCH (the build your package index serves)"
     $PIP install -q "$TORCH"
+  elif [ -n "${CRASHGUARD_TORCH_INDEX:-}" ]; then
+    echo "bootstrap: no GPU, installing $TORCH from \$CRASHGUARD_TORCH_INDEX"
+    $PIP install -q --no-deps "$TORCH" --index-url "$CRASHGUARD_TORCH_INDEX"
+    $PIP install -q "$TORCH"  # its small dependencies, from pip's configured index
   elif $PIP install -q --no-index --no-deps "$TORCH" 2>/dev/null; then
     echo "bootstrap: no GPU, installed $TORCH from a local CPU wheel"
     $PIP install -q "$TORCH"  # its small dependencies
   else
-    echo "bootstrap: no GPU, installing $TORCH from PyTorch's CPU index"
-    $PIP install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu \
-      --extra-index-url https://pypi.org/simple
+    echo "bootstrap: no GPU and no CPU build of $TORCH found without an index. Set CRASHGUARD_TORCH_INDEX to the" >&2
+    echo "bootstrap: package index that serves PyTorch's CPU wheels (see the README), or install torch into $VENV" >&2
+    echo "bootstrap: yourself; a plain install here would pull the multi-GB CUDA build." >&2
+    exit 1
   fi
 fi
 

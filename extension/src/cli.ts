@@ -1,11 +1,14 @@
-// argv for the python_backend CLI (docs: README / python_backend/cli). Pure: no 'vscode' import.
+// argv for the crashguard CLI (python -m python_backend, from the user's training environment). Pure: no
+// 'vscode' import.
 import type { RunInfo } from './protocol';
 
 export const SAFE_TRAINING_CONFIG = 'config/safe_training.json';
+/** A Crash Guard training config, relative to a workspace folder; shallow, so a big repository is not searched. */
+export const TRAINING_CONFIG_GLOB = '{config/safe_training*.json,config/*.crashguard.json,*.crashguard.json}';
 // F5 runs the trainer unsupervised so the debugger is in the training process itself (breakpoints hit).
 export const SAFE_TRAINING_DEBUG_ARGS = ['train', '--config', SAFE_TRAINING_CONFIG, '--no-supervise'];
 
-export type TaskCommand = 'monitor' | 'cleanup' | 'train';
+export type TaskCommand = 'monitor' | 'cleanup' | 'train' | 'resume';
 
 /** The `crashGuard` task definition (package.json `taskDefinitions`). */
 export interface CrashGuardTaskDefinition {
@@ -16,12 +19,11 @@ export interface CrashGuardTaskDefinition {
   runName?: string;
   runsDir?: string;
   interval?: number;
+  /** resume: the run's folder (RunInfo.dir); the run's recorded resume command is run. */
+  runDir?: string;
 }
 
-export function serveArgs(): string[] {
-  return ['-m', 'python_backend', 'serve'];
-}
-
+/** argv after the interpreter for a python_backend command (`resume` has none: the run recorded its own). */
 export function taskArgs(def: CrashGuardTaskDefinition): string[] {
   const args = ['-m', 'python_backend', def.command];
   switch (def.command) {
@@ -29,6 +31,7 @@ export function taskArgs(def: CrashGuardTaskDefinition): string[] {
       if (def.interval !== undefined) args.push('--interval', String(def.interval));
       break;
     case 'cleanup':
+      if (def.runsDir) args.push('--runs-dir', def.runsDir);
       break;
     case 'train':
       args.push('--config', def.config ?? SAFE_TRAINING_CONFIG);
@@ -36,6 +39,8 @@ export function taskArgs(def: CrashGuardTaskDefinition): string[] {
       if (def.resume) args.push('--resume', def.resume);
       if (def.runsDir) args.push('--runs-dir', def.runsDir);
       break;
+    case 'resume':
+      throw new Error('a resume task runs the command its run recorded');
   }
   return args;
 }
@@ -50,7 +55,7 @@ export function resumeDefinition(run: RunInfo, runsDir?: string): CrashGuardTask
 }
 
 /** The runs directory a run lives in (its dir's parent), from RunInfo.dir. */
-export function runsDirOf(run: RunInfo): string | undefined {
+export function runsDirOf(run: Pick<RunInfo, 'dir'>): string | undefined {
   const dir = run.dir.replace(/[\\/]+$/, '');
   const cut = Math.max(dir.lastIndexOf('/'), dir.lastIndexOf('\\'));
   return cut > 0 ? dir.slice(0, cut) : undefined;
@@ -58,7 +63,7 @@ export function runsDirOf(run: RunInfo): string | undefined {
 
 /** The run to resume: the most recently updated one that ended without finishing (crashed, stopped, failed). */
 export function lastResumableRun(runs: readonly RunInfo[]): RunInfo | undefined {
-  const candidates = runs.filter((r) => !r.alive && r.config !== null &&
+  const candidates = runs.filter((r) => !r.alive && (r.config !== null || r.resumeCommand !== null) &&
     (r.state === 'crashed' || r.state === 'stopped' || r.state === 'failed'));
   candidates.sort((a, b) => (b.updated ?? 0) - (a.updated ?? 0));
   return candidates[0];

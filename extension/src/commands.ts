@@ -4,13 +4,14 @@ import { lastResumableRun, SAFE_TRAINING_CONFIG } from './cli';
 import { cleanupSummary, formatBytes, stopSummary } from './format';
 import type { Log } from './logger';
 import * as P from './protocol';
-import { hasPythonExtension } from './pythonExtension';
+import type { TrainingFolders } from './folders';
 import type { Recovery } from './recovery';
 import type { Report } from './report/panel';
-import { SECTION } from './settings';
+import { addSafeTraining, TRAINING_TASK_LABEL } from './scaffold';
 import type { Sidecar } from './sidecar';
 import type { StatusBar } from './statusBar';
 import { runTask, TASK_TYPE, type TaskDeps } from './tasks';
+import type { Training } from './training';
 
 export interface CommandDeps {
   log: vscode.LogOutputChannel & Log;
@@ -19,6 +20,10 @@ export interface CommandDeps {
   report: Report;
   recovery: Recovery;
   tasks: TaskDeps;
+  training: Training;
+  folders: TrainingFolders;
+  /** The starter config shipped with the extension (config/safe_training.json). */
+  configTemplate: vscode.Uri;
 }
 
 const CLEANUP_TIMEOUT_MS = 15_000;
@@ -26,7 +31,7 @@ const STOP_TIMEOUT_MS = 60_000;
 
 async function runs(deps: CommandDeps): Promise<P.RunInfo[]> {
   try {
-    return (await deps.sidecar.request<P.RunsResult>(P.METHOD_RUNS, {})).runs;
+    return (await deps.sidecar.request(P.METHOD_RUNS, {}, P.RunsResult)).runs;
   } catch {
     return deps.statusBar.lastSample?.runs ?? [];
   }
@@ -35,14 +40,20 @@ async function runs(deps: CommandDeps): Promise<P.RunInfo[]> {
 async function emergencyCleanup(deps: CommandDeps): Promise<void> {
   if (deps.sidecar.currentState !== 'running') {
     // Without the sidecar, the CLI still reaches registered runs through their control folders.
+    const folder = deps.tasks.folder();
+    if (!folder || !vscode.workspace.isTrusted) {
+      void vscode.window.showWarningMessage('Crash Guard: the memory monitor is not running; start it first.', 'Start Memory Monitor')
+        .then((c) => c && void deps.sidecar.restart());
+      return;
+    }
     deps.log.warn('sidecar not running: running the cleanup task instead');
-    await runTask(deps.tasks, { type: TASK_TYPE, command: 'cleanup' });
+    await runTask(deps.tasks, { type: TASK_TYPE, command: 'cleanup', runsDir: deps.tasks.runsDirectory(folder) }, undefined, folder);
     return;
   }
   try {
     const result = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'Crash Guard: emergency cleanup…' },
-      () => deps.sidecar.request<P.CleanupResult>(P.METHOD_CLEANUP, { timeoutMs: CLEANUP_TIMEOUT_MS }));
+      () => deps.sidecar.request(P.METHOD_CLEANUP, { timeoutMs: CLEANUP_TIMEOUT_MS } satisfies P.CleanupParams, P.CleanupResult));
     const summary = cleanupSummary(result);
     deps.log.info(summary);
     void vscode.window.showInformationMessage(summary, 'Show Report').then((c) => {
@@ -55,30 +66,34 @@ async function emergencyCleanup(deps: CommandDeps): Promise<void> {
   }
 }
 
-async function stopTraining(deps: CommandDeps, name?: unknown): Promise<void> {
-  const live = (await runs(deps)).filter((r) => r.alive);
-  let target = typeof name === 'string' ? name : undefined;
-  if (!target) {
-    if (live.length === 0) {
-      void vscode.window.showInformationMessage('Crash Guard: no guarded training run is running.');
-      return;
-    }
-    const only = live.length === 1 ? live[0] : undefined;
-    if (only) {
-      target = only.name;
-    } else {
-      const pick = await vscode.window.showQuickPick(live.map((r) => ({
-        label: r.name, description: `step ${r.step ?? '?'}, RSS ${formatBytes(r.treeRss)}`,
-      })), { title: 'Checkpoint and stop which run?' });
-      target = pick?.label;
-    }
+/** The run to stop: the one given (a RunInfo, or a name), the only live one, or the user's pick. */
+async function stopTarget(deps: CommandDeps, given: unknown): Promise<P.RunInfo | undefined> {
+  const live = (await runs(deps)).filter((r) => r.alive && r.rank === 0);
+  if (typeof given === 'object' && given !== null && 'dir' in given) {
+    const dir = given.dir;
+    return live.find((r) => r.dir === dir);
   }
+  if (typeof given === 'string') return live.find((r) => r.name === given);
+  if (live.length === 0) {
+    void vscode.window.showInformationMessage('Crash Guard: no guarded training run is running.');
+    return undefined;
+  }
+  if (live.length === 1) return live[0];
+  const pick = await vscode.window.showQuickPick(live.map((r) => ({
+    label: r.name, description: `step ${r.step ?? '?'}, RSS ${formatBytes(r.treeRss)}`, detail: r.dir, run: r,
+  })), { title: 'Checkpoint and stop which run?' });
+  return pick?.run;
+}
+
+async function stopTraining(deps: CommandDeps, given?: unknown): Promise<void> {
+  const target = await stopTarget(deps, given);
   if (!target) return;
-  const run = target;
+  const run = target.name;
   try {
+    const params: P.StopRunParams = { run, dir: target.dir, timeoutMs: STOP_TIMEOUT_MS };
     const result = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Crash Guard: checkpointing and stopping ${run}…` },
-      () => deps.sidecar.request<P.StopResult>(P.METHOD_STOP_RUN, { run, timeoutMs: STOP_TIMEOUT_MS }));
+      () => deps.sidecar.request(P.METHOD_STOP_RUN, params, P.StopResult));
     const text = stopSummary(result);
     deps.log.info(text);
     if (result.ok) void vscode.window.showInformationMessage(`Crash Guard: ${text}`);
@@ -97,46 +112,40 @@ async function resumeLastRun(deps: CommandDeps): Promise<void> {
   await deps.recovery.resume(run);
 }
 
-async function selectPython(deps: CommandDeps): Promise<void> {
-  type Item = vscode.QuickPickItem & { value?: string; action?: 'browse' | 'extension' | 'clear' };
-  const items: Item[] = [];
-  const folder = vscode.workspace.workspaceFolders?.[0];
-  if (folder) {
-    for (const rel of ['.venv/bin/python', 'venv/bin/python', '.venv/Scripts/python.exe']) {
-      const uri = vscode.Uri.joinPath(folder.uri, rel);
-      try {
-        await vscode.workspace.fs.stat(uri);
-        items.push({ label: `\${workspaceFolder}/${rel}`, description: uri.fsPath, value: `\${workspaceFolder}/${rel}` });
-      } catch {
-        // not there
-      }
-    }
+async function addSafeTrainingCommand(deps: CommandDeps): Promise<void> {
+  const folders = vscode.workspace.workspaceFolders ?? [];
+  if (folders.length === 0) {
+    void vscode.window.showInformationMessage('Crash Guard: open a folder first, then add safe training to it.');
+    return;
   }
-  items.push({ label: 'python3', description: 'from PATH', value: 'python3' });
-  if (hasPythonExtension()) items.push({ label: 'Use the Python extension\'s interpreter…', action: 'extension' });
-  items.push({ label: 'Browse…', action: 'browse' }, { label: 'Clear the setting (discover automatically)', action: 'clear' });
-  const current = vscode.workspace.getConfiguration(SECTION).get<string>('pythonPath') ?? '';
-  const pick = await vscode.window.showQuickPick(items, {
-    title: 'Python interpreter for the Crash Guard sidecar',
-    placeHolder: current ? `current: ${current}` : `now: ${deps.sidecar.interpreter?.path ?? 'python3'} (discovered)`,
+  const folder = folders.length === 1 ? folders[0] : await vscode.window.showWorkspaceFolderPick({
+    placeHolder: 'Add Crash Guard safe training to which folder?' });
+  if (!folder) return;
+  const done = await addSafeTraining(folder, deps.configTemplate, deps.log);
+  deps.folders.refresh();
+  const wrote = [done.config && SAFE_TRAINING_CONFIG, done.launch && 'the F5 configuration in .vscode/launch.json',
+    done.task && `the task "${TRAINING_TASK_LABEL}" in .vscode/tasks.json`].filter(Boolean).join(', ');
+  void vscode.window.showInformationMessage(wrote ? `Crash Guard: added ${wrote} to ${folder.name}.`
+    : `Crash Guard: ${folder.name} already has safe training.`, 'Open Config').then((c) => {
+    if (c) void vscode.window.showTextDocument(vscode.Uri.joinPath(folder.uri, SAFE_TRAINING_CONFIG));
   });
-  if (!pick) return;
-  let value: string | undefined = pick.value;
-  if (pick.action === 'extension') {
-    await vscode.commands.executeCommand('python.setInterpreter');
-    value = '';
-  } else if (pick.action === 'clear') {
-    value = '';
-  } else if (pick.action === 'browse') {
-    const uris = await vscode.window.showOpenDialog({ canSelectMany: false, title: 'Python interpreter',
-      defaultUri: folder?.uri });
-    if (!uris?.[0]) return;
-    value = uris[0].fsPath;
+  if (deps.training.current?.kind !== 'ready') void deps.training.check();
+}
+
+async function startSafeTraining(deps: CommandDeps): Promise<void> {
+  const folder = deps.tasks.folder();
+  if (!folder || !deps.folders.has(folder)) {
+    const add = 'Add Safe Training to this Folder';
+    void vscode.window.showInformationMessage('Crash Guard: this folder has no Crash Guard training config yet.', add)
+      .then((c) => c && void vscode.commands.executeCommand('crashGuard.addSafeTraining'));
+    return;
   }
-  const target = folder ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
-  // The configuration listener restarts the sidecar when pythonPath changes.
-  await vscode.workspace.getConfiguration(SECTION).update('pythonPath', value || undefined, target);
-  if (value === current || (!value && !current)) await deps.sidecar.restart();
+  if (deps.training.current?.kind !== 'ready') {
+    await deps.training.setUp();
+    return;
+  }
+  await runTask(deps.tasks, { type: TASK_TYPE, command: 'train', config: SAFE_TRAINING_CONFIG,
+    runsDir: deps.tasks.runsDirectory(folder) }, 'Safe Training (Low Memory)', folder);
 }
 
 export function registerCommands(context: vscode.ExtensionContext, deps: CommandDeps): void {
@@ -145,13 +154,14 @@ export function registerCommands(context: vscode.ExtensionContext, deps: Command
   reg('crashGuard.emergencyCleanup', () => emergencyCleanup(deps));
   reg('crashGuard.startMonitor', () => deps.sidecar.restart());
   reg('crashGuard.stopMonitor', () => deps.sidecar.stop());
-  reg('crashGuard.startSafeTraining', () => runTask(deps.tasks,
-    { type: TASK_TYPE, command: 'train', config: SAFE_TRAINING_CONFIG }, 'Safe Training (Low Memory)'));
+  reg('crashGuard.startSafeTraining', () => startSafeTraining(deps));
   reg('crashGuard.stopTraining', (name) => stopTraining(deps, name));
   reg('crashGuard.resumeLastRun', () => resumeLastRun(deps));
   reg('crashGuard.showLogs', () => deps.log.show());
   reg('crashGuard.restartSidecar', () => deps.sidecar.restart());
-  reg('crashGuard.selectPython', () => selectPython(deps));
+  reg('crashGuard.selectPython', () => deps.training.choose());
+  reg('crashGuard.setUpTraining', () => deps.training.setUp());
+  reg('crashGuard.addSafeTraining', () => addSafeTrainingCommand(deps));
   reg('crashGuard.showReport', () => deps.report.show());
 }
 

@@ -1,102 +1,201 @@
 // Wiring only: each concern lives in its own module.
+import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
 import { Config } from './config';
+import { TrainingFolders } from './folders';
 import { registerLaunch } from './launch';
 import { createLogChannel } from './logger';
 import * as P from './protocol';
-import { resolveInterpreter, type Interpreter } from './python';
+import { chooseSidecarInterpreter, probePython, resolveTrainingInterpreter, type DiscoveryInputs } from './python';
 import { activeInterpreter, onInterpreterChange } from './pythonExtension';
 import { Recovery } from './recovery';
 import { Report } from './report/panel';
+import { runsDirectoryOf, SECTION, sidecarSettings } from './settings';
 import { Sidecar } from './sidecar';
 import { StatusBar } from './statusBar';
 import { CrashGuardTaskProvider, TASK_TYPE, type TaskDeps } from './tasks';
+import { Training } from './training';
 import { Warnings } from './warnings';
 
 let sidecar: Sidecar | undefined;
+
+/** A registration that exists only while `wanted()` holds (re-checked by update()). */
+class Registration implements vscode.Disposable {
+  private current: vscode.Disposable | undefined;
+
+  constructor(private readonly wanted: () => boolean, private readonly register: () => vscode.Disposable) {
+    this.update();
+  }
+
+  update(): void {
+    if (this.wanted() && !this.current) this.current = this.register();
+    else if (!this.wanted() && this.current) {
+      this.current.dispose();
+      this.current = undefined;
+    }
+  }
+
+  dispose(): void {
+    this.current?.dispose();
+  }
+}
 
 export function activate(context: vscode.ExtensionContext): void {
   const activatedAt = Date.now();
   const log = createLogChannel();
   context.subscriptions.push(log);
-  log.info(`Crash Guard ${(context.extension.packageJSON as { version: string }).version} activating`);
+  log.info(`Crash Guard ${(context.extension.packageJSON as { version: string }).version} activating ` +
+    `(workspace ${vscode.workspace.isTrusted ? 'trusted' : 'in Restricted Mode'})`);
 
-  const folder = (): vscode.WorkspaceFolder | undefined => vscode.workspace.workspaceFolders?.[0];
-  const config = new Config(log, (settings, change) => {
-    if (change.restart) {
-      log.info('crashGuard.pythonPath changed: restarting the sidecar');
-      void sidecar?.restart();
-    } else if (Object.keys(change.sidecar).length > 0) {
-      log.info(`settings changed: ${JSON.stringify(change.sidecar)}`);
-      sidecar?.pushSettings(settings).catch((e: unknown) => log.warn(`sending settings: ${String(e)}`));
-    }
-  });
-  const interpreter = (): Promise<Interpreter> => resolveInterpreter({
+  // Everything Python runs in a folder no workspace controls, from files inside the installed extension.
+  const launcher = context.asAbsolutePath('bundled/tool/sidecar.py');
+  const probeScript = context.asAbsolutePath('bundled/tool/probe.py');
+  const storage = context.globalStorageUri.fsPath;
+  const cwd = async (): Promise<string> => {
+    await fs.promises.mkdir(storage, { recursive: true });
+    return storage;
+  };
+  const wheelDir = context.asAbsolutePath('bundled/wheels');
+  const wheel = fs.existsSync(wheelDir) ? fs.readdirSync(wheelDir).filter((f) => /^crashguard-.*\.whl$/.test(f))
+    .map((f) => `${wheelDir}/${f}`)[0] : undefined;
+
+  const firstFolder = (): vscode.WorkspaceFolder | undefined => vscode.workspace.workspaceFolders?.[0];
+  const runsDirectory = (folder: vscode.WorkspaceFolder): string =>
+    runsDirectoryOf(folder.uri.fsPath, vscode.workspace.getConfiguration(SECTION, folder.uri).get<string>('runsDirectory') ?? '');
+  const runsDirectories = (): string[] => (vscode.workspace.workspaceFolders ?? []).map(runsDirectory);
+  const discovery = (): DiscoveryInputs => ({
     setting: config.settings.pythonPath,
     env: process.env,
-    workspaceFolder: folder()?.uri.fsPath,
-    pythonExtension: () => activeInterpreter(folder()?.uri),
+    workspaceFolder: firstFolder()?.uri.fsPath,
+    pythonExtension: () => activeInterpreter(firstFolder()?.uri),
   });
-  const taskDeps: TaskDeps = { interpreter: async () => sidecar?.interpreter ?? interpreter(), folder };
+  const trusted = (): boolean => vscode.workspace.isTrusted;
 
-  const statusBar = new StatusBar(log, activatedAt, () => config.settings.sampleIntervalMs);
+  const config = new Config(log, (_settings, change) => {
+    if (change.restart) {
+      log.info('crashGuard.pythonPath changed: checking the interpreters again');
+      void sidecar?.restart();
+      if (trusted()) void training.check();
+    } else if (Object.keys(change.sidecar).length > 0) {
+      log.info(`settings changed: ${JSON.stringify(change.sidecar)}`);
+      sidecar?.pushSettings().catch((e: unknown) => log.warn(`sending settings: ${String(e)}`));
+    }
+  });
+  const folders = new TrainingFolders(log, runsDirectory);
+  const training = new Training({
+    log, probeScript, cwd, wheel,
+    interpreter: () => resolveTrainingInterpreter(discovery()),
+    hasTrainingFolder: () => folders.folders.length > 0,
+    monitor: () => sidecar?.interpreter,
+  });
+  const statusBar = new StatusBar(log, activatedAt, () => config.settings.sampleIntervalMs, () => training.pythonLines(),
+    () => config.settings.topProcesses);
+  const taskDeps: TaskDeps = {
+    interpreter: () => resolveTrainingInterpreter(discovery()),
+    trainingFolders: () => folders.folders,
+    folder: () => {
+      const active = vscode.window.activeTextEditor && vscode.workspace.getWorkspaceFolder(vscode.window.activeTextEditor.document.uri);
+      return (active && folders.has(active) ? active : undefined) ?? folders.folders[0] ?? firstFolder();
+    },
+    runsDirectory,
+    runs: () => statusBar.lastSample?.runs ?? [],
+  };
   const report = new Report({
     log, extensionUri: context.extensionUri, latest: () => statusBar.lastSample, sidecarState: () => statusBar.sidecarState,
-    request: <R>(method: string, params: unknown) => {
+    request: (method, params, result) => {
       if (!sidecar) return Promise.reject(new Error('the sidecar is not running'));
-      return sidecar.request<R>(method, params);
+      return sidecar.request(method, params, result);
     },
   });
   const recovery = new Recovery(log, context.workspaceState, taskDeps, () => config.settings.showNotifications);
   const warnings = new Warnings({
-    log,
+    log, state: context.workspaceState,
     showNotifications: () => config.settings.showNotifications,
-    liveRuns: () => statusBar.lastSample?.runs.filter((r) => r.alive).map((r) => r.name) ?? [],
+    cooldownMinutes: () => config.settings.notificationCooldownMinutes,
+    liveRuns: () => statusBar.lastSample?.runs.filter((r) => r.alive) ?? [],
   });
 
-  let checkedRuns = false;
-  sidecar = new Sidecar({ log, outputChannel: log, settings: () => config.settings, interpreter, cwd: () => folder()?.uri.fsPath }, {
-    onState: (state, detail) => statusBar.setState(state, detail),
-    onSample: (sample: P.Sample) => {
+  // The task type is offered (even as an empty group in "Run Task") only while a folder trains with Crash Guard.
+  const taskProvider = new Registration(() => folders.folders.length > 0,
+    () => vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)));
+
+  sidecar = new Sidecar({
+    log, outputChannel: log, launcher, cwd, trusted,
+    settings: () => sidecarSettings(config.settings, runsDirectories()),
+    interpreter: () => chooseSidecarInterpreter(discovery(), (python) => cwd().then((dir) => probePython(python, probeScript, dir))),
+  }, {
+    onState: (state, detail) => {
+      statusBar.setState(state, detail);
+      training.render();
+    },
+    onStarted: () => {
+      training.render();
+      // Runs that crashed while no sidecar watched (the first scan of a directory is a baseline, not events).
+      sidecar?.request(P.METHOD_RUNS, {}, P.RunsResult).then((r) => recovery.onRuns(r.runs),
+        (e: unknown) => log.warn(`asking for crashed runs: ${String(e)}`));
+    },
+    onSample: (sample) => {
       statusBar.update(sample);
       report.onSample(sample);
-      if (!checkedRuns) {
-        checkedRuns = true; // crash recovery on activation: runs that died while the editor was closed
-        recovery.onRuns(sample.runs);
-      }
     },
     onWarning: (w) => warnings.onWarning(w),
-    onRunEvent: (e) => recovery.onRunEvent(e),
-    onAction: (a) => warnings.onAction(a),
-    onBackendMissing: (python, reason) => {
-      void vscode.window.showErrorMessage(
-        `Crash Guard: python_backend is not importable with ${python.path} (${python.source}): ${reason}. ` +
-        'Select a Python that has it (pip install -e . in this repository).', 'Select Python', 'Show Logs',
-      ).then((choice) => {
-        if (choice === 'Select Python') void vscode.commands.executeCommand('crashGuard.selectPython');
-        else if (choice === 'Show Logs') log.show();
-      });
+    onRunEvent: (e) => {
+      recovery.onRunEvent(e);
+      warnings.onRunEvent(e);
     },
+    onAction: (a) => warnings.onAction(a),
     onFailure: (message) => {
       void vscode.window.showErrorMessage(message, 'Restart Sidecar', 'Show Logs').then((choice) => {
         if (choice === 'Restart Sidecar') void sidecar?.restart();
         else if (choice === 'Show Logs') log.show();
       });
     },
+    onIncompatible: (message) => {
+      void vscode.window.showErrorMessage(message, 'Show Logs').then((choice) => choice && log.show());
+    },
   });
 
   context.subscriptions.push(
-    config, statusBar, report, sidecar,
-    vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)),
+    config, folders, training, statusBar, report, sidecar, warnings, taskProvider,
+    training.onDidChange(() => statusBar.refresh()),
+    folders.onDidChange(() => {
+      training.render();
+      taskProvider.update();
+    }),
+    vscode.workspace.onDidChangeWorkspaceFolders(() => void sidecar?.pushSettings()),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      // A folder's own runs directory (resource scope) is not in the window-level diff of Config.
+      if (e.affectsConfiguration(`${SECTION}.runsDirectory`)) {
+        folders.refresh();
+        void sidecar?.pushSettings();
+      }
+    }),
+    // Restricted Mode: nothing runs until the user trusts the folder; then the monitor starts.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      log.info('workspace trusted: starting the memory monitor');
+      void sidecar?.restart();
+      void training.check();
+    }),
   );
-  registerLaunch(context, () => config.settings.runsDirectory);
-  registerCommands(context, { log, sidecar, statusBar, report, recovery, tasks: taskDeps });
+  registerLaunch(context, {
+    isTrainingFolder: (folder) => folders.has(folder),
+    runsDirectorySetting: (folder) => vscode.workspace.getConfiguration(SECTION, folder?.uri).get<string>('runsDirectory') ?? 'runs',
+    trainingPython: () => config.settings.pythonPath || undefined,
+  });
+  registerCommands(context, {
+    log, sidecar, statusBar, report, recovery, tasks: taskDeps, training, folders,
+    configTemplate: vscode.Uri.joinPath(context.extensionUri, 'config', 'safe_training.json'),
+  });
 
   void sidecar.restart();
-  void onInterpreterChange(() => {
+  if (trusted()) void training.check();
+  const interpreterWatch = onInterpreterChange(() => {
+    if (!trusted()) return;
+    void training.check();
     if (!config.settings.pythonPath && !process.env.CRASH_GUARD_PYTHON) void sidecar?.restart();
-  }).then((d) => d && context.subscriptions.push(d));
+  });
+  if (interpreterWatch) context.subscriptions.push(interpreterWatch);
   log.info(`activated in ${Date.now() - activatedAt} ms`);
 }
 

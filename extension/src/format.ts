@@ -36,7 +36,7 @@ export function gpuGaugeText(gpu: GpuInfo, gpuCount: number): string {
   return `$(chip) ${label} ${formatPercent(gpu.percent)}`;
 }
 
-export type SidecarState = 'starting' | 'running' | 'stale' | 'down' | 'stopped';
+export type SidecarState = 'starting' | 'running' | 'stale' | 'down' | 'stopped' | 'restricted' | 'incompatible';
 
 /** What the RAM gauge says when there is no fresh sample: never a stale number. */
 export function noDataGaugeText(state: Exclude<SidecarState, 'running'>): string {
@@ -45,7 +45,20 @@ export function noDataGaugeText(state: Exclude<SidecarState, 'running'>): string
     case 'stale': return '$(warning) RAM: no data';
     case 'down': return '$(debug-disconnect) RAM: sidecar down';
     case 'stopped': return '$(circle-slash) RAM: monitor off';
+    case 'restricted': return '$(shield) Crash Guard: Restricted Mode';
+    case 'incompatible': return '$(warning) RAM: incompatible sidecar';
   }
+}
+
+/** A run that stopped making progress: "no progress for 6 min". */
+export function stalledText(run: Pick<RunInfo, 'stalledSeconds'>): string {
+  return run.stalledSeconds !== null ? `no progress for ${formatSeconds(run.stalledSeconds)}` : 'no progress';
+}
+
+/** The tooltip's "which Python" lines (monitor, training), as Markdown. */
+export interface PythonLines {
+  monitor: string;
+  training: string;
 }
 
 const LEVEL_LABEL: Record<Level, string> = { normal: 'normal', warning: '**warning**', critical: '**CRITICAL**' };
@@ -57,7 +70,8 @@ export function rankLabel(run: Pick<RunInfo, 'rank' | 'worldSize'>): string {
 
 /** One line per process: each rank of a distributed run has its own, with its own memory. */
 function runLine(run: RunInfo): string {
-  const parts = [`\`${run.name}\`${rankLabel(run)} ${run.state}`];
+  const state = run.state === 'hung' ? `**hung** (${stalledText(run)})` : run.state;
+  const parts = [`\`${run.name}\`${rankLabel(run)} ${state}`];
   if (run.step !== null) parts.push(`step ${run.step}`);
   if (run.microBatch !== null) parts.push(`micro-batch ${run.microBatch}`);
   if (run.treeRss !== null) parts.push(`RSS ${formatBytes(run.treeRss)}`);
@@ -67,7 +81,7 @@ function runLine(run: RunInfo): string {
 }
 
 /** Markdown breakdown used by the gauge tooltip (and, longer, by the report). */
-export function tooltipMarkdown(sample: Sample, maxProcesses = 5): string {
+export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: PythonLines): string {
   const r = sample.ram;
   const t = sample.thresholds;
   const lines: string[] = [];
@@ -103,6 +117,7 @@ export function tooltipMarkdown(sample: Sample, maxProcesses = 5): string {
   } else {
     lines.push('**Forecast**: steady');
   }
+  if (python) lines.push('', python.monitor, '', python.training);
   lines.push('', '_Click for the memory report._');
   return lines.join('\n');
 }
@@ -118,11 +133,11 @@ export function gpuTooltipMarkdown(gpu: GpuInfo, sample: Sample): string {
 export function cleanupSummary(result: CleanupResult): string {
   const freed = result.freed > 0 ? `freed ${formatBytes(result.freed)} of RAM` : 'freed no measurable RAM';
   const parts = [`Emergency cleanup ${freed} (used ${formatBytes(result.ramBefore)} → ${formatBytes(result.ramAfter)})`];
-  parts.push(`sidecar ${formatBytes(result.sidecar.rssFreed)}`);
+  if (result.sidecar) parts.push(`sidecar ${formatBytes(result.sidecar.rssFreed)}`);
   // Ranks of one distributed run are named by rank (the result has one entry per rank).
-  const distributed = new Set(result.runs.filter((r) => (r.rank ?? 0) > 0).map((r) => r.run));
+  const distributed = new Set(result.runs.filter((r) => r.rank > 0).map((r) => r.run));
   for (const run of result.runs) {
-    const name = distributed.has(run.run) ? `${run.run} rank ${run.rank ?? 0}` : run.run;
+    const name = distributed.has(run.run) ? `${run.run} rank ${run.rank}` : run.run;
     if (run.ok && run.report) {
       let text = `run ${name}: ${formatBytes(run.report.rssFreed)}`;
       if (run.report.vramFreed) text += ` + ${formatBytes(run.report.vramFreed)} VRAM`;
@@ -160,6 +175,18 @@ export function crashMessage(run: RunInfo, serverMessage?: string): string {
 }
 
 export function crashPrompt(run: RunInfo, serverMessage?: string): string {
-  const resumable = run.config !== null;
+  const resumable = run.config !== null || run.resumeCommand !== null;
   return `${crashMessage(run, serverMessage)}.${resumable ? ' Resume?' : ''}`;
+}
+
+/** "Run X has made no progress for 6 min (step 120)." */
+export function hungMessage(run: RunInfo): string {
+  const at = run.step !== null ? ` (step ${run.step})` : '';
+  return `Run ${run.name}${rankLabel(run)} has made ${stalledText(run)}${at}: it may be hung (a stuck DataLoader, ` +
+    'a dead peer). Stop it with a checkpoint?';
+}
+
+/** One toast for one sample's level changes: "RAM at 83% (warning at 80%); GPU 1 at 96% (critical at 95%)". */
+export function coalescedWarning(messages: readonly string[]): string {
+  return `Crash Guard: ${messages.join('; ')}`;
 }

@@ -1,5 +1,5 @@
-// Threshold levels → colours, and the "no repeats at the same level" rule. Pure: no 'vscode' import.
-import type { Level } from './protocol';
+// Threshold levels → colours, and which level changes deserve a notification. Pure: no 'vscode' import.
+import type { Level, WarningParams } from './protocol';
 
 const RANK: Record<Level, number> = { normal: 0, warning: 1, critical: 2 };
 
@@ -60,5 +60,37 @@ export class WarningTracker {
 
   reset(): void {
     this.shown.clear();
+  }
+}
+
+/**
+ * Which of one sample's level changes deserve a notification (warnings.ts shows them as one toast):
+ * - a resource entering a higher level it was not notified about (WarningTracker);
+ * - but not the same resource at the same level again within the cooldown (a use hovering around a threshold
+ *   crosses it back and forth: one toast, not one every few minutes);
+ * - and not a warning (critical always notifies) while every run it names is one the user said not to warn about.
+ */
+export class WarningPolicy {
+  private readonly tracker = new WarningTracker();
+  private readonly lastShown = new Map<string, number>();
+
+  constructor(private readonly cooldownMs: () => number, private readonly now: () => number = Date.now) {}
+
+  decide(batch: readonly WarningParams[], silencedRun: (run: string) => boolean): WarningParams[] {
+    const out: WarningParams[] = [];
+    for (const w of batch) {
+      if (!this.tracker.update(w.resource, w.level)) continue;
+      const key = `${w.resource}#${w.level}`;
+      const last = this.lastShown.get(key);
+      if (last !== undefined && this.now() - last < this.cooldownMs()) continue;
+      if (w.level === 'warning' && w.runs.length > 0 && w.runs.every(silencedRun)) continue;
+      this.lastShown.set(key, this.now());
+      out.push(w);
+    }
+    return out;
+  }
+
+  current(resource: string): Level {
+    return this.tracker.current(resource);
   }
 }

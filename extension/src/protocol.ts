@@ -1,5 +1,13 @@
 // Mirror of docs/protocol.md (source of truth: python_backend/sidecar/protocol.py). Pure: no 'vscode' import.
-// tests/extension/unit/protocol.test.ts compares these method names with the doc and the Python module.
+// Every payload the extension reads is a checker (check.ts) and its type is derived from it, so what is declared
+// is what is checked. tests/extension/unit/protocol.test.ts compares method names, the protocol version and every
+// field (name, kind, null or not) with the Python dataclasses.
+import {
+  arrayOf, bool, either, int, maybe, nullable, num, object, oneOf, optional, str, type Checked,
+} from './check';
+
+/** Bumped with every incompatible change; the same constant is python_backend/sidecar/handshake.py's. */
+export const PROTOCOL_VERSION = 2;
 
 export const METHOD_SAMPLE = 'crashGuard/sample';
 export const METHOD_WARNING = 'crashGuard/warning';
@@ -26,17 +34,23 @@ export const REQUESTS = [
   METHOD_HISTORY,
 ] as const;
 
+export const LEVELS = ['normal', 'warning', 'critical'] as const;
 /** A resource's level (with hysteresis). */
-export type Level = 'normal' | 'warning' | 'critical';
+export type Level = typeof LEVELS[number];
+const level = oneOf(LEVELS);
 /** The level a forecast says will be reached: also 'full' (100 % of the limit) for a resource already critical. */
 export type ForecastLevel = Level | 'full';
-export type CriticalAction = 'none' | 'checkpointAndStop';
-/** `hung`: alive, not ended, no status update for max(hungAfterSeconds, 10 × stepSeconds) (derived by the sidecar). */
-export type RunState =
-  'starting' | 'running' | 'stopping' | 'hung' | 'finished' | 'stopped' | 'failed' | 'crashed';
-export type RunEventKind = 'started' | 'finished' | 'stopped' | 'failed' | 'crashed' | 'hung' | 'recovered';
-/** The escalation ladder's rungs, as `crashGuard/action` reports them (terminate: SIGTERM after the stop timeout). */
-export type LadderAction = 'cleanup' | 'checkpointAndStop' | 'terminate';
+export const FORECAST_LEVELS = [...LEVELS, 'full'] as const;
+export const CRITICAL_ACTIONS = ['none', 'checkpointAndStop'] as const;
+export type CriticalAction = typeof CRITICAL_ACTIONS[number];
+/** `hung` (contract 3): alive, but its status has not moved for N × its typical step time (at least a floor). */
+export const RUN_STATES = ['starting', 'running', 'stopping', 'finished', 'stopped', 'failed', 'crashed', 'hung'] as const;
+export type RunState = typeof RUN_STATES[number];
+export const RUN_EVENTS = ['started', 'finished', 'stopped', 'failed', 'crashed', 'hung', 'recovered'] as const;
+export type RunEventKind = typeof RUN_EVENTS[number];
+/** The escalation ladder's rungs (contract 4): `terminate` is SIGTERM after the stop timeout. */
+export const ACTIONS = ['cleanup', 'checkpointAndStop', 'terminate'] as const;
+export type ActionKind = typeof ACTIONS[number];
 
 /** The sidecar's settings (initializationOptions.settings and didChangeConfiguration.settings.crashGuard). */
 export interface SidecarSettings {
@@ -47,181 +61,128 @@ export interface SidecarSettings {
   vramCriticalPercent: number;
   autoCleanup: boolean;
   criticalAction: CriticalAction;
-  runsDirectory: string;
+  /** Absolute, one per workspace folder (contract 7): the sidecar keeps one registry per directory. */
+  runsDirectories: string[];
   topProcesses: number;
-  /** Seconds without a status update after which a live run is `hung` (at least; 10 × its step time if longer).
-   * Optional until the extension's settings carry it; the sidecar's default is 120. */
-  hungAfterSeconds?: number;
+  /** A live run whose status has not moved for this long (at least) is reported hung. */
+  hungAfterSeconds: number;
 }
 
-export interface RamInfo {
-  total: number;
-  available: number;
-  used: number;
-  percent: number;
-  swapTotal: number;
-  swapUsed: number;
-  swapPercent: number;
-  physicalTotal: number;
-  limitSource: string;
-  cgroupPath: string | null;
-  level: Level;
+/** What `initialize` carries besides the settings. */
+export interface InitializationOptions {
+  protocolVersion: number;
+  settings: SidecarSettings;
 }
 
-/** A process holding memory on a GPU: every process NVML lists there, guarded run or not. */
-export interface GpuProcessInfo {
-  pid: number;
-  name: string;
-  /** null: not visible from the sidecar (another pid namespace, or gone). */
-  user: string | null;
-  command: string | null;
-  /** Bytes on this GPU; null where the driver does not say. */
-  used: number | null;
-}
+/** The sidecar's announcement in the initialize result: capabilities.experimental.crashGuard. */
+export const Announcement = object('Announcement', { protocolVersion: int, version: str });
+export type Announcement = Checked<typeof Announcement>;
 
-export interface GpuInfo {
-  /** NVML's index, as nvidia-smi numbers the GPUs. */
-  index: number;
-  name: string;
-  total: number | null;
-  used: number | null;
-  percent: number | null;
-  utilization: number | null;
-  level: Level;
-  /** Heaviest first. Absent from a sidecar older than this field: treat as unknown, not as "none". */
-  processes?: GpuProcessInfo[];
-}
+export const RamInfo = object('RamInfo', {
+  total: num, available: num, used: num, percent: num, swapTotal: num, swapUsed: num, swapPercent: num,
+  physicalTotal: num, limitSource: str, cgroupPath: nullable(str), level,
+});
+export type RamInfo = Checked<typeof RamInfo>;
 
-export interface ProcessInfo {
-  pid: number;
-  name: string;
-  rss: number;
-}
+/** A process holding memory on a GPU (contract 6; older sidecars list none). */
+export const GpuProcessInfo = object('GpuProcessInfo', {
+  pid: int, name: str, user: nullable(str), command: nullable(str), used: nullable(num),
+});
+export type GpuProcessInfo = Checked<typeof GpuProcessInfo>;
 
-export interface RunInfo {
-  name: string;
-  dir: string;
-  pid: number | null;
-  rank: number;
-  worldSize: number;
-  state: RunState;
-  alive: boolean;
-  step: number | null;
-  epoch: number | null;
-  microBatch: number | null;
-  accumulation: number | null;
-  loss: number | null;
-  peakRss: number | null;
-  treeRss: number | null;
-  vram: number | null;
-  lastEvent: string | null;
-  exitCause: string | null;
-  config: string | null;
-  checkpoint: string | null;
-  started?: number | null;
-  updated: number | null;
-  /** The run's typical step time (s), as its hook publishes it; null before two steps. */
-  stepSeconds: number | null;
-  /** Seconds since the run's status was last updated; null unless it is alive and not ended. */
-  stalledSeconds: number | null;
-}
+export const GpuInfo = object('GpuInfo', {
+  index: int, name: str, total: nullable(num), used: nullable(num), percent: nullable(num),
+  utilization: nullable(int), level,
+  /** Heaviest first (contract 6). Absent from an older sidecar: unknown, not "none". */
+  processes: maybe(arrayOf(GpuProcessInfo)),
+});
+export type GpuInfo = Checked<typeof GpuInfo>;
 
-export interface Forecast {
-  resource: string;
-  level: ForecastLevel;
-  seconds: number;
-  bytesPerSecond: number;
-  message: string;
-}
+export const ProcessInfo = object('ProcessInfo', { pid: int, name: str, rss: num });
+export type ProcessInfo = Checked<typeof ProcessInfo>;
 
-export interface Thresholds {
-  ramWarningPercent: number;
-  ramCriticalPercent: number;
-  vramWarningPercent: number;
-  vramCriticalPercent: number;
-}
+/** How to resume a run (contract 9): argv[0] is the interpreter, run in cwd without a shell. */
+export const ResumeCommand = object('ResumeCommand', { argv: arrayOf(str, 10_000), cwd: str });
+export type ResumeCommand = Checked<typeof ResumeCommand>;
 
-export interface Sample {
-  seq: number;
-  time: number;
-  level: Level;
-  ram: RamInfo;
-  gpus: GpuInfo[];
-  gpuReason: string | null;
-  topProcesses: ProcessInfo[];
-  runs: RunInfo[];
-  forecasts: Forecast[];
-  thresholds: Thresholds;
+export const RunInfo = object('RunInfo', {
+  name: str, dir: str, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
+  step: nullable(int), epoch: nullable(int), microBatch: nullable(int), accumulation: nullable(int),
+  loss: nullable(num), peakRss: nullable(num), treeRss: nullable(num), vram: nullable(num),
+  lastEvent: nullable(str), exitCause: nullable(str), config: nullable(str), checkpoint: nullable(str),
+  started: nullable(num), updated: nullable(num),
+  // Contracts 3 and 9: sent by sidecars that detect hung runs / record how to resume; absent from older ones.
+  stepSeconds: optional(nullable(num), null),
+  stalledSeconds: optional(nullable(num), null),
+  resumeCommand: optional(nullable(ResumeCommand), null),
+});
+export type RunInfo = Checked<typeof RunInfo>;
+
+export const Forecast = object('Forecast', {
+  resource: str, level: oneOf(FORECAST_LEVELS), seconds: num, bytesPerSecond: num, message: str,
+});
+export type Forecast = Checked<typeof Forecast>;
+
+export const Thresholds = object('ThresholdsInfo', {
+  ramWarningPercent: num, ramCriticalPercent: num, vramWarningPercent: num, vramCriticalPercent: num,
+});
+export type Thresholds = Checked<typeof Thresholds>;
+
+export const Sample = object('Sample', {
+  seq: int, time: num, level, ram: RamInfo, gpus: arrayOf(GpuInfo), gpuReason: nullable(str),
+  topProcesses: arrayOf(ProcessInfo), runs: arrayOf(RunInfo), forecasts: arrayOf(Forecast), thresholds: Thresholds,
   /** How long taking the sample took in the sidecar (ms). */
-  costMs?: number;
-}
+  costMs: num,
+});
+export type Sample = Checked<typeof Sample>;
 
-export interface WarningParams {
-  resource: string;
-  level: Level;
-  previous: Level;
-  percent: number;
-  thresholdPercent: number;
-  message: string;
-  runs: string[];
-  time: number;
-}
+export const WarningParams = object('WarningParams', {
+  resource: str, level, previous: level, percent: num, thresholdPercent: num, message: str, runs: arrayOf(str),
+  time: num,
+});
+export type WarningParams = Checked<typeof WarningParams>;
 
-export interface RunEventParams {
-  event: RunEventKind;
-  run: RunInfo;
-  message: string;
-}
+export const RunEventParams = object('RunEventParams', { event: oneOf(RUN_EVENTS), run: RunInfo, message: str });
+export type RunEventParams = Checked<typeof RunEventParams>;
 
-export interface CleanupStep {
-  name: string;
-  done: boolean;
-  detail: string | null;
-  freed: number | null;
-}
+export const CleanupStep = object('CleanupStep', { name: str, done: bool, detail: str, freed: nullable(num) });
+export type CleanupStep = Checked<typeof CleanupStep>;
 
-export interface CleanupReport {
-  pid: number;
-  rssBefore: number;
-  rssAfter: number;
-  rssFreed: number;
-  vramBefore: number | null;
-  vramAfter: number | null;
-  vramFreed: number | null;
-  seconds: number;
-  steps: CleanupStep[];
-}
+export const CleanupReport = object('CleanupReport', {
+  pid: int, rssBefore: num, rssAfter: num, rssFreed: num, vramBefore: nullable(num), vramAfter: nullable(num),
+  vramFreed: nullable(num), seconds: num, steps: arrayOf(CleanupStep),
+});
+export type CleanupReport = Checked<typeof CleanupReport>;
 
-export interface RunCleanup {
-  run: string;
-  rank?: number; // the rank of a distributed run (0 for a single process); one entry per rank
-  pid: number | null;
-  ok: boolean;
-  report: CleanupReport | null;
-  error: string | null;
-}
+export const RunCleanup = object('RunCleanup', {
+  run: str,
+  /** The rank of a distributed run (0 for a single process); one entry per rank. */
+  rank: int,
+  pid: nullable(int), ok: bool, report: nullable(CleanupReport), error: nullable(str),
+  /** The run's tree RSS measured by the sidecar around the request. */
+  rssBefore: nullable(num), rssAfter: nullable(num),
+});
+export type RunCleanup = Checked<typeof RunCleanup>;
 
-export interface CleanupResult {
-  ramBefore: number;
-  ramAfter: number;
-  freed: number;
-  sidecar: CleanupReport;
-  runs: RunCleanup[];
-}
+export const CleanupResult = object('CleanupResult', {
+  ramBefore: num, ramAfter: num, freed: num, sidecar: nullable(CleanupReport), runs: arrayOf(RunCleanup),
+});
+export type CleanupResult = Checked<typeof CleanupResult>;
 
-export interface StopResult {
-  run: string;
-  ok: boolean;
-  state: RunState;
-  checkpoint: string | null;
-  message: string;
-  signalled: boolean;
-}
+export const StopResult = object('StopResult', {
+  run: str, ok: bool, state: str, checkpoint: nullable(str), message: str, signalled: bool,
+});
+export type StopResult = Checked<typeof StopResult>;
 
-export interface ActionParams {
-  action: LadderAction;
-  reason: string;
-  result: CleanupResult | StopResult;
+export const ActionParams = object('ActionParams', {
+  action: oneOf(ACTIONS), reason: str,
+  // A cleanup's result, or a stop's (checkpointAndStop, terminate): told apart by their fields.
+  result: either((v) => 'ramBefore' in v, CleanupResult, StopResult),
+});
+export type ActionParams = Checked<typeof ActionParams>;
+
+export function isCleanupResult(result: CleanupResult | StopResult): result is CleanupResult {
+  return 'ramBefore' in result;
 }
 
 export interface CleanupParams {
@@ -231,20 +192,18 @@ export interface CleanupParams {
 
 export interface StopRunParams {
   run: string;
+  /** The run's folder (RunInfo.dir): picks its runs directory in a multi-root workspace. */
+  dir?: string;
   timeoutMs?: number;
 }
 
-export interface RunsResult {
-  runs: RunInfo[];
-}
+export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo) });
+export type RunsResult = Checked<typeof RunsResult>;
 
-export interface ProcessDetail {
-  pid: number;
-  rss: number;
-  uss: number | null;
-  pss: number | null;
-  swap: number | null;
-}
+export const ProcessDetail = object('ProcessDetailResult', {
+  pid: int, rss: num, uss: nullable(num), pss: nullable(num), swap: nullable(num),
+});
+export type ProcessDetail = Checked<typeof ProcessDetail>;
 
 export interface HistoryParams {
   /** The window, in seconds (0 < s <= 86400); absent: everything the sidecar keeps. */
@@ -252,32 +211,36 @@ export interface HistoryParams {
 }
 
 /** One kept sample, compact. */
-export interface HistoryPoint {
-  time: number;
-  ramPercent: number;
-  ramUsed: number;
+export const HistoryPoint = object('HistoryPoint', {
+  time: num, ramPercent: num, ramUsed: num,
   /** One per GPU, in HistoryResult.gpuNames' order; null when NVML gave no figure. */
-  gpuPercent: (number | null)[];
-}
+  gpuPercent: arrayOf(nullable(num)),
+});
+export type HistoryPoint = Checked<typeof HistoryPoint>;
 
-export type HistoryEventKind = 'level' | 'run' | 'training' | 'action';
+export const HISTORY_EVENT_KINDS = ['level', 'run', 'training', 'action'] as const;
+export type HistoryEventKind = typeof HISTORY_EVENT_KINDS[number];
 
-export interface HistoryEvent {
-  time: number;
-  kind: HistoryEventKind;
-  message: string;
+export const HistoryEvent = object('HistoryEvent', {
+  time: num, kind: oneOf(HISTORY_EVENT_KINDS), message: str,
   /** "RAM", "GPU 0" (level changes). */
-  resource: string | null;
+  resource: nullable(str),
   /** The level entered (level), the run event (run: started, crashed, ...) or the action (action). */
-  level: string | null;
-  run: string | null;
-}
+  level: nullable(str),
+  run: nullable(str),
+});
+export type HistoryEvent = Checked<typeof HistoryEvent>;
 
-export interface HistoryResult {
-  points: HistoryPoint[];
-  events: HistoryEvent[];
-  thresholds: Thresholds;
-  gpuNames: string[];
-  intervalMs: number;
-  maxPoints: number;
-}
+export const HistoryResult = object('HistoryResult', {
+  points: arrayOf(HistoryPoint), events: arrayOf(HistoryEvent), thresholds: Thresholds, gpuNames: arrayOf(str),
+  intervalMs: num, maxPoints: int,
+});
+export type HistoryResult = Checked<typeof HistoryResult>;
+
+/** Each server → client notification's checker. */
+export const NOTIFICATION_PAYLOADS = {
+  [METHOD_SAMPLE]: Sample,
+  [METHOD_WARNING]: WarningParams,
+  [METHOD_RUN_EVENT]: RunEventParams,
+  [METHOD_ACTION]: ActionParams,
+} as const;

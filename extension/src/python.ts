@@ -1,21 +1,44 @@
-// Interpreter discovery behind one function: our setting → $CRASH_GUARD_PYTHON → the Python extension's active
-// interpreter → python3. Node only (no 'vscode' import): the Python extension lookup is passed in.
+// Which Python runs what. The monitor (the bundled sidecar) runs on any Python >= 3.10; training (tasks, F5,
+// resume, set-up) needs the environment where the user installed crashguard[train]. Discovery is one function for
+// each, behind a probe that imports nothing from the workspace (`python -I probe.py`, cwd outside any folder).
+// Node only (no 'vscode' import): the Python extension lookup is passed in.
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 
 export type InterpreterSource = 'setting crashGuard.pythonPath' | 'environment CRASH_GUARD_PYTHON' |
-  'Python extension' | 'default python3';
+  'Python extension' | 'PATH';
 
 export interface Interpreter {
   path: string;
   source: InterpreterSource;
 }
 
+/** What bundled/tool/probe.py says about an interpreter. */
+export interface PythonInfo {
+  executable: string;
+  version: string;
+  prefix: string;
+  virtualEnv: boolean;
+  /** The installed crashguard distribution's version, or null. */
+  crashguard: string | null;
+  pythonBackend: boolean;
+  torch: boolean;
+  monai: boolean;
+  pip: boolean;
+}
+
+export type Probe = { ok: true; info: PythonInfo } | { ok: false; reason: string };
+export type Prober = (python: string) => Promise<Probe>;
+
+export const MINIMUM_SIDECAR_PYTHON: readonly [number, number] = [3, 10];
+/** Tried in this order after the configured ones, for the monitor only. */
+export const PATH_PYTHONS = ['python3', 'python3.13', 'python3.12', 'python3.11', 'python3.10', 'python'];
+
 export interface DiscoveryInputs {
   setting: string;
   env: NodeJS.ProcessEnv;
   workspaceFolder: string | undefined;
-  /** The ms-python.python active interpreter, or undefined when that extension is absent or has none. */
+  /** The ms-python.python interpreter, only when that extension is already active (never activates it). */
   pythonExtension: () => Promise<string | undefined>;
 }
 
@@ -29,39 +52,123 @@ export function expandPath(value: string, workspaceFolder: string | undefined, h
   return out;
 }
 
-export async function resolveInterpreter(inputs: DiscoveryInputs): Promise<Interpreter> {
+/** The configured interpreters, most specific first: our setting, $CRASH_GUARD_PYTHON, the Python extension's. */
+export async function configuredInterpreters(inputs: DiscoveryInputs): Promise<Interpreter[]> {
+  const out: Interpreter[] = [];
   if (inputs.setting.trim()) {
-    return { path: expandPath(inputs.setting, inputs.workspaceFolder), source: 'setting crashGuard.pythonPath' };
+    out.push({ path: expandPath(inputs.setting, inputs.workspaceFolder), source: 'setting crashGuard.pythonPath' });
   }
   const fromEnv = inputs.env.CRASH_GUARD_PYTHON?.trim();
-  if (fromEnv) return { path: expandPath(fromEnv, inputs.workspaceFolder), source: 'environment CRASH_GUARD_PYTHON' };
+  if (fromEnv) out.push({ path: expandPath(fromEnv, inputs.workspaceFolder), source: 'environment CRASH_GUARD_PYTHON' });
   let fromExtension: string | undefined;
   try {
     fromExtension = await inputs.pythonExtension();
   } catch {
     fromExtension = undefined; // a broken Python extension must not keep the gauge from starting
   }
-  if (fromExtension) return { path: fromExtension, source: 'Python extension' };
-  return { path: 'python3', source: 'default python3' };
+  if (fromExtension) out.push({ path: fromExtension, source: 'Python extension' });
+  return out;
 }
 
-export interface BackendCheck {
-  ok: boolean;
-  /** Why not, in words (stderr's last line, or the spawn error). */
-  reason?: string;
+/** The training environment: the first configured interpreter, else python3 from PATH. */
+export async function resolveTrainingInterpreter(inputs: DiscoveryInputs): Promise<Interpreter> {
+  return (await configuredInterpreters(inputs))[0] ?? { path: 'python3', source: 'PATH' };
 }
 
-/** Runs `<python> -c "import python_backend"` (execFile, no shell). */
-export function checkBackend(python: string, cwd: string | undefined, timeoutMs = 20_000): Promise<BackendCheck> {
+export function versionAtLeast(version: string, minimum: readonly [number, number]): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > minimum[0] || (major === minimum[0] && minor >= minimum[1]);
+}
+
+export interface SidecarChoice {
+  interpreter: Interpreter;
+  info: PythonInfo;
+  /** Interpreters tried before it, and why each was passed over (logged). */
+  passedOver: string[];
+}
+
+/** The monitor's interpreter: the first of the configured ones, then PATH's, that is Python >= 3.10. */
+export async function chooseSidecarInterpreter(inputs: DiscoveryInputs, probe: Prober): Promise<SidecarChoice | { passedOver: string[] }> {
+  const candidates = [...await configuredInterpreters(inputs),
+    ...PATH_PYTHONS.map((p): Interpreter => ({ path: p, source: 'PATH' }))];
+  const passedOver: string[] = [];
+  const seen = new Set<string>();
+  for (const interpreter of candidates) {
+    if (seen.has(interpreter.path)) continue;
+    seen.add(interpreter.path);
+    const result = await probe(interpreter.path);
+    if (!result.ok) {
+      if (interpreter.source !== 'PATH') passedOver.push(`${interpreter.path} (${interpreter.source}): ${result.reason}`);
+      continue;
+    }
+    if (!versionAtLeast(result.info.version, MINIMUM_SIDECAR_PYTHON)) {
+      passedOver.push(`${interpreter.path} (${interpreter.source}): Python ${result.info.version} is older than ` +
+        MINIMUM_SIDECAR_PYTHON.join('.'));
+      continue;
+    }
+    return { interpreter, info: result.info, passedOver };
+  }
+  return { passedOver };
+}
+
+const INFO_KEYS: readonly (keyof PythonInfo)[] = ['executable', 'version', 'prefix', 'virtualEnv', 'crashguard',
+  'pythonBackend', 'torch', 'monai', 'pip'];
+
+export function parseProbe(stdout: string): PythonInfo | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(stdout.trim().split('\n').pop() ?? '');
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const o = raw as Record<string, unknown>;
+  if (!INFO_KEYS.every((k) => k in o)) return undefined;
+  if (typeof o.executable !== 'string' || typeof o.version !== 'string' || typeof o.prefix !== 'string') return undefined;
+  if (o.crashguard !== null && typeof o.crashguard !== 'string') return undefined;
+  const flags = ['virtualEnv', 'pythonBackend', 'torch', 'monai', 'pip'] as const;
+  if (!flags.every((k) => typeof o[k] === 'boolean')) return undefined;
+  return o as unknown as PythonInfo;
+}
+
+/**
+ * Runs `<python> -I <probeScript>` (execFile, no shell) in `cwd`, a folder no workspace controls: -I keeps the
+ * current directory, the script's folder, user site-packages and PYTHON* variables out of the import path.
+ */
+export function probePython(python: string, probeScript: string, cwd: string, timeoutMs = 20_000): Promise<Probe> {
   return new Promise((resolve) => {
-    execFile(python, ['-c', 'import python_backend'], { cwd, timeout: timeoutMs, windowsHide: true },
-      (error, _stdout, stderr) => {
-        if (!error) return resolve({ ok: true });
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') return resolve({ ok: false, reason: `interpreter not found: ${python}` });
-        if (code === 'EACCES') return resolve({ ok: false, reason: `interpreter not executable: ${python}` });
-        const last = stderr.trim().split('\n').pop();
-        resolve({ ok: false, reason: last || error.message });
+    execFile(python, ['-I', probeScript], { cwd, timeout: timeoutMs, windowsHide: true },
+      (error, stdout, stderr) => {
+        if (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') return resolve({ ok: false, reason: `interpreter not found: ${python}` });
+          if (code === 'EACCES') return resolve({ ok: false, reason: `interpreter not executable: ${python}` });
+          const last = stderr.trim().split('\n').pop();
+          return resolve({ ok: false, reason: last || error.message });
+        }
+        const info = parseProbe(stdout);
+        resolve(info ? { ok: true, info } : { ok: false, reason: `${python} did not describe itself (not a Python?)` });
       });
   });
+}
+
+export type TrainingState =
+  | { kind: 'ready'; interpreter: Interpreter; info: PythonInfo }
+  | { kind: 'missing'; interpreter: Interpreter; info: PythonInfo; missing: string[] }
+  | { kind: 'unusable'; interpreter: Interpreter; reason: string };
+
+/** Whether `interpreter` can run Crash Guard's training (crashguard with torch and MONAI). */
+export function trainingState(interpreter: Interpreter, probe: Probe): TrainingState {
+  if (!probe.ok) return { kind: 'unusable', interpreter, reason: probe.reason };
+  const missing: string[] = [];
+  if (!probe.info.crashguard && !probe.info.pythonBackend) missing.push('crashguard');
+  if (!probe.info.torch) missing.push('torch');
+  if (!probe.info.monai) missing.push('monai');
+  return missing.length === 0 ? { kind: 'ready', interpreter, info: probe.info }
+    : { kind: 'missing', interpreter, info: probe.info, missing };
+}
+
+/** The sidecar's argv: the bundled launcher, isolated from the workspace and the user's site-packages. */
+export function sidecarArgs(launcher: string): string[] {
+  return ['-I', launcher];
 }

@@ -1,4 +1,6 @@
-// The ms-python.python extension's active interpreter (when that extension is installed), and its changes.
+// The ms-python.python extension, only as far as the user wants it: its interpreter is read when that extension
+// is already active (Crash Guard never activates it on its own), and it is activated only when the user asks to
+// pick an interpreter through it.
 import * as vscode from 'vscode';
 
 interface PythonApi {
@@ -12,14 +14,14 @@ interface PythonApi {
 
 const PYTHON_EXTENSION = 'ms-python.python';
 
-async function api(): Promise<PythonApi | undefined> {
+function activeApi(): PythonApi | undefined {
   const ext = vscode.extensions.getExtension<PythonApi>(PYTHON_EXTENSION);
-  if (!ext) return undefined;
-  return ext.isActive ? ext.exports : ext.activate();
+  return ext?.isActive ? ext.exports : undefined;
 }
 
+/** The Python extension's interpreter for `resource`, when that extension is already active; else undefined. */
 export async function activeInterpreter(resource: vscode.Uri | undefined): Promise<string | undefined> {
-  const python = await api();
+  const python = activeApi();
   if (!python) return undefined;
   if (python.environments) {
     const active = python.environments.getActiveEnvironmentPath(resource);
@@ -36,8 +38,16 @@ export function hasPythonExtension(): boolean {
   return vscode.extensions.getExtension(PYTHON_EXTENSION) !== undefined;
 }
 
-/** Calls `listener` when the Python extension's active interpreter changes (no-op without it). */
-export async function onInterpreterChange(listener: () => void): Promise<vscode.Disposable | undefined> {
-  const python = await api().catch(() => undefined);
-  return python?.environments?.onDidChangeActiveEnvironmentPath?.(listener);
+/** The user chose "pick with the Python extension": activate it and open its interpreter picker. */
+export async function pickWithPythonExtension(resource: vscode.Uri | undefined): Promise<string | undefined> {
+  const ext = vscode.extensions.getExtension<PythonApi>(PYTHON_EXTENSION);
+  if (!ext) return undefined;
+  if (!ext.isActive) await ext.activate();
+  await vscode.commands.executeCommand('python.setInterpreter');
+  return activeInterpreter(resource);
+}
+
+/** Calls `listener` when the (already active) Python extension's interpreter changes. */
+export function onInterpreterChange(listener: () => void): vscode.Disposable | undefined {
+  return activeApi()?.environments?.onDidChangeActiveEnvironmentPath?.(listener);
 }

@@ -1,59 +1,81 @@
-// Crash recovery: a run that died (crashGuard/runEvent "crashed", or a RunInfo in state crashed seen on
-// activation or in a sample) gets one prompt: "Run X stopped unexpectedly at step N (...). Resume?".
+// Crash recovery: a run that died (crashGuard/runEvent "crashed", or a crashed RunInfo in the runs the extension
+// asks for every time the sidecar starts) gets a prompt "Run X stopped unexpectedly at step N (...). Resume?"
+// until the user answers it (crashes.ts decides which). Resume runs in the run's own folder, trusted only.
 import * as vscode from 'vscode';
-import { resumeDefinition, runsDirOf } from './cli';
+import { crashKey, resumePlan, shouldAsk, type CrashMemory } from './crashes';
 import { crashPrompt } from './format';
 import type { Log } from './logger';
 import type { RunEventParams, RunInfo } from './protocol';
-import { runTask, type TaskDeps } from './tasks';
+import { runProcessTask, runTask, type TaskDeps } from './tasks';
 
-const PROMPTED_KEY = 'crashGuard.promptedCrashes';
-const MAX_REMEMBERED = 50;
+const ANSWERED_KEY = 'crashGuard.answeredCrashes';
+const NEVER_ASK_KEY = 'crashGuard.neverAskRuns';
+const MAX_REMEMBERED = 200;
 export const ACTION_RESUME = 'Resume';
+export const ACTION_NEVER = 'Don\'t Ask Again for This Run';
 
 export class Recovery {
-  private readonly inFlight = new Set<string>();
+  private readonly showing = new Set<string>();
 
   constructor(private readonly log: Log, private readonly state: vscode.Memento, private readonly tasks: TaskDeps,
     private readonly showNotifications: () => boolean) {}
 
-  /** Identity of one crash: the same run crashing again later is a new crash. */
-  private key(run: RunInfo): string {
-    return `${run.dir}#${run.pid ?? ''}#${run.step ?? ''}`;
+  private memory(): CrashMemory {
+    return { answered: this.state.get<string[]>(ANSWERED_KEY, []), neverAsk: this.state.get<string[]>(NEVER_ASK_KEY, []) };
+  }
+
+  private async remember(key: string, value: string): Promise<void> {
+    const list = this.state.get<string[]>(key, []);
+    if (!list.includes(value)) await this.state.update(key, [...list, value].slice(-MAX_REMEMBERED));
   }
 
   onRunEvent(e: RunEventParams): void {
-    this.log.info(`run ${e.run.name}: ${e.event}${e.message ? ` — ${e.message}` : ''}`);
+    this.log.info(`run ${e.run.name} (${e.run.dir}): ${e.event}${e.message ? ` — ${e.message}` : ''}`);
     if (e.event === 'crashed') this.offer(e.run, e.message);
   }
 
-  /** Runs from a sample or from crashGuard/runs (on activation). */
+  /** Every run the sidecar knows, asked for each time it starts: crashes it could not report as events. */
   onRuns(runs: readonly RunInfo[]): void {
-    for (const run of runs) if (run.state === 'crashed') this.offer(run);
+    for (const run of runs) this.offer(run);
   }
 
   private offer(run: RunInfo, message?: string): void {
-    const key = this.key(run);
-    const prompted = this.state.get<string[]>(PROMPTED_KEY, []);
-    if (prompted.includes(key) || this.inFlight.has(key)) return;
-    this.inFlight.add(key);
-    void this.state.update(PROMPTED_KEY, [...prompted, key].slice(-MAX_REMEMBERED));
+    const key = crashKey(run);
+    if (this.showing.has(key) || !shouldAsk(run, this.memory(), Date.now() / 1000)) return;
     if (!this.showNotifications()) return;
-    const def = resumeDefinition(run, runsDirOf(run));
-    const actions = def ? [ACTION_RESUME] : [];
+    this.showing.add(key);
+    const resumable = resumePlan(run, (p) => this.folderOf(p)?.uri.fsPath).kind !== 'none';
+    const actions = resumable ? [ACTION_RESUME, ACTION_NEVER] : [ACTION_NEVER];
+    this.log.info(`asking about the crash of ${run.name} (${run.dir})`);
+    // Answered = a choice or a dismissal; a window closed while the prompt shows asks again next time.
     void vscode.window.showWarningMessage(crashPrompt(run, message), ...actions).then(async (choice) => {
-      if (choice !== ACTION_RESUME || !def) return;
-      await this.resume(run);
+      this.showing.delete(key);
+      await this.remember(ANSWERED_KEY, key);
+      if (choice === ACTION_NEVER) await this.remember(NEVER_ASK_KEY, run.dir);
+      if (choice === ACTION_RESUME) await this.resume(run);
     });
   }
 
+  private folderOf(p: string): vscode.WorkspaceFolder | undefined {
+    return vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p));
+  }
+
   async resume(run: RunInfo): Promise<void> {
-    const def = resumeDefinition(run, runsDirOf(run));
-    if (!def) {
-      void vscode.window.showErrorMessage(`Run ${run.name} has no config to resume from.`);
+    if (!vscode.workspace.isTrusted) {
+      void vscode.window.showWarningMessage('Crash Guard resumes runs only in a trusted workspace.');
       return;
     }
-    this.log.info(`resuming ${run.name} from ${run.checkpoint ?? 'its last checkpoint'}`);
-    await runTask(this.tasks, def, `Resume ${run.name}`);
+    const plan = resumePlan(run, (p) => this.folderOf(p)?.uri.fsPath);
+    if (plan.kind === 'none') {
+      void vscode.window.showErrorMessage(`Crash Guard: cannot resume: ${plan.why}.`);
+      return;
+    }
+    const scope = this.folderOf(run.dir) ?? vscode.TaskScope.Workspace;
+    this.log.info(`resuming ${run.name} in ${plan.cwd} (${plan.kind === 'recorded' ? 'its recorded command' : 'train --resume auto'})`);
+    if (plan.kind === 'recorded') {
+      await runProcessTask(`Resume ${run.name}`, plan.argv, plan.cwd, scope, { type: 'crashGuard', command: 'resume', runDir: run.dir });
+    } else {
+      await runTask(this.tasks, plan.definition, `Resume ${run.name}`, scope, plan.cwd);
+    }
   }
 }

@@ -1,13 +1,27 @@
 // Typed settings: package.json `contributes.configuration` → ExtensionSettings → the sidecar's SidecarSettings.
 // Pure (no 'vscode' import): the reader is passed in, so the resolution is unit-tested.
-import type { CriticalAction, SidecarSettings } from './protocol';
+import * as path from 'node:path';
+import { CRITICAL_ACTIONS, type CriticalAction, type SidecarSettings } from './protocol';
 
 export const SECTION = 'crashGuard';
 
-export interface ExtensionSettings extends SidecarSettings {
-  /** Interpreter for the sidecar; empty = discover (Python extension → python3). */
+export interface ExtensionSettings {
+  /** The training environment's interpreter (tasks, F5, set-up); the monitor uses it too when it is >= 3.10. */
   pythonPath: string;
+  sampleIntervalMs: number;
+  ramWarningPercent: number;
+  ramCriticalPercent: number;
+  vramWarningPercent: number;
+  vramCriticalPercent: number;
+  autoCleanup: boolean;
+  criticalAction: CriticalAction;
   showNotifications: boolean;
+  /** Per workspace folder (resource scope), relative to it; the window-level value is the default's. */
+  runsDirectory: string;
+  topProcesses: number;
+  hungAfterSeconds: number;
+  /** Minutes between two notifications about the same resource at the same level. */
+  notificationCooldownMinutes: number;
 }
 
 export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
@@ -22,13 +36,21 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   showNotifications: true,
   runsDirectory: 'runs',
   topProcesses: 5,
+  hungAfterSeconds: 120,
+  notificationCooldownMinutes: 10,
 });
 
-/** Keys the sidecar understands (everything else stays in the extension). */
-export const SIDECAR_KEYS: readonly (keyof SidecarSettings)[] = [
-  'sampleIntervalMs', 'ramWarningPercent', 'ramCriticalPercent', 'vramWarningPercent', 'vramCriticalPercent',
-  'autoCleanup', 'criticalAction', 'runsDirectory', 'topProcesses',
+/** Settings that can make Crash Guard stop, signal, write or run something: ignored from an untrusted workspace
+ *  (package.json `restrictedConfigurations`, checked by a test). */
+export const RESTRICTED_KEYS: readonly (keyof ExtensionSettings)[] = [
+  'pythonPath', 'autoCleanup', 'criticalAction', 'runsDirectory',
 ];
+
+/** Keys the sidecar understands, copied as they are (runsDirectories is derived from the folders). */
+export const SIDECAR_KEYS = [
+  'sampleIntervalMs', 'ramWarningPercent', 'ramCriticalPercent', 'vramWarningPercent', 'vramCriticalPercent',
+  'autoCleanup', 'criticalAction', 'topProcesses', 'hungAfterSeconds',
+] as const satisfies readonly (keyof ExtensionSettings & keyof SidecarSettings)[];
 
 export interface Resolved {
   settings: ExtensionSettings;
@@ -92,10 +114,10 @@ export function resolveSettings(read: Reader): Resolved {
   }
   const actionRaw = read('criticalAction');
   let criticalAction: CriticalAction = DEFAULTS.criticalAction;
-  if (actionRaw === 'none' || actionRaw === 'checkpointAndStop') {
-    criticalAction = actionRaw;
+  if ((CRITICAL_ACTIONS as readonly unknown[]).includes(actionRaw)) {
+    criticalAction = actionRaw as CriticalAction;
   } else if (actionRaw !== undefined && actionRaw !== null) {
-    problems.push(`${SECTION}.criticalAction: ${JSON.stringify(actionRaw)} is not "none" or "checkpointAndStop"; using "none"`);
+    problems.push(`${SECTION}.criticalAction: ${JSON.stringify(actionRaw)} is not one of ${CRITICAL_ACTIONS.join(', ')}; using "none"`);
   }
   const runsDirectory = str(read, 'runsDirectory', problems) || DEFAULTS.runsDirectory;
   return {
@@ -111,29 +133,38 @@ export function resolveSettings(read: Reader): Resolved {
       showNotifications: bool(read, 'showNotifications', problems),
       runsDirectory,
       topProcesses: num(read, 'topProcesses', 0, 20, true, problems),
+      hungAfterSeconds: num(read, 'hungAfterSeconds', 1, 86400, false, problems),
+      notificationCooldownMinutes: num(read, 'notificationCooldownMinutes', 0, 1440, false, problems),
     },
     problems,
   };
 }
 
-/** The part of the settings the sidecar receives. */
-export function sidecarSettings(s: ExtensionSettings): SidecarSettings {
-  const out: Partial<Record<keyof SidecarSettings, unknown>> = {};
+/** A folder's runs directory, absolute (`~` expanded; relative to the folder). */
+export function runsDirectoryOf(folder: string, setting: string, home = process.env.HOME): string {
+  let dir = setting.trim() || DEFAULTS.runsDirectory;
+  if (home && (dir === '~' || dir.startsWith('~/'))) dir = home + dir.slice(1);
+  return path.resolve(folder, dir);
+}
+
+/** The part of the settings the sidecar receives, with every folder's absolute runs directory (no repeats). */
+export function sidecarSettings(s: ExtensionSettings, runsDirectories: readonly string[]): SidecarSettings {
+  const out: Record<string, unknown> = {};
   for (const key of SIDECAR_KEYS) out[key] = s[key];
-  return out as SidecarSettings;
+  return { ...(out as Omit<SidecarSettings, 'runsDirectories'>), runsDirectories: [...new Set(runsDirectories)] };
 }
 
 export interface SettingsChange {
   /** The interpreter changed: the sidecar must be restarted. */
   restart: boolean;
   /** Sidecar values that changed (send as didChangeConfiguration); empty when none. */
-  sidecar: Partial<SidecarSettings>;
+  sidecar: Partial<ExtensionSettings>;
 }
 
 export function diffSettings(prev: ExtensionSettings, next: ExtensionSettings): SettingsChange {
-  const sidecar: Partial<Record<keyof SidecarSettings, unknown>> = {};
-  for (const key of SIDECAR_KEYS) {
+  const sidecar: Partial<Record<keyof ExtensionSettings, unknown>> = {};
+  for (const key of [...SIDECAR_KEYS, 'runsDirectory'] as const) {
     if (prev[key] !== next[key]) sidecar[key] = next[key];
   }
-  return { restart: prev.pythonPath !== next.pythonPath, sidecar: sidecar as Partial<SidecarSettings> };
+  return { restart: prev.pythonPath !== next.pythonPath, sidecar: sidecar as Partial<ExtensionSettings> };
 }

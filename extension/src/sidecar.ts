@@ -1,36 +1,46 @@
-// Starts, restarts and stops the Python sidecar (`python -m python_backend serve`) over stdio.
+// Starts, restarts and stops the bundled Python sidecar over stdio: `<python> -I bundled/tool/sidecar.py`, in a
+// folder no workspace controls. Not at all in Restricted Mode (extension.ts starts it when trust is granted).
 // One restart at a time (RestartQueue); a fresh LanguageClient for every start; popups are never awaited here.
+// Everything the sidecar sends is checked (protocol.ts) before any handler sees it.
 import * as vscode from 'vscode';
 import {
   CloseAction, ErrorAction, LanguageClient, RevealOutputChannelOn, State,
   type LanguageClientOptions, type ServerOptions,
 } from 'vscode-languageclient/node';
-import { displayCommand, serveArgs } from './cli';
+import { PayloadError, type Checker } from './check';
+import { displayCommand } from './cli';
 import type { SidecarState } from './format';
 import type { Log } from './logger';
 import * as P from './protocol';
-import { checkBackend, type Interpreter } from './python';
+import { sidecarArgs, type SidecarChoice } from './python';
 import { CrashBudget, RestartQueue } from './restartQueue';
-import { sidecarSettings, type ExtensionSettings } from './settings';
 
 export interface SidecarHandlers {
   onState(state: SidecarState, detail?: string): void;
+  /** The sidecar is up (first start and every restart): a moment to ask for runs that crashed meanwhile. */
+  onStarted(interpreter: SidecarChoice): void;
   onSample(sample: P.Sample): void;
   onWarning(warning: P.WarningParams): void;
   onRunEvent(event: P.RunEventParams): void;
   onAction(action: P.ActionParams): void;
-  /** python_backend is not importable with the chosen interpreter (show "Select Python"). */
-  onBackendMissing(interpreter: Interpreter, reason: string): void;
   /** The sidecar failed to start or keeps dying: show an error with "Restart Sidecar" / "Show Logs". */
   onFailure(message: string): void;
+  /** The sidecar speaks another protocol or sent a payload that fails its check: one clear error. */
+  onIncompatible(message: string): void;
 }
 
 export interface SidecarDeps {
   log: Log;
   outputChannel: vscode.OutputChannel;
-  settings(): ExtensionSettings;
-  interpreter(): Promise<Interpreter>;
-  cwd(): string | undefined;
+  settings(): P.SidecarSettings;
+  /** The interpreter for the monitor (Python >= 3.10), or why there is none. */
+  interpreter(): Promise<SidecarChoice | { passedOver: string[] }>;
+  /** bundled/tool/sidecar.py inside the installed extension. */
+  launcher: string;
+  /** A working directory outside every workspace folder (the extension's global storage). */
+  cwd(): Promise<string>;
+  /** Whether the workspace is trusted: the sidecar never starts in Restricted Mode. */
+  trusted(): boolean;
 }
 
 export class Sidecar implements vscode.Disposable {
@@ -42,8 +52,10 @@ export class Sidecar implements vscode.Disposable {
   /** Whether the sidecar should run (false after Stop Memory Monitor). */
   private wanted = true;
   private state: SidecarState = 'down';
-  private pythonInUse: Interpreter | undefined;
+  private chosen: SidecarChoice | undefined;
   private pid: number | undefined;
+  /** The client whose payload failed a check (reported once, then stopped). */
+  private incompatible: LanguageClient | undefined;
 
   constructor(private readonly deps: SidecarDeps, private readonly handlers: SidecarHandlers) {
     this.queue = new RestartQueue(() => this.restartNow(), (error) => deps.log.error(`restart failed: ${String(error)}`));
@@ -53,8 +65,9 @@ export class Sidecar implements vscode.Disposable {
     return this.state;
   }
 
-  get interpreter(): Interpreter | undefined {
-    return this.pythonInUse;
+  /** The interpreter the running (or last) sidecar uses. */
+  get interpreter(): SidecarChoice | undefined {
+    return this.chosen;
   }
 
   get processId(): number | undefined {
@@ -76,17 +89,21 @@ export class Sidecar implements vscode.Disposable {
     return this.queue.request();
   }
 
-  async request<R>(method: string, params: unknown): Promise<R> {
+  /** A request whose result is checked against `result` before anyone reads it. */
+  async request<R>(method: string, params: unknown, result: Checker<R>): Promise<R> {
     const client = this.client;
     if (!client || client.state !== State.Running) throw new Error('the Crash Guard sidecar is not running');
-    return client.sendRequest<R>(method, params);
+    const raw: unknown = await client.sendRequest(method, params);
+    const checked = this.check(client, method, result, raw);
+    if (checked === undefined) throw new Error(`the sidecar's answer to ${method} did not match the protocol`);
+    return checked;
   }
 
   /** Sends the sidecar's settings (all of them, so critical >= warning always holds on the other side). */
-  async pushSettings(settings: ExtensionSettings): Promise<void> {
+  async pushSettings(): Promise<void> {
     const client = this.client;
     if (!client || client.state !== State.Running) return; // the next start sends them in initializationOptions
-    await client.sendNotification(P.METHOD_DID_CHANGE_CONFIGURATION, { settings: { crashGuard: sidecarSettings(settings) } });
+    await client.sendNotification(P.METHOD_DID_CHANGE_CONFIGURATION, { settings: { crashGuard: this.deps.settings() } });
   }
 
   private isDisposed(): boolean {
@@ -106,6 +123,11 @@ export class Sidecar implements vscode.Disposable {
   private async restartNow(): Promise<void> {
     if (this.disposed) return;
     await this.stopClient();
+    if (!this.deps.trusted()) {
+      this.deps.log.info('Restricted Mode: the sidecar starts when the workspace is trusted');
+      this.setState('restricted');
+      return;
+    }
     if (!this.wanted) {
       this.deps.log.info('memory monitor stopped');
       this.setState('stopped');
@@ -113,47 +135,103 @@ export class Sidecar implements vscode.Disposable {
     }
     this.setState('starting');
     const started = Date.now();
-    const python = await this.deps.interpreter();
-    this.pythonInUse = python;
-    this.deps.log.info(`Python interpreter: ${python.path} (source: ${python.source})`);
-    const cwd = this.deps.cwd();
-    const check = await checkBackend(python.path, cwd);
-    if (!check.ok) {
-      const reason = check.reason ?? 'unknown error';
-      this.deps.log.error(`python_backend is not importable with ${python.path}: ${reason}`);
-      this.setState('down', `python_backend not importable (${python.path})`);
-      this.handlers.onBackendMissing(python, reason);
+    const choice = await this.deps.interpreter();
+    for (const line of choice.passedOver) this.deps.log.warn(`interpreter passed over: ${line}`);
+    if (!('interpreter' in choice)) {
+      this.deps.log.error('no Python 3.10 or newer found for the memory monitor');
+      this.setState('down', 'no Python 3.10+ found; set crashGuard.pythonPath');
       return;
     }
-    if (this.isDisposed()) return; // deactivated while the check ran
-    const sentSettings = sidecarSettings(this.deps.settings());
-    const client = this.createClient(python, cwd, sentSettings);
+    this.chosen = choice;
+    const python = choice.interpreter;
+    this.deps.log.info(`monitor interpreter: ${python.path} (source: ${python.source}), Python ${choice.info.version} ` +
+      `at ${choice.info.executable}`);
+    if (this.isDisposed()) return; // deactivated while probing (a method: re-read after the await)
+    const cwd = await this.deps.cwd();
+    const sentSettings = this.deps.settings();
+    const client = this.createClient(python.path, cwd, sentSettings);
     this.client = client;
+    let initError: string | undefined;
     try {
       await client.start();
       // start() can resolve after the connection already closed (the server died during initialize).
-      if (!client.isRunning()) throw new Error(`the sidecar exited during start-up (see Crash Guard logs)`);
+      if (!client.isRunning()) throw new Error('the sidecar exited during start-up (see Crash Guard logs)');
     } catch (error) {
-      this.deps.log.error(`sidecar failed to start: ${String(error)}`);
+      initError = String(error instanceof Error ? error.message : error);
+    }
+    if (initError !== undefined) {
+      this.deps.log.error(`sidecar failed to start: ${initError}`);
       if (this.client === client) this.client = undefined;
       await client.dispose().catch(() => undefined);
-      this.setState('down', 'failed to start');
-      this.handlers.onFailure(`The Crash Guard sidecar failed to start: ${String(error)}`);
+      if (/protocol mismatch/.test(initError)) {
+        this.setState('incompatible', 'the sidecar speaks another protocol version');
+        this.handlers.onIncompatible(`Crash Guard: ${initError}`);
+      } else {
+        this.setState('down', 'failed to start');
+        this.handlers.onFailure(`The Crash Guard sidecar failed to start: ${initError}`);
+      }
       return;
     }
     if (this.client !== client) return; // disposed meanwhile
+    const mismatch = this.handshakeProblem(client);
+    if (mismatch) {
+      this.deps.log.error(mismatch);
+      await this.stopClient();
+      this.setState('incompatible', 'the sidecar speaks another protocol version');
+      this.handlers.onIncompatible(`Crash Guard: ${mismatch}`);
+      return;
+    }
     this.pid = this.serverPid(client);
     this.deps.log.info(`sidecar running (pid ${this.pid ?? '?'}), started in ${Date.now() - started} ms`);
     this.setState('running');
     // Settings changed while it was starting went nowhere: send the current ones.
-    if (JSON.stringify(sidecarSettings(this.deps.settings())) !== JSON.stringify(sentSettings)) {
-      await this.pushSettings(this.deps.settings()).catch((e: unknown) => this.deps.log.warn(`sending settings: ${String(e)}`));
+    if (JSON.stringify(this.deps.settings()) !== JSON.stringify(sentSettings)) {
+      await this.pushSettings().catch((e: unknown) => this.deps.log.warn(`sending settings: ${String(e)}`));
     }
+    this.handlers.onStarted(choice);
     // The first gauge should not wait for the first periodic sample.
     try {
-      this.handlers.onSample(await client.sendRequest<P.Sample>(P.METHOD_STATUS, {}));
+      this.handlers.onSample(await this.request(P.METHOD_STATUS, {}, P.Sample));
     } catch (error) {
       this.deps.log.warn(`first status request failed: ${String(error)}`);
+    }
+  }
+
+  /** The sidecar's announced protocol version must be ours (an older sidecar announces none). */
+  private handshakeProblem(client: LanguageClient): string | undefined {
+    const experimental = client.initializeResult?.capabilities.experimental as Record<string, unknown> | undefined;
+    const raw = experimental?.crashGuard;
+    let announced: P.Announcement;
+    try {
+      announced = P.Announcement(raw, 'capabilities.experimental.crashGuard');
+    } catch (error) {
+      return `protocol mismatch: the sidecar does not announce its protocol version (${String(error)}); ` +
+        `this extension speaks protocol ${P.PROTOCOL_VERSION}`;
+    }
+    if (announced.protocolVersion !== P.PROTOCOL_VERSION) {
+      return `protocol mismatch: this extension speaks protocol ${P.PROTOCOL_VERSION}, the sidecar (python_backend ` +
+        `${announced.version}) speaks protocol ${announced.protocolVersion}; install matching versions`;
+    }
+    this.deps.log.info(`sidecar python_backend ${announced.version}, protocol ${announced.protocolVersion}`);
+    return undefined;
+  }
+
+  /** `raw` through `checker`; a failure is logged and reported once per sidecar, and that sidecar is stopped. */
+  private check<T>(client: LanguageClient, method: string, checker: Checker<T>, raw: unknown): T | undefined {
+    try {
+      return checker(raw);
+    } catch (error) {
+      if (!(error instanceof PayloadError)) throw error;
+      const message = `the sidecar sent a ${method} this extension does not understand (${error.message})`;
+      this.deps.log.error(message);
+      if (this.incompatible !== client && this.client === client) {
+        this.incompatible = client;
+        void this.stopClient().then(() => {
+          this.setState('incompatible', 'the sidecar sent a payload of another protocol');
+          this.handlers.onIncompatible(`Crash Guard: ${message}. Reinstall the extension (its sidecar is bundled).`);
+        });
+      }
+      return undefined;
     }
   }
 
@@ -163,21 +241,26 @@ export class Sidecar implements vscode.Disposable {
     return proc?.pid;
   }
 
-  private createClient(python: Interpreter, cwd: string | undefined, settings: P.SidecarSettings): LanguageClient {
-    const args = serveArgs();
-    this.deps.log.info(`starting sidecar: ${displayCommand(python.path, args)} (cwd ${cwd ?? process.cwd()})`);
+  private createClient(python: string, cwd: string, settings: P.SidecarSettings): LanguageClient {
+    const args = sidecarArgs(this.deps.launcher);
+    this.deps.log.info(`starting sidecar: ${displayCommand(python, args)} (cwd ${cwd})`);
+    // -I already ignores PYTHON* variables; dropping them keeps the logged environment honest too.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PYTHON')));
     const serverOptions: ServerOptions = {
-      command: python.path,
+      command: python,
       args,
-      // No `transport`: plain stdio without the `--stdio` flag the serve command does not take.
-      options: { cwd, env: { ...process.env, PYTHONUNBUFFERED: '1' } },
+      // No `transport`: plain stdio without the `--stdio` flag the launcher does not take.
+      options: { cwd, env: { ...env, PYTHONUNBUFFERED: '1' } },
     };
     let reachedRunning = false;
+    const initializationOptions: P.InitializationOptions = { protocolVersion: P.PROTOCOL_VERSION, settings };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [],
       outputChannel: this.deps.outputChannel,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
-      initializationOptions: { settings },
+      initializationOptions,
+      // A refused initialize (protocol mismatch, bad settings) is reported by restartNow, once.
+      initializationFailedHandler: () => false,
       errorHandler: {
         error: () => ({ action: ErrorAction.Continue, handled: true }),
         closed: () => {
@@ -191,12 +274,17 @@ export class Sidecar implements vscode.Disposable {
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) reachedRunning = true;
     });
-    client.onNotification(P.METHOD_SAMPLE, (s: P.Sample) => {
-      if (this.client === client) this.handlers.onSample(s);
-    });
-    client.onNotification(P.METHOD_WARNING, (w: P.WarningParams) => this.handlers.onWarning(w));
-    client.onNotification(P.METHOD_RUN_EVENT, (e: P.RunEventParams) => this.handlers.onRunEvent(e));
-    client.onNotification(P.METHOD_ACTION, (a: P.ActionParams) => this.handlers.onAction(a));
+    const route = <T>(method: string, checker: Checker<T>, handler: (payload: T) => void) => {
+      client.onNotification(method, (raw: unknown) => {
+        if (this.client !== client) return;
+        const payload = this.check(client, method, checker, raw);
+        if (payload !== undefined) handler(payload);
+      });
+    };
+    route(P.METHOD_SAMPLE, P.Sample, (s) => this.handlers.onSample(s));
+    route(P.METHOD_WARNING, P.WarningParams, (w) => this.handlers.onWarning(w));
+    route(P.METHOD_RUN_EVENT, P.RunEventParams, (e) => this.handlers.onRunEvent(e));
+    route(P.METHOD_ACTION, P.ActionParams, (a) => this.handlers.onAction(a));
     return client;
   }
 

@@ -2,7 +2,7 @@
 // without a fresh sample the RAM gauge says why and offers a restart.
 import * as vscode from 'vscode';
 import { formatBytes, gpuGaugeText, gpuTooltipMarkdown, noDataGaugeText, ramGaugeText, tooltipMarkdown,
-  type SidecarState } from './format';
+  type PythonLines, type SidecarState } from './format';
 import { gpuProcessLines } from './gpuProcesses';
 import { backgroundColorId, foregroundColorId } from './levels';
 import type { Log } from './logger';
@@ -11,6 +11,8 @@ import type { Level, Sample } from './protocol';
 export const CMD_SHOW_REPORT = 'crashGuard.showReport';
 export const CMD_RESTART = 'crashGuard.restartSidecar';
 export const CMD_START_MONITOR = 'crashGuard.startMonitor';
+export const CMD_MANAGE_TRUST = 'workbench.trust.manage';
+const LINK_COMMANDS = [CMD_RESTART, 'crashGuard.showLogs', 'crashGuard.setUpTraining', CMD_MANAGE_TRUST];
 
 /** A sample older than this many intervals (and at least STALE_MIN_MS) is not shown. */
 const STALE_INTERVALS = 3;
@@ -27,7 +29,8 @@ export class StatusBar implements vscode.Disposable {
   private firstGaugeLogged = false;
 
   constructor(private readonly log: Log, private readonly activatedAt: number,
-    private readonly intervalMs: () => number) {
+    private readonly intervalMs: () => number, private readonly pythonLines: () => PythonLines,
+    private readonly topProcesses: () => number) {
     this.ram = vscode.window.createStatusBarItem('crashGuard.ram', vscode.StatusBarAlignment.Left, 100);
     this.ram.name = 'Crash Guard RAM';
     this.renderNoData();
@@ -84,8 +87,9 @@ export class StatusBar implements vscode.Disposable {
 
   private render(sample: Sample): void {
     this.ram.text = ramGaugeText(sample.ram.percent);
-    const tip = new vscode.MarkdownString(tooltipMarkdown(sample));
+    const tip = new vscode.MarkdownString(tooltipMarkdown(sample, this.topProcesses(), this.pythonLines()));
     tip.supportThemeIcons = true;
+    tip.isTrusted = { enabledCommands: LINK_COMMANDS };
     this.ram.tooltip = tip;
     this.ram.command = { command: CMD_SHOW_REPORT, title: 'Show Memory Report' };
     this.ram.accessibilityInformation = {
@@ -111,11 +115,24 @@ export class StatusBar implements vscode.Disposable {
     });
   }
 
+  /** Re-renders the tooltip's Python lines (the training environment was checked again). */
+  refresh(): void {
+    if (this.latest) this.render(this.latest);
+  }
+
   private renderNoData(state?: Exclude<SidecarState, 'running'>): void {
     const shown = state ?? (this.state === 'running' ? 'starting' : this.state);
     this.ram.text = noDataGaugeText(shown);
-    this.paint(this.ram, shown === 'down' ? 'critical' : 'normal');
-    if (shown === 'starting') {
+    // Never red without a sample: red means memory is critical, and a stopped sidecar says nothing about memory.
+    this.paint(this.ram, 'normal');
+    if (shown === 'restricted') {
+      const md = new vscode.MarkdownString('**Crash Guard** does not run in Restricted Mode: its memory monitor starts ' +
+        'a Python process, and a folder you have not trusted must not choose how.\n\n' +
+        `[Manage Workspace Trust](command:${CMD_MANAGE_TRUST}) to start the gauges.`);
+      md.isTrusted = { enabledCommands: LINK_COMMANDS };
+      this.ram.tooltip = md;
+      this.ram.command = { command: CMD_MANAGE_TRUST, title: 'Manage Workspace Trust' };
+    } else if (shown === 'starting') {
       this.ram.tooltip = 'Crash Guard: starting the memory sidecar…';
       this.ram.command = undefined;
     } else if (shown === 'stopped') {
@@ -124,10 +141,10 @@ export class StatusBar implements vscode.Disposable {
     } else {
       const why = this.detail ? ` (${this.detail})` : '';
       const md = new vscode.MarkdownString(
-        shown === 'down'
-          ? `**Crash Guard**: the memory sidecar is down${why}.\n\n[Restart Sidecar](command:${CMD_RESTART}) · [Show Logs](command:crashGuard.showLogs)`
-          : `**Crash Guard**: no fresh sample from the sidecar.\n\n[Restart Sidecar](command:${CMD_RESTART})`);
-      md.isTrusted = { enabledCommands: [CMD_RESTART, 'crashGuard.showLogs'] };
+        shown === 'stale' ? `**Crash Guard**: no fresh sample from the sidecar.\n\n[Restart Sidecar](command:${CMD_RESTART})`
+          : `**Crash Guard**: the memory sidecar is ${shown === 'incompatible' ? 'incompatible' : 'down'}${why}.\n\n` +
+            `[Restart Sidecar](command:${CMD_RESTART}) · [Show Logs](command:crashGuard.showLogs)`);
+      md.isTrusted = { enabledCommands: LINK_COMMANDS };
       this.ram.tooltip = md;
       this.ram.command = { command: CMD_RESTART, title: 'Restart Sidecar' };
     }

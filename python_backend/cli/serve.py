@@ -32,6 +32,12 @@ def block_ssl() -> None:
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 
+def main() -> int:
+    """The sidecar without the rest of the CLI (the extension's bundled launcher calls this)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(argparse.Namespace())
+
+
 def run(args: argparse.Namespace) -> int:
     block_ssl()
     protocol_out = claim_stdout()

@@ -7,6 +7,7 @@ Light on purpose (never imports torch): the supervisor must outlive whatever kil
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -54,7 +55,9 @@ def exit_code(returncode: int) -> int:
 def supervise(command: Sequence[str], status_file: Path) -> int:
     """Run `command`, forward SIGINT/SIGTERM (SIGHUP as SIGTERM) to it, wait, and fix up a missing end state."""
     # A process group of its own: a terminal Ctrl-C reaches the child once (forwarded), not twice.
-    child = subprocess.Popen(list(command), process_group=0)
+    # (Popen's process_group= is Python 3.11+; os.setpgrp in the child is the same on 3.10.)
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    child = subprocess.Popen(list(command), **group)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:

@@ -11,12 +11,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..monitor.gpu import GPUMonitor
 from ..monitor.processes import detailed_memory
 from ..runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
-from ..runs.registry import Registry, RunInfo
+from ..runs.registry import RunInfo, RunRecord
 from ..runs.stall import HUNG
 from ..runs.status import RunState
 from . import protocol as p
@@ -24,6 +25,7 @@ from .escalation import CLEANUP, STOP, Escalation, Observation, Timings
 from .forecast import History, describe, next_crossing
 from .history import ACTION, LEVEL, REFUSED, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
+from .registries import AmbiguousRun, Registries
 from .sampler import Reading, Sampler
 from .settings import Settings
 
@@ -47,6 +49,11 @@ def exit_cause_text(cause: str | None) -> str:
 
 
 _TERMINAL = frozenset(s.value for s in RunState if s.terminal)
+
+
+def _run_key(record: RunRecord) -> tuple[str, int]:
+    """A run's identity across runs directories: its folder and its rank."""
+    return str(record.run_dir), record.rank
 
 
 def _run_event_message(event: str, info: RunInfo) -> str:
@@ -75,13 +82,15 @@ class Sidecar:
                  history: SampleHistory | None = None, timings: Timings | None = None) -> None:
         self._settings = settings
         self._emit = emit
-        self._registry = Registry(settings.runs_path())
-        self._sampler = Sampler(self._registry, gpu)
+        self._registry = Registries(settings.runs_paths())
+        self._sampler = Sampler(self._registry, gpu)  # type: ignore[arg-type]  # Registries reads like a Registry
         self._tracker = LevelTracker()
         self._history: dict[str, History] = {}
-        self._run_states: dict[tuple[str, int], str] | None = None  # None until the first tick's baseline
+        # Each run's last state, by (run folder, rank); a directory's first scan is a baseline, not events.
+        self._run_states: dict[tuple[str, int], str] = {}
+        self._baselined: set[Path] = set()
         self._samples = history if history is not None else SampleHistory(settings.interval)  # report chart
-        self._notes: dict[tuple[str, int], str | None] = {}  # each run's lastEvent, to log its changes
+        self._notes: dict[tuple[str, int], str | None] = {}  # each run's lastEvent (same keys), to log changes
         self._gpu_names: list[str] = []
         self._seq = 0
         self._lock = threading.Lock()
@@ -95,11 +104,8 @@ class Sidecar:
 
     def apply_settings(self, settings: Settings) -> None:
         with self._lock:
-            if settings.runs_path() != self._registry.runs_dir:
-                self._registry = Registry(settings.runs_path())
-                self._sampler.registry = self._registry
-                self._run_states = None  # a new directory: take a fresh baseline, no burst of "started"
-                self._notes = {}
+            # A directory added later (a new workspace folder) gets its own baseline: no burst of "started".
+            self._registry.watch(settings.runs_paths())
             self._settings = settings
         self._samples.set_interval(settings.interval)
         log.info("settings: %s", settings)
@@ -108,12 +114,12 @@ class Sidecar:
     def tick(self) -> p.Sample:
         """Take the periodic sample, send it and whatever it implies (warnings, run events, actions)."""
         settings = self._settings
+        watched = self._registry.dirs  # before the scan: only these are surely in it
         reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds)
         with self._lock:
             self._seq += 1
-            baseline = self._run_states is None
             sample, transitions = self._build(reading, settings, record=True)
-            events = self._run_events(reading.runs)
+            events, baseline = self._run_events(reading.records, reading.runs, watched)
             self._record(sample, reading, transitions, events, baseline)
             for refused in self._registry.take_refusals():  # already logged once (window/logMessage) by the registry
                 self._samples.add_event(HistoryEvent(round(reading.time, 3), RUN, refused.message, level=REFUSED,
@@ -218,15 +224,21 @@ class Sidecar:
         return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
                                message, live, round(now, 3))
 
-    def _run_events(self, runs: list[RunInfo]) -> list[tuple[str, RunInfo]]:
-        states = {(r.name, r.rank): r.state for r in runs}
+    def _run_events(self, records: list[RunRecord], runs: list[RunInfo],
+                    watched: tuple[Path, ...]) -> tuple[list[tuple[str, RunInfo]], set[str]]:
+        """The run events since the last tick, and the run folders of directories not looked at before (the first
+        look at a directory is a baseline, not a burst of events). `runs` are `records` as the client sees them
+        (state `hung` included). `watched`: the directories the scan surely covered; one added meanwhile is
+        baselined at the next tick."""
+        states = {_run_key(r): info.state for r, info in zip(records, runs, strict=True)}
         previous, self._run_states = self._run_states, states
-        if previous is None:
-            return []  # first look at the directory: a baseline, not a burst of events
+        baseline = {key[0] for key in states if Path(key[0]).parent not in self._baselined}
+        self._baselined = (self._baselined | set(watched)) & set(self._registry.dirs)
         events: list[tuple[str, RunInfo]] = []
-        for info in runs:
-            old, new = previous.get((info.name, info.rank)), info.state
-            if old == new:
+        for record, info in zip(records, runs, strict=True):
+            key = _run_key(record)
+            old, new = previous.get(key), states[key]
+            if old == new or key[0] in baseline:
                 continue
             was_live = old is not None and old not in _TERMINAL
             if new in _TERMINAL:
@@ -237,11 +249,11 @@ class Sidecar:
                 events.append(("hung", info))
             elif old == HUNG:
                 events.append(("recovered", info))
-        return events
+        return events, baseline
 
     # -- history (the memory report) ---------------------------------------------------------------------
     def _record(self, sample: p.Sample, reading: Reading, transitions: list[Transition],
-                events: list[tuple[str, RunInfo]], baseline: bool) -> None:
+                events: list[tuple[str, RunInfo]], baseline: set[str]) -> None:
         t = round(reading.time, 3)
         self._gpu_names = [g.name for g in sample.gpus]
         self._samples.add_point(HistoryPoint(t, sample.ram.percent, sample.ram.used,
@@ -252,11 +264,12 @@ class Sidecar:
         for event, info in events:
             self._samples.add_event(HistoryEvent(t, RUN, _run_event_message(event, info), level=event,
                                                  run=info.name))
-        notes = {(r.name, r.rank): r.last_event for r in reading.runs}
+        notes = {(r.dir, r.rank): r.last_event for r in reading.runs}
         for key, note in notes.items():
             # A run's own notes (OOM back-off, cleanup, checkpoint, ...); runs already there at start are a baseline.
-            if note and not baseline and self._notes.get(key) != note:
-                name, rank = key
+            if note and key[0] not in baseline and self._notes.get(key) != note:
+                run_dir, rank = key
+                name = Path(run_dir).name
                 who = f"{name} rank {rank}" if rank else name
                 self._samples.add_event(HistoryEvent(t, TRAINING, f"{who}: {note}", run=name))
         self._notes = notes
@@ -279,9 +292,8 @@ class Sidecar:
     def _ladder_cleanup(self, timeout: float) -> CleanupResult:
         return self.cleanup(None, timeout)
 
-    def _ladder_stop(self, name: str, timeout: float, urgent: bool) -> StopResult:
-        registry = self._registry
-        return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
+    def _ladder_stop(self, name: str, run_dir: str, timeout: float, urgent: bool) -> StopResult:
+        return self.stop(name, timeout, run_dir, urgent)
 
     def _ladder_runs(self) -> list[RunInfo]:
         return self._sampler.read(0, self._settings.hung_after_seconds).runs  # with each run's VRAM
@@ -294,9 +306,16 @@ class Sidecar:
         registry = self._registry
         return cleanup_runs(registry.runs_dir, names=names, timeout=timeout, registry=registry)
 
-    def stop(self, name: str, timeout: float) -> StopResult:
-        registry = self._registry
-        return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry)
+    def stop(self, name: str, timeout: float, run_dir: str | None = None, urgent: bool = False) -> StopResult:
+        """Checkpoint-and-stop the run `name` (in the directory of its run folder `run_dir`, when given)."""
+        try:
+            registry = self._registry.registry_for(name, run_dir)
+        except AmbiguousRun as exc:
+            return StopResult(name, False, "unknown", None, str(exc), False)
+        if registry is None:
+            where = run_dir or ", ".join(str(d) for d in self._registry.dirs) or "no runs directory"
+            return StopResult(name, False, "unknown", None, f"no run named {name!r} in {where}", False)
+        return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
 
     def process_detail(self, pid: int) -> p.ProcessDetailResult | None:
         detail = detailed_memory(pid)

@@ -214,6 +214,7 @@ class Victim:
     run: str
     used: int  # bytes of the resource in trouble, summed over the run's ranks
     measure: str  # "PSS" (RAM: the process trees, each page counted once) or "VRAM"
+    dir: str = ""  # the run's folder (RunInfo.dir): a namesake in another runs directory is another run
 
     def describe(self) -> str:
         return f"{self.run} used the most ({self.measure} {self.used / 2**30:.2f} GiB)"
@@ -229,18 +230,19 @@ def heaviest(runs: list[RunInfo], resource: str,
     """The live run using most of `resource`. RAM: PSS of each rank's process tree (a run and its forked
     DataLoader workers share pages; summed RSS would count them once per worker), measured now: it reads every
     mapping, so only when a victim is chosen, never on a sample. A GPU: NVML's VRAM of each rank."""
-    used: dict[str, int] = {}
+    used: dict[tuple[str, str], int] = {}  # by (run folder, name): ranks of one run add up, namesakes do not
     for info in runs:
         if not info.alive or info.pid is None:
             continue
         figure = footprint(info.pid) if resource == "RAM" else info.vram or None
         if figure is None:
             continue  # gone since, unreadable (not ours to stop anyway), or using none of this GPU
-        used[info.name] = used.get(info.name, 0) + figure
+        key = (info.dir, info.name)
+        used[key] = used.get(key, 0) + figure
     if not used:
         return None
-    name = max(used, key=lambda n: used[n])
-    return Victim(name, used[name], "PSS" if resource == "RAM" else "VRAM")
+    run_dir, name = max(used, key=lambda k: used[k])
+    return Victim(name, used[(run_dir, name)], "PSS" if resource == "RAM" else "VRAM", run_dir)
 
 
 # -- running the steps ---------------------------------------------------------------------------------------
@@ -252,12 +254,12 @@ class Escalation:
     own (a cleanup round and a stop can be in flight together; neither can delay a sample or a request)."""
 
     def __init__(self, report: Report, cleanup: Callable[[float], CleanupResult],
-                 stop: Callable[[str, float, bool], StopResult], runs: Callable[[], list[RunInfo]],
+                 stop: Callable[[str, str, float, bool], StopResult], runs: Callable[[], list[RunInfo]],
                  timings: Timings | None = None, clock: Callable[[], float] = time.monotonic,
                  footprint: Callable[[int], int | None] = tree_pss) -> None:
         self._report = report  # (action, reason, result) -> crashGuard/action
         self._cleanup = cleanup  # (timeout) -> CleanupResult
-        self._stop = stop  # (run, timeout, urgent) -> StopResult
+        self._stop = stop  # (run, run folder, timeout, urgent) -> StopResult
         self._runs = runs
         self._clock = clock
         self._footprint = footprint
@@ -300,7 +302,7 @@ class Escalation:
         if victim is None:
             log.warning("%s: no guarded run uses it, nothing to stop", step.reason)
             return
-        result = self._stop(victim.run, step.timeout, step.urgent)
+        result = self._stop(victim.run, victim.dir, step.timeout, step.urgent)
         self._report(STOP, f"{step.reason}; {victim.describe()}", result)
         if result.signalled:  # it did not answer in time: stop_run sent SIGTERM to the verified process
             self._report(TERMINATE, f"{victim.run} did not answer checkpoint-and-stop within {step.timeout:g} s: "

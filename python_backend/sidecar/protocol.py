@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,14 +237,18 @@ class CleanupParams:
 class StopRunParams:
     run: str
     timeout: float
+    dir: str | None = None  # the run's folder (RunInfo.dir): picks its runs directory in a multi-root workspace
 
     @classmethod
     def parse(cls, params: Any) -> StopRunParams:
-        obj = _object(params, {"run", "timeoutMs"})
+        obj = _object(params, {"run", "timeoutMs", "dir"})
         run = obj.get("run")
         if not isinstance(run, str) or not run:
             raise ParamsError("run", f"expected a run name, got {run!r}")
-        return cls(run, _timeout(obj, DEFAULT_STOP_TIMEOUT))
+        run_dir = obj.get("dir")
+        if run_dir is not None and (not isinstance(run_dir, str) or not os.path.isabs(run_dir)):
+            raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {run_dir!r}")
+        return cls(run, _timeout(obj, DEFAULT_STOP_TIMEOUT), run_dir)
 
 
 def parse_empty(params: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from .. import __version__
 from ..guard.cleanup import emergency_cleanup
 from . import protocol as p
 from .core import Sidecar
+from .handshake import HandshakeProtocol, check_client_version
 from .settings import SettingsError, settings_from_configuration, settings_from_initialization
 from .workers import PoolBusy, Ticker, WorkerPool
 
@@ -50,7 +52,7 @@ def plain_json_converter() -> cattrs.Converter:
 class CrashGuardServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("crash-guard", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.None_,
-                         converter_factory=plain_json_converter)
+                         converter_factory=plain_json_converter, protocol_cls=HandshakeProtocol)
         self.sidecar: Sidecar | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -150,6 +152,7 @@ def build_server() -> CrashGuardServer:
 
     @server.feature(lsp.INITIALIZE)
     def initialize(ls: CrashGuardServer, params: lsp.InitializeParams) -> None:
+        check_client_version(params.initialization_options)
         settings = _parsed(settings_from_initialization, params.initialization_options)
         ls.bind_loop()
         if ls.sidecar is not None:  # a client that initializes again gets a fresh core
@@ -161,7 +164,8 @@ def build_server() -> CrashGuardServer:
         # Start lean: give back what imports and initialize's one-off structuring left on the heap.
         emergency_cleanup()
         ls.start_sampling()
-        log.info("Crash Guard sidecar %s ready (runs in %s)", __version__, ls.core().settings.runs_path())
+        runs = ", ".join(str(d) for d in ls.core().settings.runs_paths()) or "no runs directory"
+        log.info("Crash Guard sidecar %s ready on Python %s (runs in %s)", __version__, sys.version.split()[0], runs)
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: CrashGuardServer, params: lsp.DidChangeConfigurationParams) -> None:
@@ -202,7 +206,7 @@ def build_server() -> CrashGuardServer:
     @server.feature(p.STOP_RUN)
     async def stop_run(ls: CrashGuardServer, params: Any) -> Any:
         args = _parsed(p.StopRunParams.parse, params)
-        return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout, pool=ls.run_requests))
+        return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout, args.dir, pool=ls.run_requests))
 
     @server.feature(p.PROCESS_DETAIL)
     async def process_detail(ls: CrashGuardServer, params: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,22 @@ class Settings:
     runs_directory: str = "runs"
     top_processes: int = 5
     hung_after_seconds: float = DEFAULT_FLOOR_SECONDS  # a run silent this long (at least) is reported hung
+    # Absolute runs directories, one per workspace folder (the extension sends them); None: `runs_directory`.
+    runs_directories: tuple[str, ...] | None = None
 
     @property
     def interval(self) -> float:
         return self.sample_interval_ms / 1000.0
 
     def runs_path(self) -> Path:
-        """The runs directory; a relative one resolves against the sidecar's cwd (the workspace)."""
+        """The runs directory; a relative one resolves against the sidecar's cwd."""
         return Path(self.runs_directory).expanduser().resolve()
+
+    def runs_paths(self) -> list[Path]:
+        """Every runs directory to watch: `runsDirectories` when the client sent them, else `runsDirectory`."""
+        if self.runs_directories is None:
+            return [self.runs_path()]
+        return list(dict.fromkeys(Path(d).resolve() for d in self.runs_directories))
 
     def updated(self, changes: Any) -> Settings:
         """A new Settings with `changes` (camelCase keys, whole or partial) applied; raises SettingsError."""
@@ -69,7 +78,7 @@ class Settings:
 @dataclass(frozen=True)
 class _Field:
     name: str
-    kind: str  # "int", "number", "bool", "choice", "path"
+    kind: str  # "int", "number", "bool", "choice", "path", "paths"
     low: float = 0
     high: float = 0
 
@@ -86,6 +95,8 @@ class _Field:
             if not isinstance(raw, str) or not raw.strip():
                 raise SettingsError(key, f"expected a non-empty path, got {raw!r}")
             return raw.strip()
+        if self.kind == "paths":
+            return _absolute_paths(key, raw, int(self.high))
         # bool is an int in Python; JSON true is not a number here.
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
             raise SettingsError(key, f"expected a number, got {_type_name(raw)}")
@@ -109,8 +120,22 @@ _FIELDS = {
     "runsDirectory": _Field("runs_directory", "path"),
     "topProcesses": _Field("top_processes", "int", 0, 20),
     "hungAfterSeconds": _Field("hung_after_seconds", "number", 1, 86400),
+    "runsDirectories": _Field("runs_directories", "paths", 0, 64),
 }
 _CAMEL = {spec.name: key for key, spec in _FIELDS.items()}
+
+
+def _absolute_paths(key: str, raw: Any, most: int) -> tuple[str, ...] | None:
+    """runsDirectories: null, or a list of at most `most` absolute paths (relative ones would depend on the
+    sidecar's cwd, which is never a workspace folder)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > most:
+        raise SettingsError(key, f"expected a list of at most {most} absolute paths, got {_type_name(raw)}")
+    for item in raw:
+        if not isinstance(item, str) or not os.path.isabs(item) or "\0" in item:
+            raise SettingsError(key, f"expected absolute paths, got {item!r}")
+    return tuple(raw)
 
 
 def _type_name(value: Any) -> str:

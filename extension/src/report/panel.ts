@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import type { SidecarState } from '../format';
 import type { Log } from '../logger';
-import { METHOD_HISTORY, type HistoryParams, type HistoryResult, type Sample } from '../protocol';
+import type { Checker } from '../check';
+import { HistoryResult, METHOD_HISTORY, type HistoryParams, type Sample } from '../protocol';
 import { buildView, DEFAULT_WINDOW_SECONDS, ReportData, WINDOWS_SECONDS } from './model';
 
 export const REPORT_VIEW_TYPE = 'crashGuard.report';
@@ -18,7 +19,7 @@ const EVENTS_REFRESH_MS = 5000;
 export interface ReportDeps {
   log: Log;
   extensionUri: vscode.Uri;
-  request<R>(method: string, params: unknown): Promise<R>;
+  request<R>(method: string, params: unknown, result: Checker<R>): Promise<R>;
   sidecarState(): SidecarState;
   latest(): Sample | undefined;
 }
@@ -91,7 +92,7 @@ export class Report implements vscode.Disposable {
     if (this.fetching) return this.fetching;
     this.lastFetch = Date.now();
     const params: HistoryParams = seconds === undefined ? {} : { seconds };
-    this.fetching = this.deps.request<HistoryResult>(METHOD_HISTORY, params)
+    this.fetching = this.deps.request(METHOD_HISTORY, params, HistoryResult)
       .then((h) => this.data.addHistory(h))
       .catch((e: unknown) => this.deps.log.warn(`memory report: no history from the sidecar (${String(e)})`))
       .finally(() => {

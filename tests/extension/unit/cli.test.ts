@@ -1,17 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { displayCommand, lastResumableRun, resumeDefinition, runsDirOf, serveArgs, taskArgs } from '../../../extension/src/cli';
+import { displayCommand, lastResumableRun, resumeDefinition, runsDirOf, taskArgs } from '../../../extension/src/cli';
+import { sidecarArgs } from '../../../extension/src/python';
 import { run } from './fixtures';
 
 describe('CLI argv', () => {
-  it('starts the sidecar as a module', () => {
-    assert.deepEqual(serveArgs(), ['-m', 'python_backend', 'serve']);
+  it('starts the bundled sidecar isolated from the workspace (-I)', () => {
+    assert.deepEqual(sidecarArgs('/ext/bundled/tool/sidecar.py'), ['-I', '/ext/bundled/tool/sidecar.py']);
   });
   it('builds the task command lines', () => {
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['-m', 'python_backend', 'monitor']);
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor', interval: 2 }),
       ['-m', 'python_backend', 'monitor', '--interval', '2']);
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup' }), ['-m', 'python_backend', 'cleanup']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup', runsDir: '/ws/runs' }),
+      ['-m', 'python_backend', 'cleanup', '--runs-dir', '/ws/runs']);
+    assert.throws(() => taskArgs({ type: 'crashGuard', command: 'resume', runDir: '/ws/runs/x' }), /recorded/);
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'train' }),
       ['-m', 'python_backend', 'train', '--config', 'config/safe_training.json']);
   });
@@ -34,6 +38,8 @@ describe('CLI argv', () => {
       run({ name: 'new', alive: false, state: 'stopped', updated: 20 }),
       run({ name: 'done', alive: false, state: 'finished', updated: 30 }),
       run({ name: 'noconfig', alive: false, state: 'crashed', updated: 40, config: null }),
+      run({ name: 'recorded', alive: false, state: 'crashed', updated: 15, config: null,
+        resumeCommand: { argv: ['/py', 'train.py', '--resume'], cwd: '/ws' } }),
     ];
     assert.equal(lastResumableRun(runs)?.name, 'new');
     assert.equal(lastResumableRun([runs[0]!]), undefined);

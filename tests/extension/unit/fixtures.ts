@@ -6,8 +6,8 @@ export function run(overrides: Partial<RunInfo> = {}): RunInfo {
     name: 'brats-safe', dir: '/ws/runs/brats-safe', pid: 123, rank: 0, worldSize: 1, state: 'running', alive: true,
     step: 120, epoch: 3, microBatch: 2, accumulation: 2, loss: 0.41, peakRss: 2 * 2 ** 30, treeRss: 1.5 * 2 ** 30,
     vram: null, lastEvent: 'oom back-off: micro-batch 4 -> 2', exitCause: null, config: '/ws/config/safe_training.json',
-    checkpoint: '/ws/runs/brats-safe/checkpoints/step_120.pt', updated: 1764400000.1, stepSeconds: 0.42,
-    stalledSeconds: 0.6, ...overrides,
+    checkpoint: '/ws/runs/brats-safe/checkpoints/step_120.pt', started: 1764399000, updated: 1764400000.1,
+    stepSeconds: 0.42, stalledSeconds: 0.6, resumeCommand: null, ...overrides,
   };
 }
 
@@ -22,6 +22,6 @@ export function sample(overrides: Partial<Sample> = {}): Sample {
     runs: [run()],
     forecasts: [{ resource: 'RAM', level: 'critical', seconds: 40, bytesPerSecond: 52428800, message: 'RAM critical in ~40 s' }],
     thresholds: { ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85, vramCriticalPercent: 95 },
-    ...overrides,
+    costMs: 0.9, ...overrides,
   };
 }

@@ -40,13 +40,13 @@ describe('gauge text', () => {
     assert.equal(formatPercent(3.14159, 1), '3.1%');
   });
   it('numbers VRAM gauges only when there are several GPUs', () => {
-    const gpu: GpuInfo = { index: 1, name: 'H200', total: 100, used: 45, percent: 45, utilization: 3, level: 'normal' };
+    const gpu: GpuInfo = { index: 1, name: 'H200', total: 100, used: 45, percent: 45, utilization: 3, level: 'normal', processes: [] };
     assert.equal(gpuGaugeText(gpu, 1), '$(chip) VRAM 45%');
     assert.equal(gpuGaugeText(gpu, 2), '$(chip) VRAM1 45%');
     assert.equal(gpuGaugeText({ ...gpu, percent: null }, 1), '$(chip) VRAM n/a');
   });
   it('never shows a number without data', () => {
-    for (const state of ['starting', 'stale', 'down', 'stopped'] as const) {
+    for (const state of ['starting', 'stale', 'down', 'stopped', 'restricted', 'incompatible'] as const) {
       assert.doesNotMatch(noDataGaugeText(state), /\d/);
     }
     assert.match(noDataGaugeText('down'), /sidecar down/);
@@ -67,7 +67,7 @@ describe('tooltipMarkdown', () => {
   it('names a cgroup limit and lists GPUs', () => {
     const s = sample({
       ram: { ...sample().ram, limitSource: 'cgroup v2' },
-      gpus: [{ index: 0, name: 'NVIDIA H200', total: 140 * GiB, used: 14 * GiB, percent: 10, utilization: 50, level: 'warning' }],
+      gpus: [{ index: 0, name: 'NVIDIA H200', total: 140 * GiB, used: 14 * GiB, percent: 10, utilization: 50, level: 'warning', processes: [] }],
       runs: [], forecasts: [],
     });
     const md = tooltipMarkdown(s);
@@ -96,8 +96,8 @@ describe('cleanupSummary', () => {
   it('says what was freed, per run', () => {
     const text = cleanupSummary({
       ramBefore: 10 * GiB, ramAfter: 9 * GiB, freed: GiB, sidecar: report(2 * MiB),
-      runs: [{ run: 'brats-safe', pid: 123, ok: true, report: report(800 * MiB, 512 * MiB), error: null },
-        { run: 'other', pid: 9, ok: false, report: null, error: 'timed out' }],
+      runs: [{ run: 'brats-safe', rank: 0, pid: 123, ok: true, report: report(800 * MiB, 512 * MiB), error: null, rssBefore: null, rssAfter: null },
+        { run: 'other', rank: 0, pid: 9, ok: false, report: null, error: 'timed out', rssBefore: null, rssAfter: null }],
     });
     assert.match(text, /^Emergency cleanup freed 1\.00 GiB of RAM \(used 10\.0 GiB → 9\.00 GiB\)/);
     assert.match(text, /sidecar 2\.00 MiB/);
@@ -107,8 +107,8 @@ describe('cleanupSummary', () => {
   it('names the ranks of a distributed run', () => {
     const text = cleanupSummary({
       ramBefore: 10 * GiB, ramAfter: 9 * GiB, freed: GiB, sidecar: report(0),
-      runs: [{ run: 'ddp', rank: 0, pid: 10, ok: true, report: report(300 * MiB), error: null },
-        { run: 'ddp', rank: 1, pid: 11, ok: false, report: null, error: 'timed out' }],
+      runs: [{ run: 'ddp', rank: 0, pid: 10, ok: true, report: report(300 * MiB), error: null, rssBefore: null, rssAfter: null },
+        { run: 'ddp', rank: 1, pid: 11, ok: false, report: null, error: 'timed out', rssBefore: null, rssAfter: null }],
     });
     assert.match(text, /run ddp rank 0: 300 MiB; run ddp rank 1: failed \(timed out\)/);
   });

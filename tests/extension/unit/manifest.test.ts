@@ -4,20 +4,29 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs } from '../../../extension/src/cli';
-import { DEFAULTS } from '../../../extension/src/settings';
+import { SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs, TRAINING_CONFIG_GLOB as CONFIG_GLOB } from '../../../extension/src/cli';
+import { DEFAULTS, RESTRICTED_KEYS } from '../../../extension/src/settings';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
 
 interface Manifest {
   main: string;
+  publisher: string;
+  icon: string;
+  license: string;
+  repository: { type: string; url: string };
+  categories: string[];
+  keywords: string[];
   extensionKind: string[];
   engines: { vscode: string };
+  scripts: Record<string, string>;
+  capabilities: { untrustedWorkspaces: { supported: string | boolean; restrictedConfigurations: string[] } };
   contributes: {
     commands: { command: string; title: string; category: string }[];
-    configuration: { properties: Record<string, { default: unknown }> };
+    configuration: { properties: Record<string, { default: unknown; scope?: string }> };
     taskDefinitions: { type: string; properties: { command: { enum: string[] } } }[];
-    debuggers: { type: string; configurationSnippets: { body: Record<string, unknown> }[] }[];
+    jsonValidation: { fileMatch: string[]; url: string }[];
+    debuggers?: unknown[];
   };
 }
 
@@ -61,7 +70,8 @@ describe('manifest', () => {
     for (const c of manifest.contributes.commands) assert.equal(c.category, 'Crash Guard', c.command);
     const titles = manifest.contributes.commands.map((c) => c.title);
     for (const t of ['Emergency Cleanup', 'Start Memory Monitor', 'Stop Memory Monitor', 'Start Safe Training',
-      'Stop Training (checkpoint)', 'Resume Last Run', 'Show Logs', 'Restart Sidecar', 'Select Python', 'Show Memory Report']) {
+      'Stop Training (checkpoint)', 'Resume Last Run', 'Show Logs', 'Restart Sidecar', 'Select Python for Training',
+      'Show Memory Report', 'Add Safe Training to this Folder', 'Set Up Crash Guard Training…']) {
       assert.ok(titles.includes(t), t);
     }
   });
@@ -72,22 +82,45 @@ describe('manifest', () => {
       assert.deepEqual(props[`crashGuard.${key}`]?.default, value, key);
     }
   });
-  it('defines the crashGuard task type for the monitor, the cleanup and training', () => {
+  it('defines the crashGuard task type for the monitor, the cleanup, training and resume', () => {
     const def = manifest.contributes.taskDefinitions.find((d) => d.type === 'crashGuard');
-    assert.deepEqual(def?.properties.command.enum, ['monitor', 'cleanup', 'train']);
+    assert.deepEqual(def?.properties.command.enum, ['monitor', 'cleanup', 'train', 'resume']);
   });
-  it('offers the F5 snippet that .vscode/launch.json carries', () => {
-    const snippet = manifest.contributes.debuggers.find((d) => d.type === 'debugpy')?.configurationSnippets[0]?.body;
-    assert.ok(snippet);
-    assert.equal(snippet.name, 'Safe Training (Low Memory)');
-    assert.equal(snippet.module, 'python_backend');
-    assert.deepEqual(snippet.args, SAFE_TRAINING_DEBUG_ARGS);
+  it('ignores every setting that can make it stop, signal, write or run something in Restricted Mode', () => {
+    const trust = manifest.capabilities.untrustedWorkspaces;
+    assert.equal(trust.supported, 'limited');
+    assert.deepEqual([...trust.restrictedConfigurations].sort(), RESTRICTED_KEYS.map((k) => `crashGuard.${k}`).sort());
+    for (const key of ['pythonPath', 'autoCleanup', 'criticalAction', 'runsDirectory']) {
+      assert.ok(trust.restrictedConfigurations.includes(`crashGuard.${key}`), key);
+    }
+    assert.equal(manifest.contributes.configuration.properties['crashGuard.runsDirectory']?.scope, 'resource');
+  });
+  it('leaks nothing into unrelated folders: no static F5 snippet, no training build task, a narrow schema', () => {
+    assert.equal(manifest.contributes.debuggers, undefined, 'a configuration snippet would show in every launch.json');
+    const tasks = fs.readFileSync(path.join(ROOT, 'extension', 'src', 'tasks.ts'), 'utf8');
+    assert.doesNotMatch(tasks, /TaskGroup\.(Build|Test)/);
+    const globs = manifest.contributes.jsonValidation.flatMap((j) => j.fileMatch);
+    assert.deepEqual(globs, ['**/config/safe_training*.json', '**/*.crashguard.json']);
+    assert.match(CONFIG_GLOB, /safe_training\*\.json/);
+  });
+  it('is ready for the marketplace: icon, repository, license, changelog, categories, a publisher', () => {
+    assert.ok(fs.existsSync(path.join(ROOT, manifest.icon)), manifest.icon);
+    assert.match(manifest.repository.url, /^https:\/\/.+\.git$/);
+    assert.equal(manifest.license, 'Apache-2.0');
+    assert.match(fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0/);
+    assert.match(fs.readFileSync(path.join(ROOT, 'CHANGELOG.md'), 'utf8'), /^# Changelog/);
+    assert.ok(manifest.categories.includes('Machine Learning') && manifest.keywords.length >= 5);
+    assert.match(manifest.publisher, /^[a-z0-9][a-z0-9-]*$/);
+    assert.match(manifest.scripts['vscode:prepublish'] ?? '', /typecheck.*lint.*esbuild/);
+    assert.match(manifest.scripts.package ?? '', /--target .*check_vsix/);
+  });
+  it('.vscode/launch.json carries the F5 configuration the provider offers', () => {
     const launch = readJsonc(path.join(ROOT, '.vscode', 'launch.json')) as { configurations: Record<string, unknown>[] };
     const f5 = launch.configurations.find((c) => c.name === 'Safe Training (Low Memory)');
     assert.ok(f5);
     assert.equal(f5.type, 'debugpy');
     assert.equal(f5.module, 'python_backend');
-    assert.deepEqual(f5.args, snippet.args);
+    assert.deepEqual(f5.args, SAFE_TRAINING_DEBUG_ARGS);
     assert.ok(fs.existsSync(path.join(ROOT, SAFE_TRAINING_CONFIG)), `${SAFE_TRAINING_CONFIG} exists`);
   });
   it('.vscode/tasks.json carries the monitor and the cleanup with the provider\'s command lines', () => {

@@ -3,30 +3,41 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { checkBackend, expandPath, resolveInterpreter } from '../../../extension/src/python';
+import {
+  chooseSidecarInterpreter, configuredInterpreters, expandPath, parseProbe, probePython, resolveTrainingInterpreter,
+  trainingState, versionAtLeast, type Probe, type PythonInfo,
+} from '../../../extension/src/python';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
 const VENV_PYTHON = path.join(ROOT, '.venv', 'bin', 'python');
+const PROBE = path.join(ROOT, 'bundled', 'tool', 'probe.py');
+const none = () => Promise.resolve(undefined);
 
-describe('interpreter discovery order', () => {
-  const none = () => Promise.resolve(undefined);
-  it('our setting wins, with ${workspaceFolder} expanded', async () => {
-    const got = await resolveInterpreter({ setting: '${workspaceFolder}/.venv/bin/python', env: { CRASH_GUARD_PYTHON: '/env/python' },
+function info(version: string, extra: Partial<PythonInfo> = {}): PythonInfo {
+  return { executable: `/usr/bin/python${version}`, version, prefix: '/usr', virtualEnv: false, crashguard: null,
+    pythonBackend: false, torch: false, monai: false, pip: true, ...extra };
+}
+
+describe('interpreter discovery', () => {
+  it('lists our setting (with ${workspaceFolder}), then $CRASH_GUARD_PYTHON, then the active Python extension', async () => {
+    const got = await configuredInterpreters({ setting: '${workspaceFolder}/.venv/bin/python', env: { CRASH_GUARD_PYTHON: '/env/python' },
       workspaceFolder: '/ws', pythonExtension: () => Promise.resolve('/ext/python') });
-    assert.deepEqual(got, { path: '/ws/.venv/bin/python', source: 'setting crashGuard.pythonPath' });
+    assert.deepEqual(got, [
+      { path: '/ws/.venv/bin/python', source: 'setting crashGuard.pythonPath' },
+      { path: '/env/python', source: 'environment CRASH_GUARD_PYTHON' },
+      { path: '/ext/python', source: 'Python extension' },
+    ]);
   });
-  it('then $CRASH_GUARD_PYTHON, then the Python extension, then python3', async () => {
-    assert.equal((await resolveInterpreter({ setting: '', env: { CRASH_GUARD_PYTHON: '/env/python' }, workspaceFolder: '/ws',
-      pythonExtension: () => Promise.resolve('/ext/python') })).source, 'environment CRASH_GUARD_PYTHON');
-    assert.deepEqual(await resolveInterpreter({ setting: ' ', env: {}, workspaceFolder: '/ws',
+  it('trains with the first configured interpreter, else python3 from PATH', async () => {
+    assert.deepEqual(await resolveTrainingInterpreter({ setting: ' ', env: {}, workspaceFolder: '/ws',
       pythonExtension: () => Promise.resolve('/ext/python') }), { path: '/ext/python', source: 'Python extension' });
-    assert.deepEqual(await resolveInterpreter({ setting: '', env: {}, workspaceFolder: undefined, pythonExtension: none }),
-      { path: 'python3', source: 'default python3' });
+    assert.deepEqual(await resolveTrainingInterpreter({ setting: '', env: {}, workspaceFolder: undefined, pythonExtension: none }),
+      { path: 'python3', source: 'PATH' });
   });
-  it('a failing Python extension falls through to python3', async () => {
-    const got = await resolveInterpreter({ setting: '', env: {}, workspaceFolder: '/ws',
+  it('a failing Python extension is skipped', async () => {
+    const got = await configuredInterpreters({ setting: '', env: {}, workspaceFolder: '/ws',
       pythonExtension: () => Promise.reject(new Error('activation failed')) });
-    assert.equal(got.source, 'default python3');
+    assert.deepEqual(got, []);
   });
   it('expands paths', () => {
     assert.equal(expandPath('.venv/bin/python', '/ws'), '/ws/.venv/bin/python');
@@ -35,19 +46,79 @@ describe('interpreter discovery order', () => {
   });
 });
 
-describe('checkBackend (real interpreters)', () => {
-  it('accepts the venv that has python_backend', { skip: !fs.existsSync(VENV_PYTHON) && 'no .venv' }, async () => {
-    assert.deepEqual(await checkBackend(VENV_PYTHON, ROOT), { ok: true });
+describe('the monitor\'s interpreter', () => {
+  it('is the first Python >= 3.10, passing over a missing or older configured one to PATH', async () => {
+    const probes: Record<string, Probe> = {
+      '/old/python': { ok: true, info: info('3.9.18') },
+      python3: { ok: true, info: info('3.11.2') },
+    };
+    const tried: string[] = [];
+    const choice = await chooseSidecarInterpreter(
+      { setting: '/missing/python', env: { CRASH_GUARD_PYTHON: '/old/python' }, workspaceFolder: '/ws', pythonExtension: none },
+      (p) => {
+        tried.push(p);
+        return Promise.resolve(probes[p] ?? { ok: false, reason: `interpreter not found: ${p}` });
+      });
+    assert.ok('interpreter' in choice);
+    assert.deepEqual(choice.interpreter, { path: 'python3', source: 'PATH' });
+    assert.deepEqual(tried, ['/missing/python', '/old/python', 'python3']);
+    assert.equal(choice.passedOver.length, 2);
+    assert.match(choice.passedOver[1] ?? '', /3\.9\.18 is older than 3\.10/);
   });
-  it('explains a Python without python_backend', async () => {
-    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-'));
+  it('says so when there is none', async () => {
+    const choice = await chooseSidecarInterpreter({ setting: '', env: {}, workspaceFolder: undefined, pythonExtension: none },
+      () => Promise.resolve({ ok: true, info: info('3.8.1') }));
+    assert.ok(!('interpreter' in choice));
+  });
+  it('compares versions', () => {
+    assert.ok(versionAtLeast('3.10.0', [3, 10]) && versionAtLeast('3.13.1', [3, 10]) && versionAtLeast('4.0', [3, 10]));
+    assert.ok(!versionAtLeast('3.9.18', [3, 10]) && !versionAtLeast('2.7.18', [3, 10]));
+  });
+});
+
+describe('the training environment', () => {
+  const py = { path: '/ws/.venv/bin/python', source: 'setting crashGuard.pythonPath' } as const;
+  it('is ready with crashguard, torch and MONAI', () => {
+    assert.equal(trainingState(py, { ok: true, info: info('3.11.7', { crashguard: '0.1.0', torch: true, monai: true }) }).kind, 'ready');
+  });
+  it('says what is missing, or why the interpreter is unusable', () => {
+    const missing = trainingState(py, { ok: true, info: info('3.11.7', { torch: true }) });
+    assert.deepEqual(missing.kind === 'missing' && missing.missing, ['crashguard', 'monai']);
+    assert.equal(trainingState(py, { ok: false, reason: 'interpreter not found' }).kind, 'unusable');
+  });
+  it('rejects what is not the probe\'s JSON', () => {
+    assert.equal(parseProbe('hello'), undefined);
+    assert.equal(parseProbe('{"executable": "x"}'), undefined);
+    assert.deepEqual(parseProbe(`noise\n${JSON.stringify(info('3.12.1'))}\n`), info('3.12.1'));
+  });
+});
+
+describe('probePython (real interpreters, in a folder that plants python_backend)', () => {
+  const planted = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-probe-'));
+    fs.mkdirSync(path.join(dir, 'python_backend'));
+    fs.writeFileSync(path.join(dir, 'python_backend', '__init__.py'),
+      `open(${JSON.stringify(path.join(dir, 'MARKER'))}, "w").write("ran")\n`);
+    return dir;
+  };
+  it('describes the project venv (the training backend is there) and runs nothing from the folder',
+    { skip: !fs.existsSync(VENV_PYTHON) && 'no .venv' }, async () => {
+      const dir = planted();
+      const got = await probePython(VENV_PYTHON, PROBE, dir);
+      assert.ok(got.ok);
+      assert.ok(got.info.crashguard && got.info.torch && got.info.monai && got.info.virtualEnv);
+      assert.ok(!fs.existsSync(path.join(dir, 'MARKER')));
+    });
+  it('describes a Python without the package', async () => {
+    const dir = planted();
     const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-    const got = await checkBackend(python, cwd);
-    assert.equal(got.ok, false);
-    assert.match(got.reason ?? '', /No module named 'python_backend'/);
+    const got = await probePython(python, PROBE, dir);
+    assert.ok(got.ok);
+    assert.equal(got.info.pythonBackend, false, 'python_backend found: the probe looked in the folder');
+    assert.ok(!fs.existsSync(path.join(dir, 'MARKER')));
   });
   it('explains a missing interpreter', async () => {
-    const got = await checkBackend('/nonexistent/python', undefined);
-    assert.deepEqual(got, { ok: false, reason: 'interpreter not found: /nonexistent/python' });
+    assert.deepEqual(await probePython('/nonexistent/python', PROBE, os.tmpdir()),
+      { ok: false, reason: 'interpreter not found: /nonexistent/python' });
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULTS, diffSettings, resolveSettings, sidecarSettings, SIDECAR_KEYS } from '../../../extension/src/settings';
+import { DEFAULTS, diffSettings, resolveSettings, runsDirectoryOf, sidecarSettings, SIDECAR_KEYS } from '../../../extension/src/settings';
 
 const reader = (values: Record<string, unknown>) => (key: string) => values[key];
 
@@ -9,9 +9,10 @@ describe('resolveSettings', () => {
     const { settings, problems } = resolveSettings(reader({}));
     assert.deepEqual(settings, DEFAULTS);
     assert.deepEqual(problems, []);
-    assert.deepEqual(sidecarSettings(settings), {
+    assert.deepEqual(sidecarSettings(settings, ['/a/runs', '/b/out', '/a/runs']), {
       sampleIntervalMs: 1000, ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85,
-      vramCriticalPercent: 95, autoCleanup: false, criticalAction: 'none', runsDirectory: 'runs', topProcesses: 5,
+      vramCriticalPercent: 95, autoCleanup: false, criticalAction: 'none', runsDirectories: ['/a/runs', '/b/out'],
+      topProcesses: 5, hungAfterSeconds: 120,
     });
   });
   it('takes valid values', () => {
@@ -55,6 +56,13 @@ describe('resolveSettings', () => {
   it('keeps an empty runs directory from reaching the sidecar', () => {
     assert.equal(resolveSettings(reader({ runsDirectory: '  ' })).settings.runsDirectory, 'runs');
   });
+  it('makes each folder\'s runs directory absolute', () => {
+    assert.equal(runsDirectoryOf('/ws/a', 'runs'), '/ws/a/runs');
+    assert.equal(runsDirectoryOf('/ws/a', '../shared/runs'), '/ws/shared/runs');
+    assert.equal(runsDirectoryOf('/ws/a', '/data/runs'), '/data/runs');
+    assert.equal(runsDirectoryOf('/ws/a', '~/runs', '/home/u'), '/home/u/runs');
+    assert.equal(runsDirectoryOf('/ws/a', ''), '/ws/a/runs');
+  });
 });
 
 describe('diffSettings', () => {
@@ -64,10 +72,12 @@ describe('diffSettings', () => {
     assert.deepEqual(diffSettings(a, b), { restart: false, sidecar: { ramWarningPercent: 1 } });
     const c = resolveSettings(reader({ pythonPath: '/x/python' })).settings;
     assert.deepEqual(diffSettings(a, c), { restart: true, sidecar: {} });
+    const d = resolveSettings(reader({ runsDirectory: 'out' })).settings;
+    assert.deepEqual(diffSettings(a, d), { restart: false, sidecar: { runsDirectory: 'out' } });
   });
   it('sends only keys the sidecar knows', () => {
-    const keys = Object.keys(sidecarSettings(DEFAULTS));
-    assert.deepEqual(keys.sort(), [...SIDECAR_KEYS].sort());
+    const keys = Object.keys(sidecarSettings(DEFAULTS, []));
+    assert.deepEqual(keys.sort(), [...SIDECAR_KEYS, 'runsDirectories'].sort());
     assert.ok(!keys.includes('pythonPath') && !keys.includes('showNotifications'));
   });
 });

@@ -23,6 +23,7 @@ SERVER = [sys.executable, "-m", "python_backend", "serve"]
 class Session:
     def __init__(self, client: LanguageClient) -> None:
         self.client = client
+        self.initialize_result: Any = None
         self.received: dict[str, list[tuple[float, Any]]] = {m: [] for m in p.NOTIFICATIONS}
         self.closed = False
         for method in p.NOTIFICATIONS:
@@ -93,7 +94,7 @@ async def sidecar(settings: dict[str, Any] | None = None, cwd: str | None = None
     scratch = tempfile.TemporaryDirectory(prefix="crashguard-sidecar-")
     await client.start_io(*(command or SERVER), cwd=cwd or scratch.name, env={**os.environ, **(env or {})})
     try:
-        await client.initialize_session(lsp.InitializeParams(
+        session.initialize_result = await client.initialize_session(lsp.InitializeParams(
             capabilities=lsp.ClientCapabilities(),
             initialization_options={"settings": settings or {}},
         ))

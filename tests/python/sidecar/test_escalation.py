@@ -233,7 +233,7 @@ class Recorder:
         self.answer_cleanup.wait(timeout)
         return CleanupResult(ram_before=10, ram_after=9, sidecar=None)
 
-    def stop(self, run: str, timeout: float, urgent: bool) -> StopResult:
+    def stop(self, run: str, run_dir: str, timeout: float, urgent: bool) -> StopResult:
         self.stops.append((run, timeout, urgent))
         return StopResult(run, True, "stopped", "/ckpt", "stopped", self.signalled)
 

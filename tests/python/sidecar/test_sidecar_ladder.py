@@ -109,7 +109,7 @@ async def test_a_run_that_answers_nothing_is_stopped_then_sigtermed_and_a_forged
         escalation = Escalation(
             lambda action, reason, result: reports.append((action, reason, result)),
             lambda timeout: cleanup_runs(runs_dir, timeout=timeout, own_cleanup=False),
-            lambda run, timeout, urgent: stop_run(runs_dir, run, timeout=timeout, urgent=urgent),
+            lambda run, run_dir, timeout, urgent: stop_run(runs_dir, run, timeout=timeout, urgent=urgent),
             lambda: Registry(runs_dir).infos(),
             Timings(critical_cleanup_timeout=1.0, settle=0.1, stop_timeout=2.0))
         settings = Settings(critical_action="checkpointAndStop")

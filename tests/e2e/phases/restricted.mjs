@@ -1,0 +1,59 @@
+// Issue 10: Workspace Trust on, a cloned folder that plants a python_backend package (and a psutil) which would
+// write a marker file if anything imported it. In Restricted Mode nothing starts and the status bar says why;
+// once the user trusts the folder the gauges appear, fed by the bundled sidecar, and the marker never appears.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  check, cwdOf, descendants, log, psutilPercent, ramGauge, RUN, sidecars, sleep, statusText, STATUSBAR, until, SHOTS, openWorkbench,
+} from '../harness.mjs';
+
+export async function restrictedMode() {
+  const ws = path.join(RUN, 'restricted', 'cloned-repo');
+  const marker = path.join(RUN, 'restricted', 'MARKER');
+  for (const pkg of ['python_backend', 'psutil', 'pygls']) {
+    fs.mkdirSync(path.join(ws, pkg), { recursive: true });
+    fs.writeFileSync(path.join(ws, pkg, '__init__.py'), `open(${JSON.stringify(marker)}, "a").write("${pkg} ran\\n")\n`);
+  }
+  fs.writeFileSync(path.join(ws, 'README.md'), '# a repository someone cloned\n');
+  const wb = await openWorkbench('restricted', { target: `?folder=${encodeURIComponent(ws)}`, trust: true });
+  const { page, server } = wb;
+  try {
+    const text = await until(async () => {
+      const s = await statusText(page);
+      return /Crash Guard: Restricted Mode/.test(s) ? s : undefined;
+    }, 60_000, 'the Restricted Mode state in the status bar');
+    log(`status bar: ${text.replace(/\n/g, ' | ')}`);
+    await sleep(3000); // time for anything that would start to start
+    check(/Crash Guard: Restricted Mode/.test(await statusText(page)) && (await ramGauge(page)) === undefined,
+      'in Restricted Mode the status bar says "Crash Guard: Restricted Mode" and shows no gauge');
+    check(sidecars(server.pid).length === 0, 'in Restricted Mode no sidecar (no Python at all) is started');
+    check(!descendants(server.pid).some((p) => /python/.test(p.cmdline[0] ?? '')),
+      'in Restricted Mode the extension host runs no Python process');
+    check(!fs.existsSync(marker), 'the planted python_backend was never imported');
+    await page.locator(STATUSBAR).screenshot({ path: path.join(SHOTS, 'statusbar-restricted.png') });
+
+    // Trust the folder the way a user does: the status item opens the trust editor.
+    await page.locator(`${STATUSBAR} .statusbar-item`, { hasText: 'Crash Guard: Restricted Mode' }).first().click();
+    const trustButton = page.locator('.workspace-trust-editor .workspace-trust-buttons-row .monaco-button', { hasText: /^Trust/ }).first();
+    await trustButton.waitFor({ timeout: 15_000 });
+    await trustButton.click();
+    log('granted trust in the Workspace Trust editor');
+    const percent = await until(() => ramGauge(page), 30_000, 'the RAM gauge after trust was granted', 100);
+    const reference = psutilPercent();
+    check(Math.abs(percent - reference) <= 5, `after trust the gauge appears: RAM ${percent}% (psutil ${reference}%)`);
+    const [sidecar] = sidecars(server.pid);
+    check(sidecar && sidecar.cmdline.includes('-I'), `the sidecar runs isolated: ${sidecar?.cmdline.join(' ')}`);
+    const cwd = cwdOf(sidecar.pid);
+    check(cwd && !cwd.startsWith(ws), `the sidecar's working directory is outside the folder (${cwd})`);
+    check(sidecar.cmdline.some((a) => a.includes(path.join('extensions', 'crashguard.crash-guard-'))),
+      'the sidecar is the one bundled with the installed extension');
+    await sleep(2000);
+    check(!fs.existsSync(marker), 'after trust too, nothing was imported from the folder (no marker file)');
+    check(/monitor interpreter: .* \(source: PATH\)/.test(wb.logText()), 'the log names the monitor\'s interpreter and its source');
+  } catch (error) {
+    await wb.shot('failure-restricted.png').catch(() => undefined);
+    throw error;
+  } finally {
+    await wb.close();
+  }
+}

@@ -1,0 +1,257 @@
+// A two-folder workspace that trains with Crash Guard (the project venv is the training environment): runs of
+// both folders are seen by one sidecar, a crash in folder 2 is offered for Resume and resumes in folder 2, prompts
+// survive a window reload and a sidecar that was down when the run crashed; plus the gauge and its tooltip,
+// Emergency Cleanup, the memory report, warnings, a killed sidecar, Stop Training, and a training environment
+// that goes missing (a quiet status-bar state, the gauge keeps going).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  check, cwdOf, descendants, EDITOR, log, newestLog, openWorkbench, psutilPercent, PYTHON, ramGauge, ramItemStyle,
+  ROOT, RUN, runCommand, setSetting, SHOTS, sidecarPids, sleep, startTrainer, statusText, STATUSBAR, toastTexts, until,
+  waitRegistered,
+} from '../harness.mjs';
+
+const README_SHOT = path.join(ROOT, 'docs', 'images', 'statusbar.png');
+const REPORT_SHOT = path.join(ROOT, 'docs', 'images', 'report.png');
+const updateDocs = () => process.argv.includes('--update-docs-image');
+
+/** The memory report's webview content (a frame nested in the webview's iframe), read from the DOM. */
+async function reportState(page) {
+  for (const frame of page.frames()) {
+    const state = await frame.evaluate(() => {
+      const svg = document.getElementById('chart');
+      if (!svg || !document.getElementById('processes')) return undefined;
+      return {
+        points: Number(svg.dataset.points),
+        series: svg.querySelectorAll('path.series').length,
+        thresholds: [...svg.querySelectorAll('line.threshold')].map((l) => l.dataset.label),
+        markers: [...svg.querySelectorAll('.marker title')].map((t) => t.textContent),
+        processes: [...document.querySelectorAll('#processes tbody tr.row')].map((r) => r.innerText),
+        runs: [...document.querySelectorAll('#runs tbody tr.row')].map((r) => r.innerText),
+        status: document.getElementById('status')?.textContent ?? '',
+        stroke: getComputedStyle(svg.querySelector('path.series') ?? svg).stroke,
+      };
+    }).catch(() => undefined);
+    if (state) return state;
+  }
+  return undefined;
+}
+
+const line = (text, pattern) => text.split('\n').find((l) => pattern.test(l)) ?? text;
+
+const toastWith = (page, pattern, timeoutMs, what) =>
+  until(async () => (await toastTexts(page)).find((x) => pattern.test(x)), timeoutMs, what);
+
+async function clickToastButton(page, text, button) {
+  await page.locator('.notifications-toasts .notification-toast', { hasText: text }).getByRole('button', { name: button }).click();
+}
+
+async function hoverGauge(page) {
+  await page.locator(`${STATUSBAR} .statusbar-item`, { hasText: 'RAM' }).first().hover();
+  const hover = page.locator('.workbench-hover, .monaco-hover').filter({ hasText: 'Guarded runs' }).first();
+  await hover.waitFor({ timeout: 10_000 });
+  return hover;
+}
+
+export async function twoFolderWorkspace() {
+  const root = path.join(RUN, 'workspace');
+  const a = path.join(root, 'app-a');
+  const b = path.join(root, 'app-b');
+  for (const dir of [a, b]) fs.mkdirSync(path.join(dir, 'runs'), { recursive: true });
+  fs.writeFileSync(path.join(a, 'README.md'), '# folder 1\n');
+  fs.writeFileSync(path.join(b, 'README.md'), '# folder 2\n');
+  const file = path.join(root, 'two-folders.code-workspace');
+  fs.writeFileSync(file, JSON.stringify({ folders: [{ path: 'app-a' }, { path: 'app-b' }], settings: {} }, null, 2));
+  const runsA = path.join(a, 'runs');
+  const runsB = path.join(b, 'runs');
+  const configA = path.join(a, 'config', 'e2e.json');
+  const configB = path.join(b, 'config', 'e2e.json');
+
+  // A run of folder 1 that crashed while the editor was closed.
+  const early = startTrainer(runsA, configA, 'a-pre', a);
+  try {
+    await waitRegistered(runsA, 'a-pre');
+  } finally {
+    early.kill('SIGKILL');
+  }
+
+  const wb = await openWorkbench('workspace', { target: `?workspace=${encodeURIComponent(file)}`,
+    machineSettings: { 'crashGuard.pythonPath': PYTHON } });
+  const { page, server } = wb;
+  try {
+    // 1. The gauge agrees with psutil; one sidecar for both folders; the tooltip says which Python does what.
+    const percent = await until(() => ramGauge(page), 60_000, 'the RAM gauge', 50);
+    const reference = psutilPercent();
+    log(`window load → first gauge: ${Date.now() - wb.loadStart} ms`);
+    check(Math.abs(percent - reference) <= 5, `status bar RAM ${percent}% is within 5 points of psutil's ${reference}%`);
+    const firstGauge = /first gauge (\d+) ms after activation/.exec(wb.logText());
+    check(firstGauge, 'the extension logged its time to the first gauge');
+    log(`MEASURED activation → first gauge: ${firstGauge[1]} ms`);
+    check(sidecarPids(server.pid).length === 1, 'one sidecar for the two folders');
+    await page.locator(STATUSBAR).screenshot({ path: path.join(SHOTS, 'statusbar-normal.png') });
+
+    // 2. The crash that happened while the editor was closed: asked on activation, named.
+    const earlyToast = await toastWith(page, /Run a-pre stopped unexpectedly/, 20_000, 'the prompt for a-pre');
+    check(/Resume/.test(earlyToast) && /Don't Ask Again/.test(earlyToast), `on activation: ${line(earlyToast, /a-pre/)}`);
+
+    // 3. Emergency Cleanup from the palette shows what was freed.
+    await runCommand(page, 'Crash Guard: Emergency Cleanup');
+    const cleanupToast = await toastWith(page, /Emergency cleanup freed/, 20_000, 'the cleanup result');
+    check(/sidecar .*B/.test(cleanupToast), `the cleanup reports what was freed: ${line(cleanupToast, /freed/)}`);
+
+    // 4. A live run in folder 2, seen by the one sidecar; the tooltip's breakdown (the README's picture).
+    const bRun = startTrainer(runsB, configB, 'b-run', b);
+    wb.children.push(bRun);
+    const bStatus = await waitRegistered(runsB, 'b-run');
+    const hoverText = await until(async () => {
+      const hover = await hoverGauge(page);
+      const text = await hover.innerText();
+      return /`?b-run`? running/.test(text) ? text : undefined;
+    }, 20_000, 'b-run in the tooltip', 500);
+    check(/used .* available .* limit/.test(hoverText) && /Monitor.*Python \d+\.\d+/.test(hoverText) &&
+      /Training.*crashguard/.test(hoverText), 'the tooltip: the breakdown, the run of folder 2, which Python runs the monitor and training');
+    const hover = page.locator('.workbench-hover, .monaco-hover').filter({ hasText: 'Guarded runs' }).first();
+    const hb = await hover.boundingBox();
+    const sb = await page.locator(STATUSBAR).boundingBox();
+    const top = Math.max(0, Math.min(hb.y, sb.y) - 8);
+    await page.screenshot({ path: path.join(SHOTS, 'statusbar-tooltip.png'),
+      clip: { x: 0, y: top, width: Math.min(1280, Math.max(hb.x + hb.width + 16, 420)), height: sb.y + sb.height - top } });
+    if (updateDocs() || !fs.existsSync(README_SHOT)) fs.copyFileSync(path.join(SHOTS, 'statusbar-tooltip.png'), README_SHOT);
+    await page.mouse.move(640, 300);
+
+    // 5. The memory report: a live chart; it survives being hidden and a window reload (and so do crash prompts
+    // nobody answered: a-pre is asked about again in the reloaded window).
+    await runCommand(page, 'Crash Guard: Show Memory Report');
+    const opened = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points >= 3 && s.processes.length > 0 && s.runs.some((r) => /b-run/.test(r)) ? s : undefined;
+    }, 20_000, 'the memory report with data', 250);
+    check(opened.series >= 1 && opened.stroke && opened.stroke !== 'none' && opened.thresholds.includes('RAM warning 80%'),
+      `the report draws RAM in a theme colour with its thresholds (${opened.points} points)`);
+    check(opened.markers.some((m) => /Run b-run started/.test(m)), 'the run\'s start is a marker on the chart');
+    await page.locator(EDITOR).screenshot({ path: path.join(SHOTS, 'report-open.png') });
+    const beforeReload = sidecarPids(server.pid);
+    await runCommand(page, 'Developer: Reload Window');
+    await until(async () => sidecarPids(server.pid).some((p) => !beforeReload.includes(p)), 30_000, 'a new sidecar after the reload', 250);
+    const revived = await until(async () => {
+      const s = await reportState(page);
+      return s && s.points > 0 && /sidecar running/.test(s.status) ? s : undefined;
+    }, 25_000, 'the report restored after the reload', 250);
+    check(revived.thresholds.length >= 2, `the report survives a window reload (${revived.points} points)`);
+    const again = await toastWith(page, /Run a-pre stopped unexpectedly/, 20_000, 'the unanswered a-pre prompt after the reload');
+    check(Boolean(again), 'a crash prompt nobody answered is asked again in the reloaded window');
+    await clickToastButton(page, 'a-pre', 'Don\'t Ask Again for This Run');
+    await runCommand(page, 'View: Close All Editors');
+
+    // 6. A warning threshold below current use: one notification, the warning colour.
+    await setSetting(page, 'crashGuard.ramWarningPercent', 'Ram Warning Percent', '1');
+    const warningToast = await toastWith(page, /Crash Guard: RAM at/, 20_000, 'the RAM warning');
+    log(`warning: ${warningToast.replace(/\n/g, ' | ')}`);
+    check(/Emergency Cleanup/.test(warningToast) && /Show Report/.test(warningToast) && /Stop Training/.test(warningToast) &&
+      /Don't Warn Again for This Run/.test(warningToast), 'the warning offers cleanup, the report, stop and "Don\'t Warn Again for This Run"');
+    const warned = await until(async () => {
+      const s = await ramItemStyle(page);
+      return s && s.warning && s.background === s.warning ? s : undefined;
+    }, 10_000, 'the warning colour on the gauge');
+    check(warned.background !== 'rgba(0, 0, 0, 0)', `the RAM gauge has the warning colour (${warned.background})`);
+    await page.screenshot({ path: path.join(SHOTS, 'warning.png') });
+    await runCommand(page, 'Notifications: Clear All Notifications');
+
+    // 7. kill -9 of the sidecar: back within 10 s, no repeated warning, no repeated (answered) crash prompt.
+    const [victim] = sidecarPids(server.pid);
+    process.kill(victim, 'SIGKILL');
+    const killedAt = Date.now();
+    await until(async () => (await ramGauge(page)) !== undefined && sidecarPids(server.pid).some((p) => p !== victim),
+      10_000, 'the gauge with a new sidecar', 100);
+    check(Date.now() - killedAt <= 10_000, `the gauge came back ${Date.now() - killedAt} ms after kill -9 of the sidecar`);
+    await sleep(2500);
+    const after = await toastTexts(page);
+    check(!after.some((x) => /RAM at|a-pre/.test(x)), 'after the restart: no repeated warning, no crash prompt already answered');
+
+    // 8. A crash in folder 2: the prompt names it; Resume runs in folder 2.
+    const step = JSON.parse(fs.readFileSync(bStatus, 'utf8')).step;
+    bRun.kill('SIGKILL');
+    log(`killed b-run at recorded step ${step}`);
+    const crashToast = await toastWith(page, /Run b-run stopped unexpectedly/, 20_000, 'the b-run crash prompt');
+    check(/at step \d+ .*Resume\?/s.test(crashToast), `the prompt names the run and its step: ${line(crashToast, /b-run/)}`);
+    await page.screenshot({ path: path.join(SHOTS, 'crash-prompt.png') });
+    let resumed;
+    const watch = (async () => {
+      resumed = await until(() => {
+        const p = descendants(server.pid).find((x) => x.cmdline.includes('--run-name') && x.cmdline.includes('b-run'));
+        return p ? { ...p, cwd: cwdOf(p.pid) } : undefined;
+      }, 20_000, 'the resume process', 20);
+    })();
+    await clickToastButton(page, 'b-run stopped unexpectedly', 'Resume');
+    await watch;
+    log(`resume: ${resumed.cmdline.join(' ')} (cwd ${resumed.cwd})`);
+    check(resumed.cwd === b && resumed.cmdline.includes('--resume') && resumed.cmdline.includes(runsB),
+      'Resume runs in folder 2, with folder 2\'s runs directory');
+    await page.screenshot({ path: path.join(SHOTS, 'resume.png') });
+    await runCommand(page, 'Notifications: Clear All Notifications');
+
+    // 9. A run of folder 1 crashes while the sidecar is down: Restart Sidecar still asks about it.
+    const late = startTrainer(runsA, configA, 'a-late', a);
+    wb.children.push(late);
+    await waitRegistered(runsA, 'a-late');
+    await runCommand(page, 'Crash Guard: Stop Memory Monitor');
+    await until(() => sidecarPids(server.pid).length === 0, 10_000, 'the sidecar to stop');
+    late.kill('SIGKILL');
+    await sleep(500);
+    await runCommand(page, 'Crash Guard: Restart Sidecar');
+    const lateToast = await toastWith(page, /Run a-late stopped unexpectedly/, 20_000, 'the prompt for the run that crashed while the sidecar was down');
+    check(Boolean(lateToast), 'after Restart Sidecar, a run that crashed while the sidecar was down is asked about');
+    await runCommand(page, 'Notifications: Clear All Notifications');
+
+    // 10. Stop Training (checkpoint) of a run in folder 2: a real checkpoint-and-stop through the sidecar.
+    const stopper = startTrainer(runsB, configB, 'b-stop', b);
+    wb.children.push(stopper);
+    const stopExit = new Promise((resolve) => stopper.on('exit', (code) => resolve(code)));
+    const stopStatus = await waitRegistered(runsB, 'b-stop');
+    await sleep(1500); // the sidecar's next sample has it
+    await runCommand(page, 'Crash Guard: Stop Training (checkpoint)');
+    const stopToast = await toastWith(page, /Run b-stop stopped/, 40_000, 'the stop result');
+    const code = await stopExit;
+    const final = JSON.parse(fs.readFileSync(stopStatus, 'utf8'));
+    check(code === 0 && final.state === 'stopped' && final.checkpoint && stopToast.includes(final.checkpoint),
+      `Stop Training (checkpoint) stopped b-stop cleanly (exit ${code}, ${final.state}, checkpoint shown)`);
+
+    // 11. A click on the gauge opens the report (this sidecar's history: it started after Restart Sidecar): the
+    // run that started and was stopped since are markers, the stopped run is listed, the threshold is the live one.
+    await page.locator(`${STATUSBAR} .statusbar-item`, { hasText: 'RAM' }).first().click();
+    const report = await until(async () => {
+      const s = await reportState(page);
+      return s && s.markers.some((m) => /Run b-stop stopped/.test(m)) && s.runs.some((r) => /b-stop\s+stopped/.test(r)) ? s : undefined;
+    }, 20_000, 'the report with the stopped run', 250);
+    log(`report markers: ${JSON.stringify(report.markers)}`);
+    check(report.thresholds.includes('RAM warning 1%'), 'the report shows the live threshold, the stop as a marker and the stopped run');
+    await page.locator(EDITOR).screenshot({ path: path.join(SHOTS, 'report-chart.png') });
+    if (updateDocs() || !fs.existsSync(REPORT_SHOT)) fs.copyFileSync(path.join(SHOTS, 'report-chart.png'), REPORT_SHOT);
+    await runCommand(page, 'View: Close All Editors');
+
+    // 12. The training environment goes missing: a quiet status-bar state (never red); the gauge keeps going.
+    await runCommand(page, 'Notifications: Clear All Notifications');
+    await setSetting(page, 'crashGuard.pythonPath', 'Python Path', path.join(RUN, 'no-such-python'), 'Remote');
+    const setUp = await until(async () => /set up training/i.test(await statusText(page)), 20_000, 'the "set up training" item');
+    check(setUp, 'a missing training environment is a status-bar item "Crash Guard: set up training"');
+    const itemStyle = await page.evaluate(() => {
+      const el = [...document.querySelectorAll('#workbench\\.parts\\.statusbar .statusbar-item')].find((e) => /set up training/i.test(e.textContent ?? ''));
+      return el ? getComputedStyle(el).backgroundColor : undefined;
+    });
+    const ramStyle = await ramItemStyle(page);
+    check(itemStyle && itemStyle !== ramStyle?.error, `the set-up item is not red (${itemStyle})`);
+    await until(() => ramGauge(page), 20_000, 'the gauge after the interpreter change');
+    check((await toastTexts(page)).every((x) => !/error/i.test(x)), 'no error toast: the monitor fell back to the machine\'s python3');
+    await page.screenshot({ path: path.join(SHOTS, 'set-up-training.png') });
+
+    for (const p of [...wb.consoleProblems, ...wb.cspProblems]) log(`console: ${p}`);
+    check(wb.cspProblems.length === 0, 'no Content Security Policy violations');
+    check(wb.consoleProblems.length === 0, 'the workbench console has no errors or warnings about Crash Guard');
+    check(newestLog(wb.dataDir, 'Crash Guard.log'), 'the log exists');
+  } catch (error) {
+    await wb.shot('failure-workspace.png').catch(() => undefined);
+    throw error;
+  } finally {
+    await wb.close();
+  }
+}
