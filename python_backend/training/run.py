@@ -202,12 +202,16 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
     except PeerLost as exc:
         return _peer_lost(trainer, exc)
     except OutOfMemoryAtMinimum as exc:
-        # The failed step never reached the optimizer: the model is the last completed step's, safe to keep.
+        # The failed step never changed the weights (or its update was undone): the model is the last completed
+        # step's, safe to keep. Only an update torn half-way leaves nothing to save but the last checkpoint.
+        path = trainer.last_checkpoint
         try:
-            path = trainer.save()
+            if exc.weights_intact:
+                path = trainer.save()
         except PeerLost as lost:
             return _peer_lost(trainer, lost)
-        message = f"{exc}; stopped with a checkpoint at step {trainer.step} ({path})"
+        message = (f"{exc}; stopped with a checkpoint at step {trainer.step} ({path})" if exc.weights_intact
+                   else f"{exc}; stopped, the last good checkpoint is {path}")
         trainer.event("oom_stop", message)
         hook.finish(RunState.FAILED, checkpoint=path, exit_cause=message)
         trainer.metrics.close()

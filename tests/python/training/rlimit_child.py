@@ -38,7 +38,7 @@ def fits(trainer, batch, micro: int, headroom: int) -> bool:
     resource.setrlimit(resource.RLIMIT_AS, (vm_size() + headroom, resource.RLIM_INFINITY))
     ok = True
     try:
-        trainer._accumulate(batch["image"], batch["label"])
+        trainer.guarded.accumulate({"image": batch["image"], "label": batch["label"]}, trainer._loss_of)
     except Exception as exc:
         if not is_oom(exc):
             raise
