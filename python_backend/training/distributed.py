@@ -6,8 +6,8 @@ while the others waited in that all-reduce, they would wait forever. So every mi
 step) are the gradients all-reduced, by us, in buckets. A failure anywhere makes every rank drop its gradients,
 halve the micro-batch together and redo the same step: the world never splits, no rank hangs in a collective,
 and the effective (global) batch stays the same. The all-reduce's buffers are allocated before that flag
-all-reduce, so an out-of-memory there is agreed on like one in a micro-batch. Stop requests and RAM back-off are agreed the same way at
-step boundaries, so every rank stops or halves at the same step.
+all-reduce, so an out-of-memory there is agreed on like one in a micro-batch. Stop requests and RAM back-off
+are agreed the same way at step boundaries, so every rank stops or halves at the same step.
 
 Collective errors (a peer killed, its connection gone) become `PeerLost`, so a surviving rank ends with a
 status and an exit code instead of a traceback or a hang.
