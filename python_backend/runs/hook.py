@@ -13,7 +13,9 @@ Any loop can use it:
             break
     hook.finish(RunState.FINISHED)
 
-Control requests are handled only at step boundaries, where no half-finished step holds tensors.
+Control requests are handled only at step boundaries, where no half-finished step holds tensors, except an
+urgent checkpoint-and-stop: with `watch_urgent(checkpoint)` a watcher thread (runs/urgent.py) writes the checkpoint
+of the last completed step at once and ends the run without waiting for the step in flight.
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
 from ..guard.cleanup import CleanupReport, emergency_cleanup
 from .files import read_json, write_json_atomic
 from .status import ControlAction, RunState, RunStatus, control_dir, status_path
+from .urgent import UrgentWatcher, end_process_now, interactive, interrupt_main_thread
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,9 @@ class RunHook:
         self._last_write = 0.0
         self._pending_stop: list[str] = []  # ids of checkpoint_and_stop requests to answer in finish()
         self._signal_stop = False
+        self._ended = False  # a terminal state is written: later writes (another thread's) must not undo it
+        self._write_lock = threading.RLock()
+        self._urgent: UrgentWatcher | None = None
         self._process = psutil.Process(os.getpid())
         self.status = RunStatus(
             name=name, pid=os.getpid(), create_time=self._process.create_time(), rank=rank,
@@ -66,15 +73,55 @@ class RunHook:
         self._write()
 
     def finish(self, state: RunState, checkpoint: str | Path | None = None, exit_cause: str | None = None) -> None:
-        if checkpoint is not None:
-            self.status.checkpoint = str(checkpoint)
-        self.status.state = state.value
-        self.status.exit_cause = exit_cause
-        self._write()
+        with self._write_lock:
+            if self._ended:
+                return  # an urgent stop ended the run from the watcher thread; its state stands
+            if checkpoint is not None:
+                self.status.checkpoint = str(checkpoint)
+            self.status.state = state.value
+            self.status.exit_cause = exit_cause
+            self._write(final=True)
+            if self._urgent is not None:
+                self._urgent.stop()
         for request_id in self._pending_stop:
             self._answer(request_id, ControlAction.CHECKPOINT_AND_STOP, ok=state is RunState.STOPPED,
                          report={"checkpoint": self.status.checkpoint, "state": state.value})
         self._pending_stop.clear()
+
+    def watch_urgent(self, checkpoint: Callable[[], str | Path | None],
+                     end: Literal["auto", "exit", "interrupt"] = "auto") -> None:
+        """Honour urgent checkpoint-and-stop requests at once (call after start()). `checkpoint` runs on the
+        watcher thread: it must take the training step's lock and write the last completed step, returning the
+        path. Then the run is marked stopped, the request answered, and the run ended: `exit` ends the process,
+        `interrupt` raises UrgentStop in the main thread (`auto`: interrupt in a notebook kernel, else exit)."""
+        mode = ("interrupt" if interactive() else "exit") if end == "auto" else end
+
+        def on_urgent(request_id: str) -> None:
+            self._urgent_stop(request_id, checkpoint, mode)
+
+        self._urgent = UrgentWatcher(self._control_dir, on_urgent)
+        self._urgent.start()
+
+    def _urgent_stop(self, request_id: str, checkpoint: Callable[[], str | Path | None], mode: str) -> None:
+        self.event("urgent checkpoint-and-stop: abandoning the step in flight", state=RunState.STOPPING.value)
+        try:
+            path = checkpoint()
+        except Exception as exc:  # the run cannot be saved: say so, and still end it (memory is critical)
+            cause = f"urgent checkpoint-and-stop failed to write a checkpoint: {type(exc).__name__}: {exc}"[:500]
+            log.error("%s", cause)
+            self._pending_stop.append(request_id)
+            self.finish(RunState.FAILED, exit_cause=cause)
+            code = 1
+        else:
+            self._pending_stop.append(request_id)
+            self.finish(RunState.STOPPED, checkpoint=path,
+                        exit_cause="checkpoint-and-stop (urgent: the step in flight was abandoned)")
+            code = 0
+        print(f"crashguard: urgent stop, checkpoint {self.status.checkpoint}", file=sys.stderr)
+        if mode == "interrupt":
+            interrupt_main_thread()
+        else:
+            end_process_now(code)
 
     def stop_on_signals(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         """Turn SIGTERM/SIGINT into a checkpoint-and-stop at the next step boundary (main thread only)."""
@@ -153,7 +200,11 @@ class RunHook:
         rss = self._process.memory_info().rss
         self.status.peak_rss = max(self.status.peak_rss, rss)
 
-    def _write(self) -> None:
-        self.status.updated = time.time()
-        write_json_atomic(self._status_file, self.status.to_dict())
-        self._last_write = time.monotonic()
+    def _write(self, final: bool = False) -> None:
+        with self._write_lock:
+            if self._ended:
+                return
+            self._ended = final
+            self.status.updated = time.time()
+            write_json_atomic(self._status_file, self.status.to_dict())
+            self._last_write = time.monotonic()

@@ -10,6 +10,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..monitor.processes import tree_rss
 from .files import read_json
@@ -44,6 +45,7 @@ class RunInfo:
     checkpoint: str | None
     started: float | None
     updated: float | None
+    resume_command: dict[str, Any] | None = None  # {"argv", "cwd"} (contract: argv[0] is the interpreter)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class RunRecord:
             accumulation=s.accumulation, loss=s.loss, peak_rss=s.peak_rss, tree_rss=tree.rss if tree else None,
             vram=vram,
             last_event=s.last_event, exit_cause=self.exit_cause, config=s.config, checkpoint=s.checkpoint,
-            started=s.started or None, updated=s.updated or None,
+            started=s.started or None, updated=s.updated or None, resume_command=s.resume_command,
         )
 
 

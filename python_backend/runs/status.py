@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -52,6 +53,7 @@ class RunStatus:
     started: float = 0.0
     updated: float = 0.0
     exit_cause: str | None = None
+    resume_command: dict[str, Any] | None = None  # {"argv": [interpreter, ...], "cwd": dir}: how to resume it
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +73,29 @@ class RunStatus:
             return None
         if status.state not in {s.value for s in RunState}:
             return None
+        status.resume_command = valid_resume_command(status.resume_command)
         return status
+
+
+MAX_RESUME_ARGS = 256
+MAX_RESUME_CHARS = 32768
+
+
+def valid_resume_command(value: Any) -> dict[str, Any] | None:
+    """A recorded resume command, or None if it is not exactly {argv: [non-empty strings], cwd: absolute path}
+    within size limits. It is a claim from a file: the client still shows it and runs it only when asked."""
+    if not isinstance(value, dict) or set(value) != {"argv", "cwd"}:
+        return None
+    argv, cwd = value["argv"], value["cwd"]
+    if not isinstance(argv, list) or not argv or len(argv) > MAX_RESUME_ARGS:
+        return None
+    if not all(isinstance(a, str) and a and "\0" not in a for a in argv):
+        return None
+    if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd or not os.path.isabs(argv[0]):
+        return None
+    if sum(len(a) for a in argv) + len(cwd) > MAX_RESUME_CHARS:
+        return None
+    return {"argv": list(argv), "cwd": cwd}
 
 
 def status_path(run_dir: Path, rank: int = 0) -> Path:

@@ -13,7 +13,9 @@ which allocates its state (AdamW: two tensors per parameter), is undone if it fa
 rank learns who failed before any gradient leaves a rank, so all ranks back off together and none waits in a
 collective.
 
-Parameters change only in the optimizer's update, which runs under `lock` together with the step counter and the
+A retry starts from the RNG state the step started with, so it draws the same random numbers (dropout masks) as
+a run that used the smaller micro-batch from the start. Parameters change only in the optimizer's update, which
+runs under `lock` together with the step counter and the
 RNG state of the step boundary: a thread holding the lock sees the model and optimizer of the last completed step
 (the urgent stop writes its checkpoint this way, without waiting for the step in flight).
 """
@@ -32,7 +34,7 @@ from ..guard.cleanup import CleanupReport, emergency_cleanup
 from ..guard.failures import Failure, FailureKind, describe_failure, is_oom
 from .backoff import BatchPlan, OutOfMemoryAtMinimum
 from .batches import batch_size, take
-from .checkpoint import rng_state
+from .checkpoint import restore_rng, rng_state
 from .distributed import Coordinator
 
 LossOf = Callable[[Any], torch.Tensor]  # a micro-batch -> its mean loss (a scalar tensor with a graph)
@@ -118,19 +120,23 @@ class GuardedStep:
         self._update_retried = False
 
     # -- the step ---------------------------------------------------------------------------------
-    def run(self, batch: Any, loss_of: LossOf, on_commit: Callable[[StepResult], None] | None = None
-            ) -> StepResult:
+    def run(self, batch: Any, loss_of: LossOf, on_commit: Callable[[StepResult], None] | None = None,
+            on_attempt: Callable[[], None] | None = None) -> StepResult:
         """Forward/backward over the batch's micro-batches, then the update; redone from the start after an OOM.
         `on_commit` runs under the lock right after the update: the caller's record of the step (a metrics line,
-        a data position) is then never missing from, nor ahead of, what a thread holding the lock sees."""
+        a data position) is then never missing from, nor ahead of, what a thread holding the lock sees.
+        `on_attempt` runs before each attempt (a caller collecting per-micro-batch outputs starts afresh)."""
         n = batch_size(batch)
         if self.expected_batch is not None and n != self.expected_batch:
             raise RuntimeError(f"a step got {n} samples, expected {self.expected_batch}")
         self.plan.effective = n
+        step_rng = rng_state() if self.record_rng else None
         while True:
             failure: Failure | None = None
             phase = FORWARD_BACKWARD
             loss = 0.0
+            if on_attempt is not None:
+                on_attempt()
             try:
                 # Under DDP no micro-batch synchronises gradients: an OOM here leaves no rank in a collective.
                 sync_off = self.coord.no_sync(self.sync_model) if self.sync_model is not None \
@@ -151,6 +157,8 @@ class GuardedStep:
             self._drop_attempt()
             self.cleanup()
             self._back_off(failure, phase, failed_ranks)
+            if step_rng is not None:  # the retry draws what the first attempt drew (dropout masks, ...)
+                restore_rng(step_rng)
         self.coord.reduce_gradients(self.parameters())
         if self.before_update is not None:
             self.before_update()

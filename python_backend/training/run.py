@@ -12,7 +12,9 @@ to resume and writes checkpoints and metrics, and tells the others.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,9 @@ from typing import Any, TypeVar
 import torch
 
 from ..runs.hook import RunHook
+from ..runs.resume import resume_command
 from ..runs.status import RunState
+from ..runs.urgent import UrgentStop
 from .backoff import OutOfMemoryAtMinimum
 from .check import DataError, refuse_bad_data
 from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
@@ -37,6 +41,10 @@ EXIT_REFUSED = 2
 EXIT_OOM = 3
 EXIT_PEER_LOST = 4
 T = TypeVar("T")
+
+
+def coordinator_env_present() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 class RunRefused(RuntimeError):
@@ -164,12 +172,24 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
         rank=coord.rank, world_size=coord.world_size, local_world_size=coord.local_world_size)
     hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
                    world_size=coord.world_size)
+    hook.status.resume_command = train_resume_command(place)
     metrics = MetricsLog(place.run_dir / "metrics.jsonl") if coord.is_main else NullMetrics()
     trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord)
     if resumed is not None:
         trainer.load_state(resumed[1])
         trainer.last_checkpoint = resumed[0]
     return trainer, resumed
+
+
+def train_resume_command(place: RunPlace) -> dict[str, Any] | None:
+    """`crashguard train` of this run with --resume auto (under torchrun: the torchrun command, likewise)."""
+    if coordinator_env_present():
+        return resume_command(["--resume", "auto"])
+    argv = [sys.executable, "-m", "python_backend", "train"]
+    if place.config_path is not None:
+        argv += ["--config", str(Path(place.config_path).resolve())]
+    argv += ["--run-name", place.name, "--runs-dir", str(place.runs_dir.resolve()), "--resume", "auto"]
+    return resume_command(argv=argv)
 
 
 def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Outcome:
@@ -180,6 +200,7 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
     else:
         hook.stop_on_signals()
     hook.start()
+    hook.watch_urgent(trainer.urgent_checkpoint)  # an urgent stop does not wait for the step in flight
     # Keep the history up to the checkpoint; a fresh start (even after a run that died before its first
     # checkpoint) starts an empty file.
     dropped = trainer.metrics.rewind(trainer.step if resumed is not None else -1)
@@ -201,6 +222,9 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
         outcome = trainer.fit()
     except PeerLost as exc:
         return _peer_lost(trainer, exc)
+    except UrgentStop:  # an interactive session: the watcher thread already checkpointed and answered
+        trainer.metrics.close()
+        return Outcome("stopped", 0, f"stopped urgently at step {trainer.step}", trainer.last_checkpoint)
     except OutOfMemoryAtMinimum as exc:
         # The failed step never changed the weights (or its update was undone): the model is the last completed
         # step's, safe to keep. Only an update torn half-way leaves nothing to save but the last checkpoint.
