@@ -15,7 +15,7 @@ SAMPLES = 16
 
 
 class TinySeg3d(nn.Module):
-    def __init__(self, channels: int = 24) -> None:
+    def __init__(self, channels: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv3d(1, channels, 3, padding=1), nn.GroupNorm(4, channels), nn.ReLU(),

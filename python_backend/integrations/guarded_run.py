@@ -16,11 +16,13 @@ once (the step in flight is abandoned). The MONAI handler and the Lightning call
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +220,7 @@ class GuardedRun:
         self.last_checkpoint = path
         self._saved_step = boundary.step
         if path is not None:
+            self.log_event("checkpoint", f"checkpoint at step {boundary.step}", path=str(path), urgent=urgent)
             self.hook.event(f"checkpoint at step {boundary.step}" + (" (urgent)" if urgent else ""),
                             checkpoint=str(path))
         return path
@@ -255,7 +258,17 @@ class GuardedRun:
     def _step_event(self, kind: str, message: str, fields: dict[str, Any]) -> None:
         if kind == "oom_backoff":
             self.hook.update(micro_batch=self.guarded.plan.used_micro, accumulation=self.guarded.plan.accumulation)
+        self.log_event(kind, message, **fields)
         self.hook.event(message)
+
+    def log_event(self, kind: str, message: str, **fields: Any) -> None:
+        """Append to runs/<name>/events.jsonl (back-offs, checkpoints, stops): the run's history, kept with it."""
+        if not self.coord.is_main:
+            return
+        record = {"time": round(time.time(), 3), "step": self.completed_steps, "event": kind, "message": message,
+                  **fields}
+        with contextlib.suppress(OSError), (self.hook.run_dir / "events.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
 
 
 def guarded_run(name: str, **options: Any) -> GuardedRun:
