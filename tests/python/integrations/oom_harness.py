@@ -7,7 +7,8 @@ The limit is calibrated here, after the two warm runs (lazy imports and first-ca
 smallest address-space headroom over the current size in which a forward/backward of the example's model fits, at
 micro-batch 2 and at 4; the limit is halfway between, the widest margin either way. As in
 tests/python/training/rlimit_child.py, MALLOC_MMAP_THRESHOLD_ is fixed by the caller so big tensors are unmapped
-when freed.
+when freed, and MALLOC_ARENA_MAX=1 so a thread's first malloc (the urgent-stop watcher's) does not reserve a
+64 MiB arena of address space.
 """
 
 from __future__ import annotations
