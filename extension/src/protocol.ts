@@ -96,6 +96,13 @@ export interface RunInfo {
   checkpoint: string | null;
   started?: number | null;
   updated: number | null;
+  /** How to resume the run: run exactly this argv (argv[0] is the interpreter) in cwd, never through a shell. */
+  resumeCommand?: ResumeCommand | null;
+}
+
+export interface ResumeCommand {
+  argv: string[];
+  cwd: string;
 }
 
 export interface Forecast {
