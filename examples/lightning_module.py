@@ -48,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--name", default="lightning-module")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--size", type=int, default=48, help="edge of the synthetic volumes, in voxels")
     parser.add_argument("--micro-batch", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
 
     guard = CrashGuardCallback(name=args.name, runs_dir=args.runs_dir, micro_batch=args.micro_batch)
-    loader = torch.utils.data.DataLoader(SyntheticVolumes(), batch_size=4, shuffle=True,
+    loader = torch.utils.data.DataLoader(SyntheticVolumes(args.size), batch_size=4, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, callbacks=[guard], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

@@ -27,12 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--name", default="monai-trainer")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--size", type=int, default=48, help="edge of the synthetic volumes, in voxels")
     parser.add_argument("--micro-batch", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
 
     model = build_model()
-    loader = torch.utils.data.DataLoader(SyntheticVolumes(), batch_size=4, shuffle=True,
+    loader = torch.utils.data.DataLoader(SyntheticVolumes(args.size), batch_size=4, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     handler = CrashGuardHandler(name=args.name, runs_dir=args.runs_dir, micro_batch=args.micro_batch,
                                 resume=args.resume)

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--name", default="plain-loop")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--size", type=int, default=48, help="edge of the synthetic volumes, in voxels")
     parser.add_argument("--micro-batch", type=int, default=None, help="start smaller than the batch (default: all)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     args = parser.parse_args(argv)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                                 micro_batch=args.micro_batch, resume_args=["--resume"]) as run:
         start = run.resume() if args.resume else 0  # model, optimizer, RNG and step of the newest checkpoint
         for step in range(start, args.steps):
-            loss = run.step(batch_for(step), lambda b: LOSS(model(b["image"]), b["label"]))
+            loss = run.step(batch_for(step, size=args.size), lambda b: LOSS(model(b["image"]), b["label"]))
             log_step(Path(args.runs_dir, args.name, "steps.jsonl"), step + 1, loss, run.last)
             if run.should_stop:  # a checkpoint-and-stop: the checkpoint is written as the block ends
                 break
