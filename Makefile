@@ -30,5 +30,6 @@ bench: setup
 	$(PY) -m python_backend bench-sample
 	$(PY) -m python_backend bench-sidecar --seconds 60
 	$(PY) -m python_backend bench-train
+	$(PY) benchmarks/integrations.py
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
 	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench
