@@ -21,7 +21,7 @@ def test_a_real_oom_is_backed_off_with_no_sample_lost(tmp_path: Path, integratio
     runs = tmp_path / "runs"
     result = subprocess.run([sys.executable, str(HARNESS), str(EXAMPLES / example), str(runs), *args],
                             env=child_env(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_ARENA_MAX="1"), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=600)
     print(result.stderr[-2000:])
     assert result.returncode == 0, result.stderr[-4000:]
     guarded, unconstrained, small = (steps(runs / n) for n in ("guarded", "unconstrained", "small"))
