@@ -34,9 +34,10 @@ def test_urgent_stop_writes_the_last_completed_step_without_waiting_for_the_step
         tmp_path: Path, write_config: Callable[..., Path]) -> None:
     root = tmp_path / "data"
     write_sample_dataset(root / "Task01_BrainTumour", cases=6, size=64, seed=3)
-    # A step of several seconds on a CPU: 64³ crops, four forward/backward passes of one sample each.
+    # A step of several seconds on a CPU: 64³ crops, two forward/backward passes of one sample each; 4 training
+    # cases make 2 steps.
     config = write_config(data={"root": str(root), "val_fraction": 0.34},
-                          train={"roi_size": [64, 64, 64], "epochs": 2, "effective_batch": 4, "micro_batch": 1,
+                          train={"roi_size": [64, 64, 64], "epochs": 1, "effective_batch": 2, "micro_batch": 1,
                                  "sw_batch_size": 1, "val_every_epochs": 100},
                           checkpoint={"every_steps": 100, "keep": 3})
     run_dir = tmp_path / "runs" / "long"
