@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
+from ..training.batches import batch_size
 from ..training.checkpoint import list_checkpoints, restore_rng, save_checkpoint
 from ..training.guarded_step import GuardedStep, StepResult
 from .guarded_run import Boundary, GuardedRun
@@ -107,7 +108,8 @@ class CrashGuardHandler:
         result = run.last if self._guarded_iterations else None
         if result is None or not self._guarded_iterations:
             run.completed_steps = engine.state.iteration
-            result = StepResult(_loss_of_output(engine.state.output), 0, run.guarded.plan.used_micro, 1)
+            samples = _samples(engine.state.batch)
+            result = StepResult(_loss_of_output(engine.state.output), samples, samples, 1)  # the engine's step
         run.after_step(result)
         if run.should_stop:
             run.checkpoint_now()
@@ -218,6 +220,13 @@ class CrashGuardHandler:
             run.last_checkpoint = path
             log.info("resumed from %s at iteration %d", path, engine.state.iteration)
             return
+
+
+def _samples(batch: Any) -> int:
+    try:
+        return batch_size(batch)
+    except TypeError:
+        return 0
 
 
 def _cat(values: list[Any]) -> Any:

@@ -97,9 +97,11 @@ class CrashGuardCallback(pl.Callback):
             run.guarded.completed = trainer.global_step
             run.guarded.boundary_rng = rng_state()
             self._release()
-            result = StepResult(_loss(outputs), _samples(batch), run.guarded.plan.used_micro, 1)
+            samples = _samples(batch)
+            result = StepResult(_loss(outputs), samples, samples, 1)  # Lightning's own step: the whole batch
         else:
-            result = run.last or StepResult(_loss(outputs), _samples(batch), run.guarded.plan.used_micro, 1)
+            samples = _samples(batch)
+            result = run.last or StepResult(_loss(outputs), samples, samples, 1)
         run.after_step(result)
         if run.should_stop:
             run.checkpoint_now()  # at this boundary; the fit then ends after this batch

@@ -13,6 +13,7 @@ import torch
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 sys.path.insert(0, str(REPO / "tests" / "python" / "sidecar"))  # sidecar_session: the real sidecar over stdio
+sys.path.insert(0, str(EXAMPLES))  # tiny3d: the examples' model and data
 # (example file, the arguments for a run of 8 steps, the key of the weights in its final checkpoint)
 INTEGRATIONS = {
     "plain": ("plain_loop.py", ["--steps", "8"], "model"),
