@@ -103,6 +103,10 @@ class RunHook:
         self._urgent.start()
 
     def _urgent_stop(self, request_id: str, checkpoint: Callable[[], str | Path | None], mode: str) -> None:
+        if self._ended:  # the run ended as the request came in: nothing to stop, and the process is not ours to end
+            self._answer(request_id, ControlAction.CHECKPOINT_AND_STOP, ok=False, error="the run has ended",
+                         report={"checkpoint": self.status.checkpoint, "state": self.status.state})
+            return
         self.event("urgent checkpoint-and-stop: abandoning the step in flight", state=RunState.STOPPING.value)
         try:
             path = checkpoint()
