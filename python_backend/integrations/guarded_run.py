@@ -248,6 +248,7 @@ class GuardedRun:
             self.scaler.load_state_dict(state["scaler"])
         if state.get("rng"):
             restore_rng(state["rng"])
+            self.guarded.boundary_rng = state["rng"]
         self.guarded.plan.micro = min(self.guarded.plan.micro, int(state.get("micro_batch") or 2**62))
         self.completed_steps = int(state["step"])
         self.last_checkpoint = path

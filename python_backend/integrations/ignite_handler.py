@@ -214,9 +214,10 @@ class CrashGuardHandler:
                 continue
             Checkpoint.load_objects(to_load=self._objects(), checkpoint=state)
             extra = state.get("crashguard") or {}
+            run = self._require_run()
             if extra.get("rng"):
                 restore_rng(extra["rng"])
-            run = self._require_run()
+                run.guarded.boundary_rng = extra["rng"]
             run.last_checkpoint = path
             log.info("resumed from %s at iteration %d", path, engine.state.iteration)
             return

@@ -50,6 +50,7 @@ class CrashGuardCallback(pl.Callback):
         self._manual: GuardedStep | None = None
         self._holding_lock = False
         self._rng_for_checkpoint: dict[str, Any] | None = None
+        self._restored_rng: dict[str, Any] | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -75,6 +76,8 @@ class CrashGuardCallback(pl.Callback):
                               **self.run_options)
         self.run.start()
         self.run.completed_steps = trainer.global_step
+        if self._restored_rng is not None:
+            self.run.guarded.boundary_rng = self._restored_rng
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run is not None:
@@ -174,6 +177,7 @@ class CrashGuardCallback(pl.Callback):
         extra = checkpoint.get("crashguard") or {}
         if extra.get("rng"):
             restore_rng(extra["rng"])
+            self._restored_rng = extra["rng"]
 
 
 def prune_ckpt(directory: Path, keep: int) -> None:

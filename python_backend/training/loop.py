@@ -137,6 +137,7 @@ class Trainer:
         self.window.sw_batch_size = min(int(state["sw_batch_size"]), self.window.sw_batch_size)
         self.validated_at = int(state.get("validated_at", -1))
         restore_rng(state["rng"])
+        self.guarded.boundary_rng = state["rng"]  # an urgent stop before the next step saves this boundary
 
     def save(self, coordinated: bool = True) -> Path:
         """Rank 0 writes the checkpoint; under torchrun every rank then reports the weights' digest (which also
