@@ -131,6 +131,7 @@ class GuardedStep:
             raise RuntimeError(f"a step got {n} samples, expected {self.expected_batch}")
         self.plan.effective = n
         step_rng = rng_state() if self.record_rng else None
+        self.optimizer.zero_grad(set_to_none=True)  # gradients left from outside the step would be summed in
         while True:
             failure: Failure | None = None
             phase = FORWARD_BACKWARD
