@@ -119,7 +119,9 @@ class CrashGuardHandler:
         self._require_run()._end(None)
 
     def _exception_raised(self, engine: Engine, exc: BaseException) -> None:
-        run = self._require_run()
+        run = self.run
+        if run is None:  # failed before the run registered: nothing to record
+            raise exc
         if run._end(exc):
             return  # an urgent stop in an interactive session: already checkpointed and answered
         raise exc
