@@ -25,6 +25,7 @@ from .status import ControlAction
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
+MAX_BYTES = 4096  # a request is ~120 bytes
 CLAIMED_SUFFIX = ".urgent"
 
 
@@ -69,8 +70,10 @@ class UrgentWatcher:
     def _claim(self) -> str | None:
         """The id of an urgent stop request, claimed by renaming it (the main thread's poll then never sees it)."""
         try:
+            # Plain small files only: a symlink (to /dev/zero, to another run's folder) or a huge file is not read.
             names = sorted(e.name for e in os.scandir(self.control_dir)
-                           if e.name.endswith(".json") and not e.name.endswith(".done.json") and e.is_file())
+                           if e.name.endswith(".json") and not e.name.endswith(".done.json")
+                           and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= MAX_BYTES)
         except OSError:
             return None
         for name in names:

@@ -104,3 +104,24 @@ def test_the_watchdog_leaves_a_run_that_finished_alone(tmp_path: Path) -> None:
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_the_urgent_watcher_claims_only_plain_small_urgent_requests(tmp_path: Path) -> None:
+    from python_backend.runs.urgent import UrgentWatcher
+
+    control = tmp_path / "control"
+    control.mkdir()
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"id": "a", "action": "checkpoint_and_stop", "urgent": True}))
+    (control / "1-link.json").symlink_to(elsewhere)  # a symlink is never followed
+    (control / "2-huge.json").write_text(json.dumps({"id": "b", "action": "checkpoint_and_stop", "urgent": True,
+                                                      "pad": "x" * 10000}))
+    (control / "3-plain.json").write_text(json.dumps({"id": "c", "action": "checkpoint_and_stop"}))  # not urgent
+    (control / "4-truthy.json").write_text(json.dumps({"id": "d", "action": "checkpoint_and_stop", "urgent": 1}))
+    watcher = UrgentWatcher(control, lambda request_id: None)
+    assert watcher._claim() is None
+    assert (control / "3-plain.json").exists()  # left for the step boundary
+    (control / "5-urgent.json").write_text(json.dumps({"id": "e", "action": "checkpoint_and_stop", "sent": 1.0,
+                                                        "urgent": True}))
+    assert watcher._claim() == "e" and not (control / "5-urgent.json").exists()
+    assert elsewhere.exists()
