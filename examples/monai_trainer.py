@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     def log_step(engine: SupervisedTrainer) -> None:
         last = handler.run.last if handler.run else None
         with log.open("a") as out:
-            out.write(json.dumps({"step": engine.state.iteration, "loss": float(engine.state.output["loss"]),
+            out.write(json.dumps({"step": engine.state.iteration, "loss": last.loss if last else None,
                                   "micro_batch": last.micro_batch if last else None,
                                   "accumulation": last.accumulation if last else None,
                                   "samples": last.samples if last else None}) + "\n")

@@ -53,7 +53,8 @@ class CrashGuardHandler:
         self.run_options = run_options
         self.engine: Engine | None = None
         self.run: GuardedRun | None = None
-        self._guarded_iterations = False
+        self._guarded_iterations = False  # the engine runs `iteration` (set when it starts)
+        self._holding_lock = False
 
     # -- attach --------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
@@ -90,6 +91,7 @@ class CrashGuardHandler:
     # -- events ----------------------------------------------------------------------------------------
     def _started(self, engine: Engine) -> None:
         run = self.run if self.run is not None and not self.run._started else self._set_up(engine)
+        self._guarded_iterations = getattr(engine, "_process_function", None) == self.iteration
         if self.resume:
             self._load_newest(engine)
         run.start()
@@ -100,7 +102,11 @@ class CrashGuardHandler:
 
     def _iteration_started(self, engine: Engine) -> None:
         run = self._require_run()
-        if not self._guarded_iterations:  # the engine's own iteration: count boundaries from the engine
+        if not self._guarded_iterations:
+            # The engine's own iteration changes the parameters somewhere inside: hold the step's lock for all of
+            # it, so an urgent stop waits for the iteration's end instead of saving a half-updated model.
+            run.guarded.lock.acquire()
+            self._holding_lock = True
             run.completed_steps = engine.state.iteration - 1
 
     def _iteration_completed(self, engine: Engine) -> None:
@@ -108,6 +114,7 @@ class CrashGuardHandler:
         result = run.last if self._guarded_iterations else None
         if result is None or not self._guarded_iterations:
             run.completed_steps = engine.state.iteration
+            self._release()
             samples = _samples(engine.state.batch)
             result = StepResult(_loss_of_output(engine.state.output), samples, samples, 1)  # the engine's step
         run.after_step(result)
@@ -118,7 +125,13 @@ class CrashGuardHandler:
     def _completed(self, engine: Engine) -> None:
         self._require_run()._end(None)
 
+    def _release(self) -> None:
+        if self._holding_lock and self.run is not None:
+            self._holding_lock = False
+            self.run.guarded.lock.release()
+
     def _exception_raised(self, engine: Engine, exc: BaseException) -> None:
+        self._release()
         run = self.run
         if run is None:  # failed before the run registered: nothing to record
             raise exc
@@ -141,7 +154,6 @@ class CrashGuardHandler:
         if getattr(engine, "accumulation_steps", 1) > 1:
             raise ValueError("CrashGuardHandler.iteration accumulates micro-batches itself: leave the "
                              "SupervisedTrainer's accumulation_steps at 1 and give the whole batch")
-        self._guarded_iterations = True
         parts: dict[str, list[torch.Tensor]] = {}
 
         def fresh_attempt() -> None:
@@ -169,12 +181,12 @@ class CrashGuardHandler:
 
         result = run.guarded.run(batchdata, loss_of, on_attempt=fresh_attempt)
         run._last = result
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
         output: dict[str, Any] = {k: _cat(v) for k, v in parts.items()}
         output[Keys.LOSS] = torch.tensor(result.loss)
         engine.state.output = output
-        return output
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)  # MONAI decollates and post-processes here
+        return engine.state.output  # type: ignore[no-any-return]
 
     # -- checkpoints ------------------------------------------------------------------------------------
     @property
@@ -226,6 +238,8 @@ class CrashGuardHandler:
 
 
 def _samples(batch: Any) -> int:
+    if isinstance(batch, list) and batch and all(isinstance(b, dict) for b in batch):
+        return len(batch)  # decollated by MONAI: one dict per sample
     try:
         return batch_size(batch)
     except TypeError:
@@ -239,6 +253,8 @@ def _cat(values: list[Any]) -> Any:
 
 
 def _loss_of_output(output: Any) -> float:
+    if isinstance(output, list) and output and isinstance(output[0], dict):
+        output = output[0]  # decollated by MONAI: every sample's dict carries the step's loss
     loss = output.get("loss") if isinstance(output, dict) else output
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         return float(loss.detach())
