@@ -73,8 +73,8 @@ def first_step_fits(foreach: bool, headroom: int) -> bool:
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
-def need(foreach: bool) -> int:
-    low, high = 0, 4096 * MIB
+def need(foreach: bool, low: int = 0) -> int:
+    high = 1024 * MIB
     assert first_step_fits(foreach, high)
     while high - low > 4 * MIB:
         mid = (low + high) // 2
@@ -97,7 +97,8 @@ def train(runs_dir: str, name: str, foreach: bool, headroom: int | None = None) 
 def main() -> int:
     runs_dir = sys.argv[1]
     train(runs_dir, "reference", foreach=False)  # also the warm-up: lazy allocations happen now
-    single, multi = need(False), need(True)
+    single = need(False)
+    multi = need(True, low=single)
     print(f"first step needs {single / MIB:.0f} MiB (one parameter at a time), {multi / MIB:.0f} MiB (foreach)",
           file=sys.stderr)
     if multi - single < 24 * MIB:
