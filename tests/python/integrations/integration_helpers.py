@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 sys.path.insert(0, str(REPO / "tests" / "python" / "sidecar"))  # sidecar_session: the real sidecar over stdio
 sys.path.insert(0, str(EXAMPLES))  # tiny3d: the examples' model and data
-# (example file, the arguments for a run of 8 steps, the key of the weights in its final checkpoint)
+# (example file, the key of the weights in its final checkpoint)
 INTEGRATIONS = {
-    "plain": ("plain_loop.py", ["--steps", "8"], "model"),
-    "monai": ("monai_trainer.py", ["--epochs", "2"], "network"),
-    "lightning": ("lightning_module.py", ["--epochs", "2"], "state_dict"),
+    "plain": ("plain_loop.py", "model"),
+    "monai": ("monai_trainer.py", "network"),
+    "lightning": ("lightning_module.py", "state_dict"),
 }
 STEPS_PER_EPOCH = 4  # 16 samples, batch 4
 

@@ -18,7 +18,7 @@ HARNESS = Path(__file__).with_name("oom_harness.py")
 @pytest.mark.slow
 @pytest.mark.parametrize("integration", list(INTEGRATIONS))
 def test_a_real_oom_is_backed_off_with_no_sample_lost(tmp_path: Path, integration: str) -> None:
-    example, _, weights_key = INTEGRATIONS[integration]
+    example, weights_key = INTEGRATIONS[integration]
     args = ["--steps", "4"] if integration == "plain" else ["--epochs", "1"]
     runs = tmp_path / "runs"
     result = subprocess.run([sys.executable, str(HARNESS), str(EXAMPLES / example), str(runs), *args],
