@@ -69,7 +69,8 @@ class CrashGuardHandler:
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._exception_raised)
 
     def _set_up(self, engine: Engine) -> GuardedRun:
-        optimizer = getattr(engine, "optimizer", None) or self.run_options.pop("optimizer", None)
+        given = self.run_options.pop("optimizer", None)
+        optimizer = given if given is not None else getattr(engine, "optimizer", None)
         if optimizer is None:
             raise ValueError("CrashGuardHandler needs the optimizer: use it with a SupervisedTrainer or pass "
                              "optimizer=... for another Engine")
