@@ -18,12 +18,12 @@ from sidecar_session import sidecar
 from python_backend.runs.files import read_json
 from python_backend.sidecar import protocol as p
 
-EPOCHS = 4  # long enough to be controlled while it runs: 16 steps of a few hundredths of a second
+EPOCHS = 30  # long enough to be controlled while it runs: 120 steps of a few hundredths of a second each
 TOTAL = EPOCHS * STEPS_PER_EPOCH
 
 
 def length_args(integration: str) -> list[str]:
-    size = ["--size", "24"]  # the OOM tests need large activations; these do not
+    size = ["--size", "32"]  # the OOM tests need large activations; these do not
     return [*size, "--steps", str(TOTAL)] if integration == "plain" else [*size, "--epochs", str(EPOCHS)]
 
 
@@ -72,10 +72,12 @@ async def test_the_sidecar_controls_an_integrated_run_and_its_crash_is_resumed(t
             # Resume as the crash prompt does (that argv, in that cwd), then kill -9 it part-way.
             second = subprocess.Popen(command["argv"], cwd=command["cwd"], env=child_env(), stderr=log)
             started.append(second)
-            await wait_until(lambda: running_at(run_dir, second.pid, at_stop["step"] + 2), second)
+            logged = len(steps(run_dir))  # the status is written at most once a second: watch the step log
+            await wait_until(lambda: len(steps(run_dir)) >= logged + 2, second)
             os.kill(second.pid, signal.SIGKILL)
             crashed = await s.wait_for(p.RUN_EVENT, lambda e: e["event"] == "crashed", timeout=30)
             assert crashed["run"]["name"] == name and crashed["run"]["pid"] == second.pid
+            assert status(run_dir)["step"] < TOTAL  # killed part-way
             # The watchdog read the exit status before this test reaped the process.
             await wait_until_marked(run_dir)
             assert status(run_dir)["exit_cause"] == "killed by signal 9 (SIGKILL)"
