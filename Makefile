@@ -13,7 +13,7 @@ demo: setup
 test: setup lint test-python test-extension test-e2e
 
 lint:
-	$(PY) -m ruff check python_backend tests scripts
+	$(PY) -m ruff check python_backend crashguard tests scripts examples benchmarks
 	@if [ -f package.json ]; then npm run --silent typecheck && npm run --silent lint; fi
 
 test-python:
