@@ -68,8 +68,11 @@ def test_urgent_stop_writes_the_last_completed_step_without_waiting_for_the_step
     assert written_after < BOUND_S
     assert written_after < step_seconds / 2  # a stop that waited for the step's end would take ~a whole step
 
-    resumed = crashguard("train", "--config", str(config), "--runs-dir", "runs", "--run-name", "long",
-                         "--no-progress", cwd=tmp_path, timeout=300)
+    command = status["resume_command"]  # what the crash prompt's Resume runs
+    assert command["argv"][:4] == [sys.executable, "-m", "python_backend", "train"]
+    assert command["argv"][-2:] == ["--resume", "auto"] and command["cwd"] == str(tmp_path)
+    resumed = subprocess.run([*command["argv"], "--no-progress"], cwd=command["cwd"], env=child_env(),
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     resume = [r for r in records(run_dir, "event") if r["event"] == "resume"]
     assert len(resume) == 1 and resume[0]["step"] == 1
