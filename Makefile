@@ -13,7 +13,7 @@ demo: setup
 test: setup lint test-python test-extension test-e2e
 
 lint:
-	$(PY) -m ruff check python_backend tests scripts bundled/tool
+	$(PY) -m ruff check python_backend crashguard tests scripts examples benchmarks bundled/tool
 	@if [ -f package.json ]; then npm run --silent typecheck && npm run --silent lint; fi
 
 test-python:
@@ -31,6 +31,7 @@ bench: setup
 	$(PY) -m python_backend bench-sidecar --seconds 60
 	$(PY) -m python_backend bench-registry
 	$(PY) -m python_backend bench-train
+	$(PY) benchmarks/integrations.py
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
 	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench
 	$(PY) benchmarks/ddp_step.py

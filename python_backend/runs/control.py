@@ -25,8 +25,7 @@ import psutil
 from ..guard.cleanup import CleanupReport, emergency_cleanup
 from ..monitor.host import read_ram
 from ..monitor.processes import tree_rss
-from .files import (RefusedFile, ensure_checked_dir, open_run_dir, read_checked_json, unlink_at,
-                    write_json_at)
+from .files import RefusedFile, ensure_checked_dir, open_run_dir, read_checked_json, unlink_at, write_json_at
 from .liveness import PIDFD, send_signal, verify_run
 from .registry import Registry, RunRecord
 from .status import ControlAction, RunState, control_name

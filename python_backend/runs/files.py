@@ -16,7 +16,7 @@ import secrets
 import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -121,10 +121,8 @@ def write_json_at(dir_fd: int, name: str, data: Any) -> None:
 
 
 def unlink_at(dir_fd: int, name: str) -> None:
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
 
 
 # -- checked reads -----------------------------------------------------------------------------------------------
@@ -180,10 +178,8 @@ def open_run_dir(runs_dir: Path, name: str) -> Iterator[int]:
 def ensure_checked_dir(name: str, dir_fd: int, what: str | None = None) -> int:
     """Create the folder `name` (0755) inside the open folder `dir_fd` if missing, then `open_checked_dir` it: an
     existing symlink there is refused, never followed."""
-    try:
+    with suppress(FileExistsError):
         os.mkdir(name, 0o755, dir_fd=dir_fd)
-    except FileExistsError:
-        pass
     return open_checked_dir(name, dir_fd=dir_fd, what=what)
 
 

@@ -13,7 +13,9 @@ Any loop can use it:
             break
     hook.finish(RunState.FINISHED)
 
-Control requests are handled only at step boundaries, where no half-finished step holds tensors.
+Control requests are handled only at step boundaries, where no half-finished step holds tensors, except an
+urgent checkpoint-and-stop: with `watch_urgent(checkpoint)` a watcher thread (runs/urgent.py) writes the checkpoint
+of the last completed step at once and ends the run without waiting for the step in flight.
 """
 
 from __future__ import annotations
@@ -22,19 +24,30 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
 from ..guard.cleanup import CleanupReport, emergency_cleanup
 from . import lock
 from .files import RefusedFile, check_private, read_json, write_json_atomic
-from .status import (ControlAction, RunState, RunStatus, coerce_field, control_dir, lock_path, status_path,
-                     REQUEST_ID, valid_run_name)
+from .status import (
+    REQUEST_ID,
+    ControlAction,
+    RunState,
+    RunStatus,
+    coerce_field,
+    control_dir,
+    lock_path,
+    status_path,
+    valid_run_name,
+)
+from .urgent import UrgentWatcher, end_process_now, interactive, interrupt_main_thread
 
 log = logging.getLogger(__name__)
 STEP_EMA_WEIGHT = 0.2  # of the newest step in the published typical step time (status.step_seconds)
@@ -61,6 +74,9 @@ class RunHook:
         self._pending_stop: list[str] = []  # ids of checkpoint_and_stop requests to answer in finish()
         self._signal_stop = False
         self._step_mark: tuple[Any, float] | None = None  # (step, when it was reached) for the step time
+        self._ended = False  # a terminal state is written: later writes (another thread's) must not undo it
+        self._write_lock = threading.RLock()
+        self._urgent: UrgentWatcher | None = None
         self._process = psutil.Process(os.getpid())
         self.status = RunStatus(
             name=name, pid=os.getpid(), create_time=self._process.create_time(), rank=rank,
@@ -83,11 +99,16 @@ class RunHook:
         self._write()
 
     def finish(self, state: RunState, checkpoint: str | Path | None = None, exit_cause: str | None = None) -> None:
-        if checkpoint is not None:
-            self.status.checkpoint = str(checkpoint)
-        self.status.state = state.value
-        self.status.exit_cause = exit_cause
-        self._write()
+        with self._write_lock:
+            if self._ended:
+                return  # an urgent stop ended the run from the watcher thread; its state stands
+            if checkpoint is not None:
+                self.status.checkpoint = str(checkpoint)
+            self.status.state = state.value
+            self.status.exit_cause = exit_cause
+            self._write(final=True)
+            if self._urgent is not None:
+                self._urgent.stop()
         for request_id in self._pending_stop:
             self._answer(request_id, ControlAction.CHECKPOINT_AND_STOP, ok=state is RunState.STOPPED,
                          report={"checkpoint": self.status.checkpoint, "state": state.value})
@@ -97,6 +118,45 @@ class RunHook:
             # another). A process that dies without finish() loses the lock with its last descriptor.
             lock.release(self._lock_file)
             self._locked = False
+
+    def watch_urgent(self, checkpoint: Callable[[], str | Path | None],
+                     end: Literal["auto", "exit", "interrupt"] = "auto") -> None:
+        """Honour urgent checkpoint-and-stop requests at once (call after start()). `checkpoint` runs on the
+        watcher thread: it must take the training step's lock and write the last completed step, returning the
+        path. Then the run is marked stopped, the request answered, and the run ended: `exit` ends the process,
+        `interrupt` raises UrgentStop in the main thread (`auto`: interrupt in a notebook kernel, else exit)."""
+        mode = ("interrupt" if interactive() else "exit") if end == "auto" else end
+
+        def on_urgent(request_id: str) -> None:
+            self._urgent_stop(request_id, checkpoint, mode)
+
+        self._urgent = UrgentWatcher(self._control_dir, on_urgent)
+        self._urgent.start()
+
+    def _urgent_stop(self, request_id: str, checkpoint: Callable[[], str | Path | None], mode: str) -> None:
+        if self._ended:  # the run ended as the request came in: nothing to stop, and the process is not ours to end
+            self._answer(request_id, ControlAction.CHECKPOINT_AND_STOP, ok=False, error="the run has ended",
+                         report={"checkpoint": self.status.checkpoint, "state": self.status.state})
+            return
+        self.event("urgent checkpoint-and-stop: abandoning the step in flight", state=RunState.STOPPING.value)
+        try:
+            path = checkpoint()
+        except Exception as exc:  # the run cannot be saved: say so, and still end it (memory is critical)
+            cause = f"urgent checkpoint-and-stop failed to write a checkpoint: {type(exc).__name__}: {exc}"[:500]
+            log.error("%s", cause)
+            self._pending_stop.append(request_id)
+            self.finish(RunState.FAILED, exit_cause=cause)
+            code = 1
+        else:
+            self._pending_stop.append(request_id)
+            self.finish(RunState.STOPPED, checkpoint=path,
+                        exit_cause="checkpoint-and-stop (urgent: the step in flight was abandoned)")
+            code = 0
+        print(f"crashguard: urgent stop, checkpoint {self.status.checkpoint}", file=sys.stderr)
+        if mode == "interrupt":
+            interrupt_main_thread()
+        else:
+            end_process_now(code)
 
     def stop_on_signals(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
         """Turn SIGTERM/SIGINT into a checkpoint-and-stop at the next step boundary (main thread only)."""
@@ -195,13 +255,17 @@ class RunHook:
         self.status.lock_dev, self.status.lock_ino, self.status.lock_fd = held.dev, held.ino, held.fd
         self._locked = True
 
-    def _write(self) -> None:
-        if not self._locked and not RunState(self.status.state).terminal:
-            _private_dir(self.run_dir)
-            self._acquire_lock()  # update() before start(): still never a live status without the lock
-        self.status.updated = time.time()
-        write_json_atomic(self._status_file, self.status.to_dict())
-        self._last_write = time.monotonic()
+    def _write(self, final: bool = False) -> None:
+        with self._write_lock:
+            if self._ended:  # a terminal state is written: later writes (another thread's) must not undo it
+                return
+            if not self._locked and not RunState(self.status.state).terminal:
+                _private_dir(self.run_dir)
+                self._acquire_lock()  # update() before start(): still never a live status without the lock
+            self._ended = final
+            self.status.updated = time.time()
+            write_json_atomic(self._status_file, self.status.to_dict())
+            self._last_write = time.monotonic()
 
 
 def _private_dir(path: Path) -> None:

@@ -14,6 +14,7 @@ process can hold. The kernel drops the lock when the process dies, however it di
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -92,10 +93,8 @@ def _same_file(path: Path, held: HeldLock) -> bool:
 
 
 def _close(held: HeldLock) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(held.fd)
-    except OSError:
-        pass
 
 
 def _drop_in_child() -> None:

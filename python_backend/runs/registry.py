@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..monitor.processes import tree_rss
 from .files import RefusedFile, open_checked_dir, read_checked_json
@@ -58,6 +59,7 @@ class RunInfo:
     updated: float | None
     step_seconds: float | None = None  # the run's typical step time, as its hook publishes it
     stalled_seconds: float | None = None  # seconds since its status was updated (live runs only)
+    resume_command: dict[str, Any] | None = None  # {"argv", "cwd"} (contract: argv[0] is the interpreter)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class RunRecord:
             last_event=s.last_event, exit_cause=self.exit_cause, config=s.config, checkpoint=s.checkpoint,
             started=s.started or None, updated=s.updated or None,
             step_seconds=None if step_seconds is None else round(step_seconds, 4), stalled_seconds=stalled,
+            resume_command=s.resume_command,
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import re
 import types
 import typing
@@ -76,6 +77,7 @@ class RunStatus:
     lock_ino: int | None = None
     lock_fd: int | None = None  # its descriptor number in the run: where the sidecar looks first
     step_seconds: float | None = None  # the run's typical step time (an average of recent steps), for hang detection
+    resume_command: dict[str, Any] | None = None  # {"argv": [interpreter, ...], "cwd": dir}: how to resume it
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +246,7 @@ def parse_status(data: Any) -> RunStatus:
         raise InvalidStatus(f"state: unknown state {status.state[:40]!r}")
     if status.version < 1:
         raise InvalidStatus(f"version: expected 1 or more, got {status.version}")
+    status.resume_command = valid_resume_command(status.resume_command)  # a bad one is dropped, not run
     return status
 
 
@@ -278,6 +281,27 @@ def control_name(rank: int = 0) -> str:
 def lock_name(rank: int = 0) -> str:
     """The file a live run (rank) holds open and flock'ed: `.lock`, other ranks `.lock.rankN`."""
     return LOCK_FILE + _suffix(rank)
+
+
+MAX_RESUME_ARGS = 256
+MAX_RESUME_CHARS = 32768
+
+
+def valid_resume_command(value: Any) -> dict[str, Any] | None:
+    """A recorded resume command, or None if it is not exactly {argv: [non-empty strings], cwd: absolute path}
+    within size limits. It is a claim from a file: the client still shows it and runs it only when asked."""
+    if not isinstance(value, dict) or set(value) != {"argv", "cwd"}:
+        return None
+    argv, cwd = value["argv"], value["cwd"]
+    if not isinstance(argv, list) or not argv or len(argv) > MAX_RESUME_ARGS:
+        return None
+    if not all(isinstance(a, str) and a and "\0" not in a for a in argv):
+        return None
+    if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd or not os.path.isabs(argv[0]):
+        return None
+    if sum(len(a) for a in argv) + len(cwd) > MAX_RESUME_CHARS:
+        return None
+    return {"argv": list(argv), "cwd": cwd}
 
 
 def status_path(run_dir: Path, rank: int = 0) -> Path:

@@ -33,14 +33,15 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode} without a final status"
 
 
-def mark_crashed(status_file: Path, pid: int, returncode: int) -> bool:
-    """Write state 'crashed' (keeping the child's other fields) if the status is the child's and not terminal."""
+def mark_crashed(status_file: Path, pid: int, returncode: int | None, cause: str | None = None) -> bool:
+    """Write state 'crashed' (keeping the child's other fields) if the status is the child's and not terminal.
+    The cause is `cause`, else what `returncode` says."""
     status = read_json(status_file)
     if not isinstance(status, dict) or status.get("pid") != pid:
         return False  # the child never registered (refused before starting): nothing to correct
     if status.get("state") in {s.value for s in RunState if s.terminal}:
         return False
-    cause = describe_exit(returncode)
+    cause = cause or describe_exit(returncode if returncode is not None else 0)
     status.update(state=RunState.CRASHED.value, exit_cause=cause, updated=time.time(),
                   last_event=f"crashed: {cause}")
     write_json_atomic(status_file, status, durable=True)

@@ -5,8 +5,9 @@ while the others waited in that all-reduce, they would wait forever. So every mi
 `model.no_sync()`, and only after all ranks have all-reduced a "who failed" flag (one small collective per
 step) are the gradients all-reduced, by us, in buckets. A failure anywhere makes every rank drop its gradients,
 halve the micro-batch together and redo the same step: the world never splits, no rank hangs in a collective,
-and the effective (global) batch stays the same. Stop requests and RAM back-off are agreed the same way at
-step boundaries, so every rank stops or halves at the same step.
+and the effective (global) batch stays the same. The all-reduce's buffers are allocated before that flag
+all-reduce, so an out-of-memory there is agreed on like one in a micro-batch. Stop requests and RAM back-off
+are agreed the same way at step boundaries, so every rank stops or halves at the same step.
 
 Collective errors (a peer killed, its connection gone) become `PeerLost`, so a surviving rank ends with a
 status and an exit code instead of a traceback or a hang.
@@ -97,6 +98,10 @@ class Coordinator:
         """(ranks whose micro-batches failed, the step's loss summed over ranks)."""
         return ([0] if failed else []), loss
 
+    def prepare_reduce(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+        """Allocate what `reduce_gradients` needs (called before the step's agreement)."""
+        return None
+
     def reduce_gradients(self, parameters: Sequence[torch.nn.Parameter]) -> None:
         return None
 
@@ -127,6 +132,7 @@ class DistCoordinator(Coordinator):
         self.env = env
         self.rank, self.world_size, self.local_world_size = env.rank, env.world_size, env.local_world_size
         self.device = device
+        self._buffers: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}  # reused by every all-reduce
         backend = dist_backend(device)
         if not dist.is_initialized():
             # Binding the rank to its GPU at init is NCCL's (eager connection set-up); gloo takes no device.
@@ -153,13 +159,30 @@ class DistCoordinator(Coordinator):
         values = flags.tolist()
         return [r for r in range(self.world_size) if values[r] > 0], float(values[-1])
 
+    def prepare_reduce(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+        """One flat buffer per dtype and device, as large as the largest bucket, kept for every later step: the
+        all-reduce then allocates nothing of ours after the agreement (an OOM here is agreed on first)."""
+        need: dict[tuple[torch.dtype, torch.device], int] = {}
+        for bucket in _buckets([p for p in parameters if p.grad is not None]):
+            key = (bucket[0].dtype, bucket[0].device)
+            need[key] = max(need.get(key, 0), sum(p.numel() for p in bucket))
+        for key, numel in need.items():
+            held = self._buffers.get(key)
+            if held is None or held.numel() < numel:
+                self._buffers.pop(key, None)  # the old one goes first: both at once is what may not fit
+                self._buffers[key] = torch.empty(numel, dtype=key[0], device=key[1])
+
     @_guard("the gradient all-reduce")
     def reduce_gradients(self, parameters: Sequence[torch.nn.Parameter]) -> None:
         """Sum the gradients over ranks (each rank weighted its losses by its share of the global batch)."""
         # Parameters without a gradient (unused in this model's forward) are skipped, as the optimizer skips
         # them; every rank runs the same graph, so every rank skips the same ones.
         for bucket in _buckets([p for p in parameters if p.grad is not None]):
-            flat = torch.cat([p.grad.reshape(-1) for p in bucket])  # type: ignore[union-attr]
+            numel = sum(p.numel() for p in bucket)
+            held = self._buffers.get((bucket[0].dtype, bucket[0].device))
+            grads = [p.grad.reshape(-1) for p in bucket]  # type: ignore[union-attr]
+            flat = torch.cat(grads, out=held[:numel]) if held is not None and held.numel() >= numel \
+                else torch.cat(grads)
             dist.all_reduce(flat)
             offset = 0
             for p in bucket:

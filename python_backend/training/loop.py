@@ -1,8 +1,9 @@
 """The guarded training loop: MONAI model + loss.py, OOM back-off that loses no step, checkpoints, control.
 
-One optimizer step always sees `effective_batch` samples. The step's samples are split into micro-batches
-whose losses are weighted by their share of the step, so gradients do not depend on the split; an OOM halves
-the micro-batch (doubling the accumulation) and the *same* step is redone from its first micro-batch.
+One optimizer step always sees `effective_batch` samples. The step itself is `GuardedStep` (guarded_step.py):
+micro-batches weighted by their share of the step, an OOM halves the micro-batch (doubling the accumulation) and
+the *same* step is redone. An urgent checkpoint-and-stop does not wait for the step in flight: the hook's watcher
+thread takes the step's lock and writes the checkpoint of the last completed step (`urgent_checkpoint`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from monai.utils import set_determinism
 from tqdm import tqdm
 
 from ..guard.cleanup import emergency_cleanup
-from ..guard.failures import Failure, FailureKind, describe_failure, is_oom
+from ..guard.failures import Failure, FailureKind
 from ..monitor.host import read_ram
 from ..runs.hook import RunHook
 from .backoff import BatchPlan, OutOfMemoryAtMinimum
@@ -28,6 +30,7 @@ from .checkpoint import CheckpointError, checkpoint_name, restore_rng, rng_state
 from .config import TrainingConfig
 from .data import DecathlonData
 from .distributed import Coordinator, weights_digest
+from .guarded_step import GuardedStep, StepResult
 from .loss import build_loss
 from .metrics import MetricsLog
 from .model import build_model
@@ -86,24 +89,40 @@ class Trainer:
         self.loss_fn = build_loss(train.loss)
         # Under torchrun the plan is this rank's share of the global batch; every rank keeps the same plan.
         share = train.effective_batch // self.coord.world_size
-        self.plan = BatchPlan(effective=share, micro=min(train.micro_batch, share))
+        self.guarded = GuardedStep(self.optimizer, micro_batch=min(train.micro_batch, share), expected_batch=share,
+                                   coord=self.coord, sync_model=self.model if self.coord.distributed else None,
+                                   scaler=self.scaler, on_event=self._step_event)
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
-        self.step = 0
         self.last_checkpoint: Path | None = None
         self.validated_at = -1
         self._warned_ram = 0.0
         steps = config.train.epochs * data.steps_per_epoch
         self.total_steps = min(steps, train.max_steps) if train.max_steps else steps
 
+    @property
+    def plan(self) -> BatchPlan:
+        return self.guarded.plan
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps completed (counted by the guarded step, under its lock)."""
+        return self.guarded.completed
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.guarded.completed = value
+
     # -- state ------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, rng: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a resume needs, at a step boundary (`rng`: that boundary's RNG state, if not now)."""
         return {
             "format": CHECKPOINT_FORMAT, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.step // self.data.steps_per_epoch,
-            "batch_in_epoch": self.step % self.data.steps_per_epoch, "micro_batch": self.plan.micro,
+            "batch_in_epoch": self.step % self.data.steps_per_epoch, "micro_batch": self.plan.used_micro,
             "accumulation": self.plan.accumulation, "effective_batch": self.config.train.effective_batch,
             "world_size": self.coord.world_size,
-            "sw_batch_size": self.window.sw_batch_size, "validated_at": self.validated_at, "rng": rng_state(),
+            "sw_batch_size": self.window.sw_batch_size, "validated_at": self.validated_at,
+            "rng": rng if rng is not None else rng_state(),
             "config": self.config.model_dump(mode="json", by_alias=True),
             "regions": {k: list(v) for k, v in self.data.regions.items()},
         }
@@ -118,6 +137,7 @@ class Trainer:
         self.window.sw_batch_size = min(int(state["sw_batch_size"]), self.window.sw_batch_size)
         self.validated_at = int(state.get("validated_at", -1))
         restore_rng(state["rng"])
+        self.guarded.boundary_rng = state["rng"]  # an urgent stop before the next step saves this boundary
 
     def save(self, coordinated: bool = True) -> Path:
         """Rank 0 writes the checkpoint; under torchrun every rank then reports the weights' digest (which also
@@ -132,70 +152,48 @@ class Trainer:
             if len(set(digests)) > 1:  # cannot happen while the all-reduce works; say so loudly if it does
                 log.error("ranks hold different weights at step %d: %s", self.step, digests)
                 self.metrics.write("event", step=self.step, event="ranks_diverged", weights_sha256=digests)
+        self._saved(path, **extra)
+        return path
+
+    def urgent_checkpoint(self) -> Path | None:
+        """The checkpoint of the last completed step, written now, from the hook's watcher thread, while the main
+        thread may be in the middle of a step: under the step's lock the parameters, optimizer and step counter
+        are the last completed step's, and the RNG state is the one recorded at that boundary. Rank 0 writes it
+        (every rank is at that step or one past it, with the same weights); other ranks return None."""
+        with self.guarded.lock:
+            if not self.coord.is_main:
+                return None
+            if self._saved_now() and self.last_checkpoint is not None:
+                return self.last_checkpoint
+            state = self.state_dict(rng=self.guarded.boundary_rng)
+            path = save_checkpoint(self.checkpoint_dir, state, self.step, self.config.checkpoint.keep)
+            self._saved(path, urgent=True)
+            return path
+
+    def _saved(self, path: Path, **extra: Any) -> None:
         self.last_checkpoint = path
         self.metrics.write("event", step=self.step, event="checkpoint", path=str(path), **extra)
         self.hook.event(f"checkpoint at step {self.step}", checkpoint=str(path))
-        return path
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         self.metrics.write("event", step=self.step, event=kind, message=message, **fields)
         self.hook.event(message)
 
     # -- one optimizer step -----------------------------------------------------------------------
-    def _accumulate(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        total = 0.0
-        for chunk in self.plan.chunks():
-            x = images[chunk].to(self.device, non_blocking=True)
-            y = labels[chunk].to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                # Weighted by the share of the *global* batch: the ranks' gradients then sum to the step's.
-                loss = self.loss_fn(self.model(x), y) * (x.shape[0] / self.config.train.effective_batch)
-            self.scaler.scale(loss).backward()
-            total += float(loss.detach())
-        return total
+    def _loss_of(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = micro["image"].to(self.device, non_blocking=True)
+        y = micro["label"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            return self.loss_fn(self.model(x), y)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
-        images, labels = batch["image"], batch["label"]
-        if images.shape[0] != self.plan.effective:
-            raise RuntimeError(f"a step got {images.shape[0]} samples, expected {self.plan.effective}")
-        while True:
-            failure: Failure | None = None
-            loss = 0.0
-            try:
-                # Under DDP no micro-batch synchronises gradients: an OOM here leaves no rank in a collective.
-                with self.coord.no_sync(self.model):
-                    loss = self._accumulate(images, labels)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                failure = describe_failure(exc)
-            # Every rank learns who failed before any gradient leaves a rank (one small all-reduce per step).
-            failed_ranks, loss = self.coord.step_outcome(failure is not None, loss)
-            if not failed_ranks:
-                break
-            # Out of the except block: the failed attempt's activations are unreachable now.
-            self.optimizer.zero_grad(set_to_none=True)
-            emergency_cleanup()
-            if self.coord.distributed:
-                failure = next((f for f in self.coord.gather(failure) if f is not None), failure)
-            failure = failure or Failure(FailureKind.MEMORY_ERROR, "unknown", "out of memory on another rank")
-            where = f" on rank {', '.join(map(str, failed_ranks))}" if self.coord.distributed else ""
-            old = self.plan.micro
-            if not self.plan.halve():
-                raise OutOfMemoryAtMinimum(f"training step{where}", failure)
-            extra: dict[str, Any] = {"ranks": failed_ranks} if self.coord.distributed else {}
-            every = f" on all {self.coord.world_size} ranks" if self.coord.distributed else ""
-            self.hook.update(micro_batch=self.plan.micro, accumulation=self.plan.accumulation)
-            self.event("oom_backoff", f"{failure.kind.value}{where} at step {self.step + 1}: micro-batch {old}->"
-                       f"{self.plan.micro}, accumulation {self.plan.accumulation}{every}, effective batch "
-                       f"{self.config.train.effective_batch} kept; retrying the same step",
-                       failure=failure.describe(), micro_batch=self.plan.micro, accumulation=self.plan.accumulation,
-                       **extra)
-        self.coord.reduce_gradients(list(self.net.parameters()))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss
+    def _step_event(self, kind: str, message: str, fields: dict[str, Any]) -> None:
+        self.hook.update(micro_batch=self.plan.used_micro, accumulation=self.plan.accumulation)
+        self.event(kind, message, **fields)
+
+    def train_step(self, batch: dict[str, torch.Tensor],
+                   on_commit: Callable[[StepResult], None] | None = None) -> float:
+        return self.guarded.run({"image": batch["image"], "label": batch["label"]}, self._loss_of,
+                                on_commit).loss
 
     # -- memory and control between steps -----------------------------------------------------------
     def _watch_memory(self) -> tuple[float, str | None]:
@@ -281,15 +279,18 @@ class Trainer:
                 self.data.start_epoch(epoch, self.step % spe)
                 for batch in self.data.train_loader:
                     started = time.perf_counter()
-                    loss = self.train_step(batch)
-                    used = (self.plan.micro, self.plan.accumulation)  # before any pre-emptive halving
-                    self.step += 1
-                    ram_percent, pressed = self._watch_memory()
-                    seconds = time.perf_counter() - started
                     world = {"world_size": self.coord.world_size} if self.coord.distributed else {}
-                    self.metrics.write("step", step=self.step, epoch=epoch, loss=round(loss, 6),
-                                       micro_batch=used[0], accumulation=used[1],
-                                       ram_percent=ram_percent, seconds=round(seconds, 4), **world)
+
+                    def record(done: StepResult, epoch: int = epoch, started: float = started,
+                               world: dict[str, int] = world) -> None:
+                        # Under the step's lock: an urgent checkpoint never precedes its step's record.
+                        self.metrics.write("step", step=self.step, epoch=epoch, loss=round(done.loss, 6),
+                                           micro_batch=done.micro_batch, accumulation=done.accumulation,
+                                           ram_percent=read_ram().percent,
+                                           seconds=round(time.perf_counter() - started, 4), **world)
+
+                    loss = self.train_step(batch, record)
+                    ram_percent, pressed = self._watch_memory()
                     peak_vram = torch.cuda.max_memory_reserved() if self.device.type == "cuda" else None
                     self.hook.step_boundary(step=self.step, epoch=epoch, loss=loss, micro_batch=self.plan.micro,
                                             accumulation=self.plan.accumulation, peak_vram=peak_vram)

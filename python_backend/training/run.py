@@ -13,7 +13,9 @@ the collectives' timeout, however long the download or the data check takes).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,9 @@ import torch
 
 from ..monitor.peak import lifetime_peak_rss
 from ..runs.hook import RunHook
+from ..runs.resume import resume_command
 from ..runs.status import RunState
+from ..runs.urgent import UrgentStop
 from .backoff import OutOfMemoryAtMinimum
 from .check import DataError, read_dataset_json, refuse_bad_data
 from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
@@ -43,6 +47,10 @@ EXIT_OOM = 3
 EXIT_PEER_LOST = 4
 T = TypeVar("T")
 HEARTBEAT_S = 2.0  # how often rank 0 tells the waiting ranks that it is still working
+
+
+def coordinator_env_present() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 class RunRefused(RuntimeError):
@@ -205,6 +213,7 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
     data.memory = memory
     hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
                    world_size=coord.world_size)
+    hook.status.resume_command = train_resume_command(place)
     metrics = MetricsLog(place.run_dir / "metrics.jsonl") if coord.is_main else NullMetrics()
     trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord)
     if resumed is not None:
@@ -225,6 +234,17 @@ def plan_memory(config: TrainingConfig, device: torch.device, coord: Coordinator
     return MemoryPlan(budget, working, working.peak(load_threads=max(1, workers), concurrent_loads=workers))
 
 
+def train_resume_command(place: RunPlace) -> dict[str, Any] | None:
+    """`crashguard train` of this run with --resume auto (under torchrun: the torchrun command, likewise)."""
+    if coordinator_env_present():
+        return resume_command(["--resume", "auto"])
+    argv = [sys.executable, "-m", "python_backend", "train"]
+    if place.config_path is not None:
+        argv += ["--config", str(Path(place.config_path).resolve())]
+    argv += ["--run-name", place.name, "--runs-dir", str(place.runs_dir.resolve()), "--resume", "auto"]
+    return resume_command(argv=argv)
+
+
 def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Outcome:
     """Register, train, and end the run with a terminal state in status.json."""
     hook = trainer.hook
@@ -233,6 +253,7 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
     else:
         hook.stop_on_signals()
     hook.start()
+    hook.watch_urgent(trainer.urgent_checkpoint)  # an urgent stop does not wait for the step in flight
     # Keep the history up to the checkpoint; a fresh start (even after a run that died before its first
     # checkpoint) starts an empty file.
     dropped = trainer.metrics.rewind(trainer.step if resumed is not None else -1)
@@ -255,13 +276,20 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
         outcome = trainer.fit()
     except PeerLost as exc:
         return _peer_lost(trainer, exc)
+    except UrgentStop:  # an interactive session: the watcher thread already checkpointed and answered
+        trainer.metrics.close()
+        return Outcome("stopped", 0, f"stopped urgently at step {trainer.step}", trainer.last_checkpoint)
     except OutOfMemoryAtMinimum as exc:
-        # The failed step never reached the optimizer: the model is the last completed step's, safe to keep.
+        # The failed step never changed the weights (or its update was undone): the model is the last completed
+        # step's, safe to keep. Only an update torn half-way leaves nothing to save but the last checkpoint.
+        path = trainer.last_checkpoint
         try:
-            path = trainer.save()
+            if exc.weights_intact:
+                path = trainer.save()
         except PeerLost as lost:
             return _peer_lost(trainer, lost)
-        message = f"{exc}; stopped with a checkpoint at step {trainer.step} ({path})"
+        message = (f"{exc}; stopped with a checkpoint at step {trainer.step} ({path})" if exc.weights_intact
+                   else f"{exc}; stopped, the last good checkpoint is {path}")
         trainer.event("oom_stop", message)
         hook.finish(RunState.FAILED, checkpoint=path, exit_cause=message)
         trainer.metrics.close()

@@ -7,7 +7,8 @@ address-space headroom over the current size in which a micro-batch-2 forward/ba
 and 48 MiB (optimizer state, validation). Freed heap stays mapped, so micro-batch 2 needs little new
 address space after the warm-up, while micro-batch 4 needs its extra activations (~100 MiB at 48^3), more
 than the headroom. The test also fixes MALLOC_MMAP_THRESHOLD_ so big tensors are mapped and unmapped, not
-kept in the heap by glibc's sliding threshold. Calibration runs forward/backward only (gradients cleared,
+kept in the heap by glibc's sliding threshold, and MALLOC_ARENA_MAX=1 so the urgent-stop watcher thread's first malloc
+does not reserve a 64 MiB arena of address space. Calibration runs forward/backward only (gradients cleared,
 no optimizer step), so the training run itself is unchanged.
 """
 
@@ -38,7 +39,7 @@ def fits(trainer, batch, micro: int, headroom: int) -> bool:
     resource.setrlimit(resource.RLIMIT_AS, (vm_size() + headroom, resource.RLIM_INFINITY))
     ok = True
     try:
-        trainer._accumulate(batch["image"], batch["label"])
+        trainer.guarded.accumulate({"image": batch["image"], "label": batch["label"]}, trainer._loss_of)
     except Exception as exc:
         if not is_oom(exc):
             raise
