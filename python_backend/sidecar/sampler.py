@@ -1,7 +1,8 @@
-"""One full reading of the machine for the sidecar: RAM, GPUs, the heaviest processes and the guarded runs.
+"""One full reading of the machine for the sidecar: RAM, memory pressure, GPUs, the heaviest processes and the
+guarded runs (with the memory cgroup each one is in, and the OOM-kill counters that tell how a run died).
 
 Kept cheap for a 1 s tick: the process list (a pass over /proc) is refreshed only every few seconds, and a
-missing NVML is retried once a minute rather than on every tick.
+missing NVML is retried once a minute rather than on every tick. Pressure and cgroups are a few small files.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import psutil
 from ..monitor.cgroup import CgroupWatch
 from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
+from ..monitor.memcg import MemcgDir, memcg_of, read_memcg, system_oom_kills
+from ..monitor.pressure import PressureWindow, StallShare, psi_unavailable_reason, read_psi
 from ..monitor.processes import ProcessMemory, display_name, top_processes
-from ..runs.registry import Registry, RunInfo, RunRecord
+from ..runs.registry import Registry, RunInfo, RunMemory, RunRecord
 from ..runs.stall import DEFAULT_FLOOR_SECONDS
 
 TOP_REFRESH_SECONDS = 10.0
@@ -41,6 +44,15 @@ def _named(proc: ProcessMemory) -> ProcessMemory:
 
 
 @dataclass(frozen=True)
+class RunGroup:
+    """The memory cgroup a live run is in, with its OOM-kill counter at this reading (for the cause of a death)."""
+
+    pid: int
+    group: MemcgDir
+    oom_kills: int | None
+
+
+@dataclass(frozen=True)
 class Reading:
     time: float
     ram: RamReading
@@ -50,6 +62,11 @@ class Reading:
     records: list[RunRecord]
     runs: list[RunInfo]
     cost_ms: float
+    pressure: StallShare | None = None  # the system's
+    pressure_reason: str | None = None  # why there is no pressure reading at all
+    system_oom_kills: int | None = None
+    run_groups: dict[tuple[str, int], RunGroup] = dataclasses.field(default_factory=dict)
+    run_pressure: dict[tuple[str, int], StallShare] = dataclasses.field(default_factory=dict)
 
 
 class Sampler:
@@ -63,6 +80,9 @@ class Sampler:
         self._top_count = -1
         self._gpu_retry_at = 0.0
         self._cgroup = CgroupWatch()
+        self.pressure_seconds = 10.0  # the window of the pressure shares (the sidecar's pressureSeconds)
+        self._pressure = PressureWindow()
+        self._run_pressure: dict[str, PressureWindow] = {}  # by the run group's pressure file
         self._lock = threading.Lock()
 
     def _gpus(self, now: float) -> list[GpuReading]:
@@ -81,11 +101,57 @@ class Sampler:
             self._top_at, self._top_count = now, count
         return self._top
 
+    def _window(self, key: str, seconds: float) -> PressureWindow:
+        window = self._run_pressure.get(key) if key else self._pressure
+        if window is None:
+            window = self._run_pressure[key] = PressureWindow(seconds)
+        window.set_window(seconds)
+        return window
+
+    def _run_memory(self, records: list[RunRecord], runs: list[RunInfo], now: float, seconds: float
+                    ) -> tuple[list[RunInfo], dict[tuple[str, int], RunGroup], dict[tuple[str, int], StallShare]]:
+        """Each live run's memory cgroup, from the kernel's /proc/<pid>/cgroup: shown when it has a limit or a high
+        mark; its OOM-kill counter kept in any case."""
+        groups: dict[tuple[str, int], RunGroup] = {}
+        shares: dict[tuple[str, int], StallShare] = {}
+        out: list[RunInfo] = []
+        seen: set[str] = set()
+        for record, info in zip(records, runs, strict=True):
+            group = memcg_of(info.pid) if info.alive and info.pid is not None else None
+            reading = read_memcg(group) if group is not None else None
+            if group is None or reading is None or info.pid is None:
+                out.append(info)
+                continue
+            groups[(info.name, info.rank)] = RunGroup(info.pid, group, reading.oom_kills)
+            share = None
+            if reading.pressure is not None and group.pressure is not None:
+                key = str(group.pressure)
+                seen.add(key)
+                share = self._window(key, seconds).add(now, reading.pressure)
+                if share is not None:
+                    shares[(info.name, info.rank)] = share
+            if reading.max is None and reading.high is None:
+                out.append(info)  # in a group without limits (a login session's): nothing of its own to show
+                continue
+            memory = RunMemory(
+                cgroup=reading.path, version=reading.version, current=reading.current,
+                working_set=reading.working_set, max=reading.max, high=reading.high,
+                high_events=reading.high_events, max_events=reading.max_events, oom_kills=reading.oom_kills,
+                over_high=record.status.memory_over_high, pressure_some=share.some if share else None,
+                pressure_full=share.full if share else None)
+            out.append(dataclasses.replace(info, memory=memory))
+        for gone in set(self._run_pressure) - seen:
+            del self._run_pressure[gone]
+        return out, groups, shares
+
     def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS) -> Reading:
         with self._lock:
             started = time.perf_counter()
             now = time.monotonic()
             ram = read_ram(cgroup=self._cgroup.read)
+            psi = read_psi()
+            seconds = self.pressure_seconds
+            pressure = self._window("", seconds).add(now, psi) if psi is not None else None
             gpus = self._gpus(now)
             vram_by_pid: dict[int, int] = {}
             for gpu in gpus:
@@ -95,10 +161,13 @@ class Sampler:
             records = self.registry.scan()
             wall = time.time()
             runs = [r.info(vram_by_pid, hung_floor, wall) for r in records]
+            runs, groups, shares = self._run_memory(records, runs, now, seconds)
             top = self._top_processes(top_count, now)
             return Reading(time=wall, ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
                            top=top, records=records, runs=runs,
-                           cost_ms=round((time.perf_counter() - started) * 1000, 3))
+                           cost_ms=round((time.perf_counter() - started) * 1000, 3),
+                           pressure=pressure, pressure_reason=None if psi is not None else psi_unavailable_reason(),
+                           system_oom_kills=system_oom_kills(), run_groups=groups, run_pressure=shares)
 
     def close(self) -> None:
         self._gpu.close()
