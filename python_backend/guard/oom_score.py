@@ -3,9 +3,10 @@
 The kernel's OOM killer picks the process with the highest badness: its memory (RSS, swap, page tables) plus
 `oom_score_adj` x (the memory the OOM is about) / 1000. VS Code with its extension host and language servers is
 often the biggest process on a workstation, so by size alone it is the one killed. A process may *raise* its own
-`oom_score_adj` without any privilege (lowering it needs CAP_SYS_RESOURCE), and children inherit it at fork: a
-trainer that raises its own before its DataLoader workers start makes the whole run the first choice. Nothing
-here ever writes another process's score (the editor's is never touched).
+`oom_score_adj` without any privilege (going below the lowest value a privileged process gave it, 0 by default,
+needs CAP_SYS_RESOURCE), and children inherit it at fork: a trainer that raises its own before its DataLoader
+workers start makes the whole run the first choice. Nothing here ever writes another process's score (the
+editor's is never touched).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def check_oom_score_adj(value: object, field: str = "oom_score_adj") -> int:
 
 
 def volunteer(adj: int | None = DEFAULT_OOM_SCORE_ADJ) -> int | None:
-    """Raise this process's oom_score_adj to at least `adj` (never lower it: a user who set a higher one meant it,
-    and lowering needs a privilege). None leaves it alone. Returns the score now in force (None if unreadable)."""
+    """Raise this process's oom_score_adj to at least `adj` (never lower it: a user who set a higher one meant
+    it). None leaves it alone. Returns the score now in force (None if unreadable)."""
     current = read_oom_score_adj()
     if adj is None or current is None:
         return current

@@ -44,6 +44,7 @@ class ContainmentError(ValueError):
 
 
 MIN_MAX_BYTES = 64 * 2**20
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def resolve_limits(max_bytes: int, high_bytes: int | None = None) -> tuple[int, int]:
@@ -54,7 +55,7 @@ def resolve_limits(max_bytes: int, high_bytes: int | None = None) -> tuple[int, 
     high = int(max_bytes * DEFAULT_HIGH_FRACTION) if high_bytes is None else high_bytes
     if not 0 < high < max_bytes:
         raise ContainmentError(f"memory high {high} must be positive and below memory max {max_bytes}")
-    return max_bytes, high
+    return max_bytes // PAGE * PAGE, high // PAGE * PAGE  # as the kernel keeps them: whole pages
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ class ContainedGroup:
             text = (self.directory / "cgroup.procs").read_text(encoding="ascii")
         except OSError:
             return []
-        return [int(p) for p in text.split() if p.isdigit()]
+        own = os.getpid()
+        return [pid for pid in map(int, (p for p in text.split() if p.isdigit())) if pid > 1 and pid != own]
 
     def remove(self, grace: float = 3.0) -> str | None:
         """Remove the group once the trainer has ended; returns a note for the log if something was left."""
