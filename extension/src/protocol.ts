@@ -52,6 +52,11 @@ export interface SidecarSettings {
   /** Seconds without a status update after which a live run is `hung` (at least; 10 × its step time if longer).
    * Optional until the extension's settings carry it; the sidecar's default is 120. */
   hungAfterSeconds?: number;
+  /** Memory pressure (PSI): a warning when tasks were stalled on memory this % of the last `pressureSeconds`
+   * ("some": at least one task; "full": all at once), even below the RAM thresholds. Sidecar defaults 20, 5, 10. */
+  pressureSomePercent?: number;
+  pressureFullPercent?: number;
+  pressureSeconds?: number;
 }
 
 export interface RamInfo {
@@ -98,6 +103,27 @@ export interface ProcessInfo {
   rss: number;
 }
 
+/** A live run's memory cgroup, read by the sidecar from the kernel; present when the group has a limit or high mark. */
+export interface RunMemory {
+  cgroup: string;
+  version: number;
+  current: number;
+  workingSet: number;
+  max: number | null;
+  /** The high mark (cgroup v2 memory.high; v1: the soft limit Crash Guard's containment sets to it). */
+  high: number | null;
+  /** The kernel's throttle events at the high mark (cgroup v2; null on v1). */
+  highEvents: number | null;
+  /** Times the hard limit was hit (v2 memory.events max; v1 failcnt). */
+  maxEvents: number | null;
+  oomKills: number | null;
+  /** The trainer's own count of step boundaries it ended over its high mark. */
+  overHigh: number | null;
+  /** % of the last pressureSeconds stalled on memory (its cgroup v2 group's PSI); null without. */
+  pressureSome: number | null;
+  pressureFull: number | null;
+}
+
 export interface RunInfo {
   name: string;
   dir: string;
@@ -124,6 +150,10 @@ export interface RunInfo {
   stepSeconds: number | null;
   /** Seconds since the run's status was last updated; null unless it is alive and not ended. */
   stalledSeconds: number | null;
+  /** The score it volunteers to the kernel's OOM killer with (the live process's; else the one it recorded). */
+  oomScoreAdj?: number | null;
+  /** Its own memory cgroup (`crashguard train --memory-max`); null/absent when it has none. */
+  memory?: RunMemory | null;
 }
 
 export interface Forecast {
@@ -132,6 +162,18 @@ export interface Forecast {
   seconds: number;
   bytesPerSecond: number;
   message: string;
+  /** 'trend': a crossing `seconds` ahead; 'pressure': memory stalls now (seconds and bytesPerSecond 0). */
+  kind?: 'trend' | 'pressure';
+}
+
+/** Memory pressure (PSI): the share of the last `seconds` during which tasks were stalled waiting for memory. */
+export interface PressureInfo {
+  some: number;
+  full: number | null;
+  seconds: number;
+  avg10Some: number;
+  avg10Full: number | null;
+  level: 'normal' | 'warning';
 }
 
 export interface Thresholds {
@@ -139,6 +181,9 @@ export interface Thresholds {
   ramCriticalPercent: number;
   vramWarningPercent: number;
   vramCriticalPercent: number;
+  pressureSomePercent?: number;
+  pressureFullPercent?: number;
+  pressureSeconds?: number;
 }
 
 export interface Sample {
@@ -154,6 +199,10 @@ export interface Sample {
   thresholds: Thresholds;
   /** How long taking the sample took in the sidecar (ms). */
   costMs?: number;
+  /** The whole system's memory pressure; null until a window is covered or without PSI. */
+  pressure?: PressureInfo | null;
+  /** Why there is no pressure figure at all (PSI unavailable). */
+  pressureReason?: string | null;
 }
 
 export interface WarningParams {
@@ -171,6 +220,8 @@ export interface RunEventParams {
   event: RunEventKind;
   run: RunInfo;
   message: string;
+  /** A run killed by the kernel's OOM killer: the heaviest processes of the last sample before its death. */
+  heaviest?: ProcessInfo[] | null;
 }
 
 export interface CleanupStep {

@@ -22,12 +22,16 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   showNotifications: true,
   runsDirectory: 'runs',
   topProcesses: 5,
+  pressureSomePercent: 20,
+  pressureFullPercent: 5,
+  pressureSeconds: 10,
 });
 
 /** Keys the sidecar understands (everything else stays in the extension). */
 export const SIDECAR_KEYS: readonly (keyof SidecarSettings)[] = [
   'sampleIntervalMs', 'ramWarningPercent', 'ramCriticalPercent', 'vramWarningPercent', 'vramCriticalPercent',
-  'autoCleanup', 'criticalAction', 'runsDirectory', 'topProcesses',
+  'autoCleanup', 'criticalAction', 'runsDirectory', 'topProcesses', 'pressureSomePercent', 'pressureFullPercent',
+  'pressureSeconds',
 ];
 
 export interface Resolved {
@@ -111,6 +115,9 @@ export function resolveSettings(read: Reader): Resolved {
       showNotifications: bool(read, 'showNotifications', problems),
       runsDirectory,
       topProcesses: num(read, 'topProcesses', 0, 20, true, problems),
+      pressureSomePercent: num(read, 'pressureSomePercent', 1, 100, false, problems),
+      pressureFullPercent: num(read, 'pressureFullPercent', 1, 100, false, problems),
+      pressureSeconds: num(read, 'pressureSeconds', 2, 300, false, problems),
     },
     problems,
   };

@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 import { formatBytes, gpuGaugeText, gpuTooltipMarkdown, noDataGaugeText, ramGaugeText, tooltipMarkdown,
   type SidecarState } from './format';
+import { pressureLine, runDefenceParts } from './defences';
 import { gpuProcessLines } from './gpuProcesses';
 import { backgroundColorId, foregroundColorId } from './levels';
 import type { Log } from './logger';
@@ -84,14 +85,16 @@ export class StatusBar implements vscode.Disposable {
 
   private render(sample: Sample): void {
     this.ram.text = ramGaugeText(sample.ram.percent);
-    const tip = new vscode.MarkdownString(tooltipMarkdown(sample));
+    const tip = new vscode.MarkdownString(tooltipMarkdown(sample, 5,
+      { pressure: pressureLine(sample), runParts: runDefenceParts }));
     tip.supportThemeIcons = true;
     this.ram.tooltip = tip;
     this.ram.command = { command: CMD_SHOW_REPORT, title: 'Show Memory Report' };
     this.ram.accessibilityInformation = {
       label: `RAM ${Math.round(sample.ram.percent)} percent used, ${formatBytes(sample.ram.available)} available, ${sample.ram.level}`,
     };
-    this.paint(this.ram, sample.ram.level);
+    // A sustained memory stall is a warning even while the percent is below its threshold.
+    this.paint(this.ram, sample.ram.level === 'normal' && sample.pressure?.level === 'warning' ? 'warning' : sample.ram.level);
     this.ram.show();
 
     while (this.gpus.length > sample.gpus.length) this.gpus.pop()?.dispose();
