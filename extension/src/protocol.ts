@@ -53,7 +53,7 @@ export interface SidecarSettings {
    * Optional until the extension's settings carry it; the sidecar's default is 120. */
   hungAfterSeconds?: number;
   /** Memory pressure (PSI): a warning when tasks were stalled on memory this % of the last `pressureSeconds`
-   * ("some": at least one task; "full": all at once), even below the RAM thresholds. Sidecar defaults 20, 5, 10. */
+   * ("some": at least one task; "full": all at once), even below the RAM thresholds. Sidecar defaults 20, 10, 10. */
   pressureSomePercent?: number;
   pressureFullPercent?: number;
   pressureSeconds?: number;

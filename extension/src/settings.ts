@@ -23,7 +23,7 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   runsDirectory: 'runs',
   topProcesses: 5,
   pressureSomePercent: 20,
-  pressureFullPercent: 5,
+  pressureFullPercent: 10,
   pressureSeconds: 10,
 });
 

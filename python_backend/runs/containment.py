@@ -5,8 +5,8 @@ trainer and its workers, never the editor. Below it, the high mark gives the tra
 (guard/high_mark.py). Which mechanism, in this order:
 
 1. a transient systemd user scope: `systemd-run --user --scope -p MemoryMax= -p MemoryHigh= -- <trainer>` (a
-   desktop with cgroup v2 and a user systemd; the memory controller must be delegated to the user manager,
-   systemd 244+ does so by default). The scope's process *is* the trainer (systemd-run execs it), so the pid the
+   desktop with cgroup v2 and a user systemd; the memory controller must be delegated to the user manager, as
+   current distributions do). The scope's process *is* the trainer (systemd-run execs it), so the pid the
    supervisor waits on is the trainer's.
 2. a delegated cgroup v2 group: this process's group is writable and enables the memory controller for its
    children (`cgroup.subtree_control`): a child group `crashguard-<run>-<pid>` with `memory.max`/`memory.high`.

@@ -129,7 +129,7 @@ class ThresholdsInfo:
     vram_warning_percent: float
     vram_critical_percent: float
     pressure_some_percent: float = 20.0
-    pressure_full_percent: float = 5.0
+    pressure_full_percent: float = 10.0
     pressure_seconds: float = 10.0
 
 

@@ -37,7 +37,7 @@ class Settings:
     # Memory pressure (PSI): a warning when tasks were stalled on memory this share of the last pressure_seconds,
     # "some" (at least one task stalled) or "full" (all of them at once), even below the RAM percent thresholds.
     pressure_some_percent: float = 20.0
-    pressure_full_percent: float = 5.0
+    pressure_full_percent: float = 10.0
     pressure_seconds: float = 10.0
 
     @property

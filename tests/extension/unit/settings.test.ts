@@ -12,7 +12,7 @@ describe('resolveSettings', () => {
     assert.deepEqual(sidecarSettings(settings), {
       sampleIntervalMs: 1000, ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85,
       vramCriticalPercent: 95, autoCleanup: false, criticalAction: 'none', runsDirectory: 'runs', topProcesses: 5,
-      pressureSomePercent: 20, pressureFullPercent: 5, pressureSeconds: 10,
+      pressureSomePercent: 20, pressureFullPercent: 10, pressureSeconds: 10,
     });
   });
   it('takes valid values', () => {
