@@ -32,15 +32,11 @@ class CgroupMemory:
 
 def read_int(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
+        with open(path, "rb") as handle:
+            text = handle.read(64).strip()
     except OSError:
         return None
-    if text == "max":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    return int(text) if text.isdigit() else None  # "max" (v2's no limit) and anything odd: None
 
 
 def read_stat(path: Path, key: str) -> int:

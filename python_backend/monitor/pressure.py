@@ -58,9 +58,9 @@ def parse_psi(text: str) -> PsiReading | None:
 def read_psi(path: Path = SYSTEM_MEMORY_PRESSURE) -> PsiReading | None:
     """A PSI file's reading; None where it does not exist or cannot be read (PSI off: boot with `psi=1`)."""
     try:
-        with open(path, encoding="ascii") as handle:
-            return parse_psi(handle.read(512))
-    except (OSError, UnicodeDecodeError):
+        with open(path, "rb") as handle:
+            return parse_psi(handle.read(512).decode("ascii", "replace"))
+    except OSError:
         return None
 
 

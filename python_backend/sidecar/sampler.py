@@ -17,14 +17,17 @@ import psutil
 from ..monitor.cgroup import CgroupWatch
 from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
-from ..monitor.memcg import MemcgDir, memcg_of, read_memcg, system_oom_kills
+from ..monitor.memcg import MemcgDir, MemcgReading, memcg_of, read_memcg, read_memcg_quick, system_oom_kills
 from ..monitor.pressure import PressureWindow, StallShare, psi_unavailable_reason, read_psi
 from ..monitor.processes import ProcessMemory, display_name, top_processes
 from ..runs.registry import Registry, RunInfo, RunMemory, RunRecord
 from ..runs.stall import DEFAULT_FLOOR_SECONDS
+from ..runs.status import RunState
 
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0
+GROUP_LOCATE_SECONDS = 30.0  # a run's cgroup is looked up again this often (it does not move in practice)
+GROUP_FULL_SECONDS = 5.0  # limits and file cache of a run's cgroup are read whole this often; use and counters always
 
 
 def _named(proc: ProcessMemory) -> ProcessMemory:
@@ -41,6 +44,16 @@ def _named(proc: ProcessMemory) -> ProcessMemory:
         return proc
     name = display_name(proc.name, exe, cmdline)
     return proc if name == proc.name else dataclasses.replace(proc, name=name)
+
+
+@dataclass
+class _GroupSeen:
+    """A live run's memory cgroup as last read (cached between samples: reading it whole is 7 small files)."""
+
+    group: MemcgDir | None
+    located_at: float
+    reading: MemcgReading | None = None
+    full_at: float = -float("inf")
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class Sampler:
         self.pressure_seconds = 10.0  # the window of the pressure shares (the sidecar's pressureSeconds)
         self._pressure = PressureWindow()
         self._run_pressure: dict[str, PressureWindow] = {}  # by the run group's pressure file
+        self._groups: dict[tuple[int, float], _GroupSeen] = {}  # by (pid, create time) of each live run
         self._lock = threading.Lock()
 
     def _gpus(self, now: float) -> list[GpuReading]:
@@ -116,9 +130,13 @@ class Sampler:
         shares: dict[tuple[str, int], StallShare] = {}
         out: list[RunInfo] = []
         seen: set[str] = set()
+        live: set[tuple[int, float]] = set()
         for record, info in zip(records, runs, strict=True):
-            group = memcg_of(info.pid) if info.alive and info.pid is not None else None
-            reading = read_memcg(group) if group is not None else None
+            group, reading = None, None
+            if info.alive and info.pid is not None:
+                key = (info.pid, record.status.create_time)
+                live.add(key)
+                group, reading = self._group_reading(key, now)
             if group is None or reading is None or info.pid is None:
                 out.append(info)
                 continue
@@ -142,7 +160,27 @@ class Sampler:
             out.append(dataclasses.replace(info, memory=memory))
         for gone in set(self._run_pressure) - seen:
             del self._run_pressure[gone]
+        for ended in set(self._groups) - live:
+            del self._groups[ended]
         return out, groups, shares
+
+    def _group_reading(self, key: tuple[int, float], now: float) -> tuple[MemcgDir | None, MemcgReading | None]:
+        """A live run's memory cgroup and its figures: located every GROUP_LOCATE_SECONDS, read whole every
+        GROUP_FULL_SECONDS, in between only use, counters and pressure (read_memcg_quick)."""
+        seen = self._groups.get(key)
+        if seen is None or now - seen.located_at >= GROUP_LOCATE_SECONDS:
+            group = memcg_of(key[0])
+            if seen is None or group != seen.group:
+                seen = _GroupSeen(group, now)
+            seen.located_at = now
+            self._groups[key] = seen
+        if seen.group is None:
+            return None, None
+        if seen.reading is None or now - seen.full_at >= GROUP_FULL_SECONDS:
+            seen.reading, seen.full_at = read_memcg(seen.group), now
+        else:
+            seen.reading = read_memcg_quick(seen.group, seen.reading)
+        return seen.group, seen.reading
 
     def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS) -> Reading:
         with self._lock:
@@ -162,12 +200,15 @@ class Sampler:
             wall = time.time()
             runs = [r.info(vram_by_pid, hung_floor, wall) for r in records]
             runs, groups, shares = self._run_memory(records, runs, now, seconds)
+            # The machine's OOM-kill count matters only around a run that lives or has just died unexplained.
+            watched = any(not RunState(r.status.state).terminal for r in records)
             top = self._top_processes(top_count, now)
             return Reading(time=wall, ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
                            top=top, records=records, runs=runs,
                            cost_ms=round((time.perf_counter() - started) * 1000, 3),
                            pressure=pressure, pressure_reason=None if psi is not None else psi_unavailable_reason(),
-                           system_oom_kills=system_oom_kills(), run_groups=groups, run_pressure=shares)
+                           system_oom_kills=system_oom_kills() if watched else None, run_groups=groups,
+                           run_pressure=shares)
 
     def close(self) -> None:
         self._gpu.close()
