@@ -12,9 +12,13 @@ from python_backend.guard.cleanup import CleanupReport
 from python_backend.guard.high_mark import HighMarkAction, HighMarkWatch
 from python_backend.monitor.memcg import MemcgDir, MemcgReading, memcg_of, read_memcg, system_oom_kills
 from python_backend.monitor.pressure import PressureWindow, PsiLine, PsiReading, StallShare, parse_psi, read_psi
+from python_backend.monitor.processes import ProcessMemory
 from python_backend.runs.oom_cause import OomCounters, is_oom_kill, oom_cause
+from python_backend.runs.registry import UNKNOWN_EXIT, RunInfo
 from python_backend.sidecar.levels import Level
+from python_backend.sidecar.oom_watch import OomWatch
 from python_backend.sidecar.pressure import PressureLevels, forecast_message, next_pressure_level, run_resource
+from python_backend.sidecar.sampler import Reading, RunGroup
 
 MiB = 2**20
 PSI = ("some avg10=12.50 avg60=3.10 avg300=0.70 total=2287963\n"
@@ -228,3 +232,34 @@ def test_kernel_throttling_counts_only_when_it_hurts() -> None:
     assert hurt.action is HighMarkAction.CLEANUP and hurt.message is not None
     assert "throttled by the kernel 6 times at the high mark 800 MiB, stalled 25%" in hurt.message
     assert w.throttled == 12 and w.status_fields()["memory_high_events"] == 12
+
+
+# -- the sidecar's verdict on a run that vanished -------------------------------------------------------------
+def _info(state: str, alive: bool, pid: int = 42, cause: str | None = None) -> RunInfo:
+    return RunInfo(name="brats", dir="/runs/brats", pid=pid, rank=0, world_size=1, state=state, alive=alive, step=9,
+                   epoch=0, micro_batch=2, accumulation=2, loss=0.5, peak_rss=1, tree_rss=None, vram=None,
+                   last_event=None, exit_cause=cause, config=None, checkpoint=None, started=1.0, updated=2.0)
+
+
+def _reading(info: RunInfo, group_kills: int | None, system: int, top: list[ProcessMemory]) -> Reading:
+    groups = {("brats", 0): RunGroup(42, MemcgDir(1, Path("/nonexistent/group")), group_kills)} if info.alive else {}
+    return Reading(time=1.0, ram=None, gpus=[], gpu_reason=None, top=top, records=[], runs=[info],  # type: ignore[arg-type]
+                   cost_ms=0.1, system_oom_kills=system, run_groups=groups)
+
+
+def test_the_sidecar_judges_a_vanished_run_by_the_counters_of_the_samples_before() -> None:
+    heavy = [ProcessMemory(42, "python3", 900 * MiB), ProcessMemory(7, "code", 800 * MiB)]
+    watch = OomWatch()
+    for system in (5, 6):  # two samples alive; the kill was counted (6) while it still looked alive
+        watch.observe(watch.explain(_reading(_info("running", True), None, system, heavy)))
+    dead = _info("crashed", False, cause=UNKNOWN_EXIT)
+    explained = watch.explain(_reading(dead, None, 6, []))
+    cause = explained.runs[0].exit_cause
+    assert cause == ("probably killed by the kernel's OOM killer (it vanished while the system's OOM-kill count "
+                     "rose by 1)")
+    assert watch.heaviest(explained.runs[0]) == heavy
+    assert watch.explain(_reading(dead, None, 9, [])).runs[0].exit_cause == cause  # kept, not judged again
+    other = _info("crashed", False, pid=43, cause=UNKNOWN_EXIT)  # never seen alive by this sidecar: no verdict
+    assert watch.explain(_reading(other, None, 12, [])).runs[0].exit_cause == UNKNOWN_EXIT
+    supervised = _info("crashed", False, cause="killed by signal 9 (SIGKILL)")  # recorded by its supervisor
+    assert watch.explain(_reading(supervised, None, 20, [])).runs[0].exit_cause == "killed by signal 9 (SIGKILL)"
