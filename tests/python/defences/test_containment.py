@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hog_trainer
 import pytest
-from conftest import writable_parent
+from memory_groups import writable_parent
 
 from python_backend.runs.containment import ContainedGroup, Containment, ContainmentError, plan, resolve_limits
 from python_backend.runs.files import read_json

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import writable_parent
+from memory_groups import writable_parent
 from sidecar_session import sidecar
 
 from python_backend.runs.containment import resolve_limits

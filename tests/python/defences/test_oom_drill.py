@@ -19,7 +19,7 @@ import hog_trainer
 import memory_hog
 import psutil
 import pytest
-from conftest import MakeGroup, MemoryGroup
+from memory_groups import MakeGroup, MemoryGroup
 from sidecar_session import sidecar
 
 from python_backend.guard.oom_score import DEFAULT_OOM_SCORE_ADJ, read_oom_score_adj

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import HERE, MakeGroup
+from memory_groups import HERE, MakeGroup
 from sidecar_session import sidecar
 
 from python_backend.sidecar import protocol as p
