@@ -6,7 +6,7 @@ pressure. cgroup v2 (`memory.current`, `memory.max`, `memory.high`, `memory.even
 cgroup.py finds the tightest limit over this process's ancestors (for the RAM gauge); this module reads one
 process's own group, for a run in a group of its own (`crashguard train --memory-max`) and for the cause of a
 death (its group's OOM-kill counter). The path comes from `/proc/<pid>/cgroup`, written by the kernel, never from
-a file a run wrote. Only small file reads (a few µs each).
+a file a run wrote. Only small file reads (tens of µs each; the sidecar reads a group whole only every few seconds).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def _value_of(path: Path, key: bytes) -> int | None:
     at = data.find(b"\n" + key + b" ")
     if at < 0:
         return None
-    value = data[at + len(key) + 2:data.find(b"\n", at + 1)].strip()
+    end = data.find(b"\n", at + 1)
+    value = data[at + len(key) + 2:end if end >= 0 else len(data)].strip()
     return int(value) if value.isdigit() else None
 
 

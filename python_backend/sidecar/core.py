@@ -280,7 +280,7 @@ class Sidecar:
     def _warning(t: Transition | PressureTransition, live: list[str], now: float,
                  sample: p.Sample | None = None) -> p.WarningParams:
         if isinstance(t, PressureTransition):
-            ram = f" (RAM at {sample.ram.percent:.0f}%)" if sample is not None and t.resource == SYSTEM else ""
+            ram = f", with RAM at {sample.ram.percent:.0f}%" if sample is not None and t.resource == SYSTEM else ""
             return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
                                    t.message + ram, live, round(now, 3))
         if t.level is Level.NORMAL:

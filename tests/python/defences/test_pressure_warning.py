@@ -56,7 +56,7 @@ async def test_a_real_stall_warns_below_the_percent_threshold(memory_group: Make
             thrash.wait()
         history = await session.request(p.HISTORY, {})
     assert warned["percent"] >= THRESHOLD and warned["thresholdPercent"] in (THRESHOLD, 50)
-    assert warned["message"].startswith("Memory pressure: tasks stalled") and "(RAM at" in warned["message"]
+    assert warned["message"].startswith("Memory pressure: tasks stalled") and ", with RAM at" in warned["message"]
     assert sample["ram"]["level"] == "normal" and sample["ram"]["percent"] < warning  # percent says all is well
     assert sample["pressure"]["some"] >= THRESHOLD * 0.75 and sample["pressure"]["seconds"] >= 2
     assert any(f["kind"] == "pressure" and f["resource"] == "Memory pressure" for f in sample["forecasts"])
