@@ -89,19 +89,26 @@ class PressureWindow:
     def __init__(self, window: float = 10.0) -> None:
         self.window = window
         self._points: deque[tuple[float, int, int | None]] = deque()  # (monotonic time, some_us, full_us)
+        self._last: StallShare | None = None
 
     def add(self, now: float, reading: PsiReading) -> StallShare | None:
         """Record a reading taken at `now` (monotonic seconds); the share over the window, once it spans at least
         half of it (a share over a fraction of a second says nothing about a *sustained* stall)."""
         full_total = reading.full.total_us if reading.full is not None else None
         points = self._points
-        if points and (reading.some.total_us < points[-1][1] or now <= points[-1][0]):
+        if points and now <= points[-1][0]:
+            return self._last  # the same instant again (two runs sharing one group): nothing new
+        if points and reading.some.total_us < points[-1][1]:
             points.clear()  # a counter that went back: another file (a cgroup re-created under the same name)
         points.append((now, reading.some.total_us, full_total))
         # Keep one point at or before the window's start, so the window is covered whole.
         while len(points) > 2 and now - points[1][0] >= self.window:
             points.popleft()
-        first = points[0]
+        self._last = self._share(now, reading, full_total)
+        return self._last
+
+    def _share(self, now: float, reading: PsiReading, full_total: int | None) -> StallShare | None:
+        first = self._points[0]
         span = now - first[0]
         if span < self.window / 2:
             return None

@@ -46,10 +46,12 @@ def test_the_window_gives_the_exact_stalled_share_once_half_covered() -> None:
     assert window.add(2.0, psi(400_000, 100_000)) is None  # 2 s: not yet half the window
     share = window.add(5.0, psi(1_000_000, 250_000))
     assert share is not None and (share.some, share.full, share.seconds) == (20.0, 5.0, 5.0)
+    assert window.add(5.0, psi(1_000_000, 250_000)) == share  # the same instant again: the same share
     for t in range(6, 21):  # then a stall-free stretch: the window forgets the old stall
         share = window.add(float(t), psi(1_000_000, 250_000))
     assert share is not None and share.some == 0.0 and 10.0 <= share.seconds <= 11.0
     assert window.add(21.0, psi(5, 0)) is None  # a counter going back: another file, start over
+    assert window.add(20.5, psi(9, 0)) is None  # a reading from before the last one: ignored
 
 
 # -- the memory cgroup of a process, on fixture trees --------------------------------------------------------
