@@ -202,3 +202,31 @@ def test_describe_lines() -> None:
     assert c.describe() == ("contained in the cgroup v1 memory group /sys/fs/cgroup/memory/x/crashguard-a-1 "
                             "(memory max 512 MiB, high 400 MiB)")
     assert c.wrap(["python"]) == ["python"]
+
+
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--memory-max", "12Q"], "--memory-max: not a memory size: '12Q'"),
+    (["--memory-max", "1G", "--memory-high", "2G"], "--memory-high must lie below --memory-max"),
+    (["--memory-high", "1G"], "--memory-high must lie below --memory-max (or memory.max_gb)"),
+    (["--memory-max", "10M"], "memory max 10485760 bytes is below 64 MiB: too small for a Python trainer"),
+    (["--oom-score-adj", "5000"], "--oom-score-adj: expected an integer -1000..1000, got 5000"),
+])
+def test_bad_containment_flags_are_refused_before_anything_is_written(tmp_path: Path, flags: list[str],
+                                                                      error: str) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"data": {"synthetic_if_missing": True}}))
+    out = subprocess.run([sys.executable, "-m", "python_backend", "train", "--config", "config.json", *flags],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and error in out.stderr, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]  # no data, no runs folder
+
+
+def test_the_config_fields_are_checked_like_the_flags() -> None:
+    from python_backend.training.config import ConfigError, parse_config
+
+    memory = parse_config('{"memory": {"max_gb": 12.0, "high_gb": 10.0, "oom_score_adj": 800}}').memory
+    assert (memory.max_gb, memory.high_gb, memory.oom_score_adj) == (12.0, 10.0, 800)
+    assert parse_config("{}").memory.oom_score_adj == 500 and parse_config("{}").memory.max_gb is None
+    with pytest.raises(ConfigError, match=r"memory: high_gb \(2.0\) must lie below max_gb \(1.0\)"):
+        parse_config('{"memory": {"max_gb": 1.0, "high_gb": 2.0}}')
+    with pytest.raises(ConfigError, match=r"memory\.oom_score_adj"):
+        parse_config('{"memory": {"oom_score_adj": 1001}}')
