@@ -69,19 +69,27 @@ export function rankLabel(run: Pick<RunInfo, 'rank' | 'worldSize'>): string {
 }
 
 /** One line per process: each rank of a distributed run has its own, with its own memory. */
-function runLine(run: RunInfo): string {
+function runLine(run: RunInfo, extra: readonly string[] = []): string {
   const state = run.state === 'hung' ? `**hung** (${stalledText(run)})` : run.state;
   const parts = [`\`${run.name}\`${rankLabel(run)} ${state}`];
   if (run.step !== null) parts.push(`step ${run.step}`);
   if (run.microBatch !== null) parts.push(`micro-batch ${run.microBatch}`);
   if (run.treeRss !== null) parts.push(`RSS ${formatBytes(run.treeRss)}`);
   if (run.vram !== null) parts.push(`VRAM ${formatBytes(run.vram)}`);
+  parts.push(...extra);
   if (run.lastEvent) parts.push(`— ${run.lastEvent}`);
   return `- ${parts.join(', ')}`;
 }
 
+/** Lines other modules add to the tooltip (defences.ts: memory pressure, a run's OOM score and cgroup). */
+export interface TooltipExtras {
+  pressure?: string | null;
+  runParts?: (run: RunInfo) => string[];
+}
+
 /** Markdown breakdown used by the gauge tooltip (and, longer, by the report). */
-export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: PythonLines): string {
+export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: PythonLines,
+  extras: TooltipExtras = {}): string {
   const r = sample.ram;
   const t = sample.thresholds;
   const lines: string[] = [];
@@ -91,6 +99,7 @@ export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: Pytho
     `available ${formatBytes(r.available)}, limit ${formatBytes(r.total)} (${limit})` +
     ` — warning ${t.ramWarningPercent}%, critical ${t.ramCriticalPercent}%`);
   if (r.swapTotal > 0) lines.push('', `Swap ${r.swapPercent.toFixed(0)}% of ${formatBytes(r.swapTotal)}`);
+  if (extras.pressure) lines.push('', extras.pressure);
   lines.push('');
   if (sample.gpus.length === 0) {
     lines.push(`**GPU** none${sample.gpuReason ? ` (${sample.gpuReason})` : ''}`);
@@ -109,7 +118,7 @@ export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: Pytho
     lines.push('');
   }
   lines.push(sample.runs.length > 0 ? '**Guarded runs**' : '**Guarded runs**: none', '');
-  for (const run of sample.runs) lines.push(runLine(run));
+  for (const run of sample.runs) lines.push(runLine(run, extras.runParts?.(run)));
   if (sample.runs.length > 0) lines.push('');
   if (sample.forecasts.length > 0) {
     lines.push('**Forecast**', '');

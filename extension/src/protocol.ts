@@ -66,6 +66,11 @@ export interface SidecarSettings {
   topProcesses: number;
   /** A live run whose status has not moved for this long (at least) is reported hung. */
   hungAfterSeconds: number;
+  /** Memory pressure (PSI): a warning when tasks were stalled on memory this % of the last `pressureSeconds`
+   * ("some": at least one task; "full": all at once), even below the RAM thresholds. */
+  pressureSomePercent: number;
+  pressureFullPercent: number;
+  pressureSeconds: number;
 }
 
 /** What `initialize` carries besides the settings. */
@@ -105,6 +110,29 @@ export type ProcessInfo = Checked<typeof ProcessInfo>;
 export const ResumeCommand = object('ResumeCommand', { argv: arrayOf(str, 10_000), cwd: str });
 export type ResumeCommand = Checked<typeof ResumeCommand>;
 
+/** A live run's memory cgroup, read by the sidecar from the kernel; present when the group has a limit or high mark. */
+export const RunMemory = object('RunMemory', {
+  cgroup: str, version: int, current: num, workingSet: num, max: nullable(num),
+  /** The high mark (cgroup v2 memory.high; v1: the soft limit Crash Guard's containment sets to it). */
+  high: nullable(num),
+  /** The kernel's throttle events at the high mark (cgroup v2; null on v1). */
+  highEvents: nullable(num),
+  /** Times the hard limit was hit (v2 memory.events max; v1 failcnt). */
+  maxEvents: nullable(num), oomKills: nullable(num),
+  /** The trainer's own count of step boundaries it ended over its high mark. */
+  overHigh: nullable(num),
+  /** % of the last pressureSeconds stalled on memory (its cgroup v2 group's PSI); null without. */
+  pressureSome: nullable(num), pressureFull: nullable(num),
+});
+export type RunMemory = Checked<typeof RunMemory>;
+
+/** Memory pressure (PSI): the share of the last `seconds` during which tasks were stalled waiting for memory. */
+export const PressureInfo = object('PressureInfo', {
+  some: num, full: nullable(num), seconds: num, avg10Some: num, avg10Full: nullable(num),
+  level: oneOf(['normal', 'warning'] as const),
+});
+export type PressureInfo = Checked<typeof PressureInfo>;
+
 export const RunInfo = object('RunInfo', {
   name: str, dir: str, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
   step: nullable(int), epoch: nullable(int), microBatch: nullable(int), accumulation: nullable(int),
@@ -115,16 +143,23 @@ export const RunInfo = object('RunInfo', {
   stepSeconds: optional(nullable(num), null),
   stalledSeconds: optional(nullable(num), null),
   resumeCommand: optional(nullable(ResumeCommand), null),
+  /** The score it volunteers to the kernel's OOM killer with (the live process's; else the one it recorded). */
+  oomScoreAdj: optional(nullable(int), null),
+  /** Its own memory cgroup (`crashguard train --memory-max`); null when it has none. */
+  memory: optional(nullable(RunMemory), null),
 });
 export type RunInfo = Checked<typeof RunInfo>;
 
 export const Forecast = object('Forecast', {
   resource: str, level: oneOf(FORECAST_LEVELS), seconds: num, bytesPerSecond: num, message: str,
+  /** 'trend': a crossing `seconds` ahead; 'pressure': memory stalls now (seconds and bytesPerSecond 0). */
+  kind: optional(oneOf(['trend', 'pressure'] as const), 'trend'),
 });
 export type Forecast = Checked<typeof Forecast>;
 
 export const Thresholds = object('ThresholdsInfo', {
   ramWarningPercent: num, ramCriticalPercent: num, vramWarningPercent: num, vramCriticalPercent: num,
+  pressureSomePercent: optional(num, 20), pressureFullPercent: optional(num, 10), pressureSeconds: optional(num, 10),
 });
 export type Thresholds = Checked<typeof Thresholds>;
 
@@ -133,6 +168,10 @@ export const Sample = object('Sample', {
   topProcesses: arrayOf(ProcessInfo), runs: arrayOf(RunInfo), forecasts: arrayOf(Forecast), thresholds: Thresholds,
   /** How long taking the sample took in the sidecar (ms). */
   costMs: num,
+  /** The whole system's memory pressure; null until a window is covered or without PSI. */
+  pressure: optional(nullable(PressureInfo), null),
+  /** Why there is no pressure figure at all (PSI unavailable). */
+  pressureReason: optional(nullable(str), null),
 });
 export type Sample = Checked<typeof Sample>;
 
@@ -142,7 +181,11 @@ export const WarningParams = object('WarningParams', {
 });
 export type WarningParams = Checked<typeof WarningParams>;
 
-export const RunEventParams = object('RunEventParams', { event: oneOf(RUN_EVENTS), run: RunInfo, message: str });
+export const RunEventParams = object('RunEventParams', {
+  event: oneOf(RUN_EVENTS), run: RunInfo, message: str,
+  /** A run killed by the kernel's OOM killer: the heaviest processes of the last sample before its death. */
+  heaviest: optional(nullable(arrayOf(ProcessInfo)), null),
+});
 export type RunEventParams = Checked<typeof RunEventParams>;
 
 export const CleanupStep = object('CleanupStep', { name: str, done: bool, detail: str, freed: nullable(num) });

@@ -22,6 +22,10 @@ export interface ExtensionSettings {
   hungAfterSeconds: number;
   /** Minutes between two notifications about the same resource at the same level. */
   notificationCooldownMinutes: number;
+  /** Memory pressure (PSI) warning: stalled share "some" / "full" over the last pressureSeconds, %. */
+  pressureSomePercent: number;
+  pressureFullPercent: number;
+  pressureSeconds: number;
 }
 
 export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
@@ -38,6 +42,9 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   topProcesses: 5,
   hungAfterSeconds: 120,
   notificationCooldownMinutes: 10,
+  pressureSomePercent: 20,
+  pressureFullPercent: 10,
+  pressureSeconds: 10,
 });
 
 /** Settings that can make Crash Guard stop, signal, write or run something: ignored from an untrusted workspace
@@ -49,7 +56,8 @@ export const RESTRICTED_KEYS: readonly (keyof ExtensionSettings)[] = [
 /** Keys the sidecar understands, copied as they are (runsDirectories is derived from the folders). */
 export const SIDECAR_KEYS = [
   'sampleIntervalMs', 'ramWarningPercent', 'ramCriticalPercent', 'vramWarningPercent', 'vramCriticalPercent',
-  'autoCleanup', 'criticalAction', 'topProcesses', 'hungAfterSeconds',
+  'autoCleanup', 'criticalAction', 'topProcesses', 'hungAfterSeconds', 'pressureSomePercent', 'pressureFullPercent',
+  'pressureSeconds',
 ] as const satisfies readonly (keyof ExtensionSettings & keyof SidecarSettings)[];
 
 export interface Resolved {
@@ -135,6 +143,9 @@ export function resolveSettings(read: Reader): Resolved {
       topProcesses: num(read, 'topProcesses', 0, 20, true, problems),
       hungAfterSeconds: num(read, 'hungAfterSeconds', 1, 86400, false, problems),
       notificationCooldownMinutes: num(read, 'notificationCooldownMinutes', 0, 1440, false, problems),
+      pressureSomePercent: num(read, 'pressureSomePercent', 1, 100, false, problems),
+      pressureFullPercent: num(read, 'pressureFullPercent', 1, 100, false, problems),
+      pressureSeconds: num(read, 'pressureSeconds', 2, 300, false, problems),
     },
     problems,
   };

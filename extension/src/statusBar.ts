@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 import { formatBytes, gpuGaugeText, gpuTooltipMarkdown, noDataGaugeText, ramGaugeText, tooltipMarkdown,
   type PythonLines, type SidecarState } from './format';
+import { pressureLine, runDefenceParts } from './defences';
 import { gpuProcessLines } from './gpuProcesses';
 import { backgroundColorId, foregroundColorId } from './levels';
 import type { Log } from './logger';
@@ -87,7 +88,8 @@ export class StatusBar implements vscode.Disposable {
 
   private render(sample: Sample): void {
     this.ram.text = ramGaugeText(sample.ram.percent);
-    const tip = new vscode.MarkdownString(tooltipMarkdown(sample, this.topProcesses(), this.pythonLines()));
+    const tip = new vscode.MarkdownString(tooltipMarkdown(sample, this.topProcesses(), this.pythonLines(),
+      { pressure: pressureLine(sample), runParts: runDefenceParts }));
     tip.supportThemeIcons = true;
     tip.isTrusted = { enabledCommands: LINK_COMMANDS };
     this.ram.tooltip = tip;
@@ -95,7 +97,8 @@ export class StatusBar implements vscode.Disposable {
     this.ram.accessibilityInformation = {
       label: `RAM ${Math.round(sample.ram.percent)} percent used, ${formatBytes(sample.ram.available)} available, ${sample.ram.level}`,
     };
-    this.paint(this.ram, sample.ram.level);
+    // A sustained memory stall is a warning even while the percent is below its threshold.
+    this.paint(this.ram, sample.ram.level === 'normal' && sample.pressure?.level === 'warning' ? 'warning' : sample.ram.level);
     this.ram.show();
 
     while (this.gpus.length > sample.gpus.length) this.gpus.pop()?.dispose();

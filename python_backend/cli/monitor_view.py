@@ -55,6 +55,10 @@ def render(snapshot: Snapshot, gpu_thresholds: Thresholds, colour: bool = True) 
                      f"{human_bytes(ram.swap_total)}")
     else:
         lines.append("Swap  none")
+    if snapshot.pressure is not None:  # the kernel's 10 s averages of memory stalls (docs/defences.md)
+        p = snapshot.pressure
+        full = f", full {p.full.avg10:.1f}%" if p.full is not None else ""
+        lines.append(f"Stall some {p.some.avg10:.1f}%{full} of the last 10 s waiting for memory (PSI)")
     if snapshot.gpus:
         for gpu in snapshot.gpus:
             if gpu.percent is None:

@@ -1,8 +1,14 @@
-"""`crashguard train --config PATH [--resume auto|never|PATH] [--run-name NAME] [--runs-dir DIR]`.
+"""`crashguard train --config PATH [--resume auto|never|PATH] [--run-name NAME] [--runs-dir DIR]
+[--memory-max SIZE [--memory-high SIZE]] [--oom-score-adj N]`.
 
 By default the trainer runs in a child process under a light supervisor (runs/supervisor.py) that records a
-crash (e.g. SIGKILL by the OOM killer) in status.json. `--no-supervise` runs the trainer in this process
-(what the supervisor's child does; also handy under a debugger).
+crash (e.g. SIGKILL by the kernel's OOM killer, told apart from any other kill -9) in status.json.
+`--no-supervise` runs the trainer in this process (what the supervisor's child does; also handy under a debugger).
+
+`--memory-max` (or the config's memory.max_gb) starts the trainer in a memory cgroup of its own with that hard
+limit and a high mark below it (runs/containment.py; docs/defences.md): the OOM killer then acts among the run's
+processes only, and the trainer cleans up, backs off and checkpoints-and-stops by itself over its high mark. The
+trainer always volunteers to the OOM killer (`--oom-score-adj`, default the config's memory.oom_score_adj, 500).
 
 Under torchrun (`torchrun --nproc_per_node N -m python_backend train --config ...`, RANK/WORLD_SIZE set) each
 rank trains in its own process and torchrun is the supervisor: no supervisor of ours is started (see
@@ -33,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-supervise", action="store_true",
                         help="run the trainer in this process instead of a supervised child")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--memory-max", metavar="SIZE", help="contain the trainer in a memory cgroup with this hard "
+                        "limit, e.g. 12G (overrides memory.max_gb)")
+    parser.add_argument("--memory-high", metavar="SIZE", help="the contained trainer's high mark, below "
+                        "--memory-max (default 85%% of it; overrides memory.high_gb)")
+    parser.add_argument("--oom-score-adj", type=int, metavar="N", help="the trainer's oom_score_adj, -1000..1000 "
+                        "(raised, never lowered; overrides memory.oom_score_adj, default 500)")
     parser.set_defaults(run=run)
 
 
@@ -50,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         check_data_location(config)
     except ConfigError as exc:
         return fail(f"{args.config}: {exc}")
+    try:
+        config = _with_overrides(config, args)
+    except ValueError as exc:
+        return fail(str(exc))
     name = args.run_name or config.name
     if not valid_run_name(name):
         return fail(f"--run-name {name!r}: use letters, digits, '.', '_' or '-', starting with a letter or digit "
@@ -64,8 +80,67 @@ def run(args: argparse.Namespace) -> int:
                  "--runs-dir", str(runs_dir), "--no-supervise"]
         if args.no_progress:
             argv.append("--no-progress")
-        return supervise(trainer_command(argv), status_path(Path(runs_dir).resolve() / name))
+        if args.oom_score_adj is not None:
+            argv += ["--oom-score-adj", str(args.oom_score_adj)]
+        try:
+            containment = _containment(config, name)
+        except ValueError as exc:
+            return fail(str(exc))
+        return supervise(trainer_command(argv), status_path(Path(runs_dir).resolve() / name),
+                         containment=containment, oom_score_adj=config.memory.oom_score_adj)  # type: ignore[arg-type]
+    if config.memory.max_gb is not None and not _contained(config.memory.max_gb):
+        print("crashguard train: containment unavailable: --memory-max needs the supervisor, which starts the "
+              "trainer in its group (not with --no-supervise or under torchrun: contain the whole command, e.g. "
+              "systemd-run --user --scope -p MemoryMax=... torchrun ...)", file=sys.stderr)
     return _train(config, args.config, name, Path(runs_dir), args.resume, not args.no_progress)
+
+
+def _contained(max_gb: float) -> bool:
+    """Whether this process already is in a memory group with that hard limit (the supervisor's child is)."""
+    from ..monitor.memcg import memcg_of, read_memcg
+
+    group = memcg_of("self")
+    reading = read_memcg(group) if group is not None else None
+    return reading is not None and reading.max is not None and abs(reading.max - max_gb * 2**30) <= 2**20
+
+
+def _with_overrides(config: object, args: argparse.Namespace) -> object:
+    """The config with --memory-max/--memory-high/--oom-score-adj applied (validated like the file's values)."""
+    from ..guard.oom_score import check_oom_score_adj
+    from ..training.config import TrainingConfig
+    from .units import parse_size
+
+    assert isinstance(config, TrainingConfig)
+    memory: dict[str, object] = {}
+    sizes = (("--memory-max", "max_gb", args.memory_max), ("--memory-high", "high_gb", args.memory_high))
+    for flag, key, text in sizes:
+        if text is not None:
+            try:
+                memory[key] = parse_size(text) / 2**30
+            except ValueError as exc:
+                raise ValueError(f"{flag}: {exc}") from None
+    if args.oom_score_adj is not None:
+        memory["oom_score_adj"] = check_oom_score_adj(args.oom_score_adj, "--oom-score-adj")
+    if not memory:
+        return config
+    merged = {**config.memory.model_dump(), **memory}
+    high, top = merged["high_gb"], merged["max_gb"]
+    if high is not None and (top is None or high >= top):  # type: ignore[operator]
+        raise ValueError(f"--memory-high must lie below --memory-max (or memory.max_gb), got {args.memory_high}")
+    return config.model_copy(update={"memory": config.memory.model_copy(update=memory)})
+
+
+def _containment(config: object, name: str) -> object:
+    """The containment plan for the trainer, or None when none was asked for."""
+    from ..runs.containment import plan, resolve_limits
+    from ..training.config import TrainingConfig
+
+    assert isinstance(config, TrainingConfig)
+    mem = config.memory
+    if mem.max_gb is None:
+        return None
+    top, high = resolve_limits(int(mem.max_gb * 2**30), int(mem.high_gb * 2**30) if mem.high_gb else None)
+    return plan(top, high, name)
 
 
 def _under_torchrun() -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # v1 reports "no limit" as a huge page-aligned number (PAGE_COUNTER_MAX * page size); anything at or above
 # this is treated as unlimited.
-_V1_UNLIMITED_FLOOR = 1 << 62
+V1_UNLIMITED_FLOOR = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -30,20 +30,16 @@ class CgroupMemory:
         return max(0, self.usage - self.inactive_file)
 
 
-def _read_int(path: Path) -> int | None:
+def read_int(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
+        with open(path, "rb") as handle:
+            text = handle.read(64).strip()
     except OSError:
         return None
-    if text == "max":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    return int(text) if text.isdigit() else None  # "max" (v2's no limit) and anything odd: None
 
 
-def _read_stat(path: Path, key: str) -> int:
+def read_stat(path: Path, key: str) -> int:
     try:
         for line in path.read_text().splitlines():
             name, _, value = line.partition(" ")
@@ -54,7 +50,7 @@ def _read_stat(path: Path, key: str) -> int:
     return 0
 
 
-def _own_cgroup_paths(proc_cgroup: str) -> tuple[str | None, str | None]:
+def proc_cgroup_paths(proc_cgroup: str) -> tuple[str | None, str | None]:
     """The process's (v2 path, v1 memory path) from the text of /proc/<pid>/cgroup."""
     v2: str | None = None
     v1: str | None = None
@@ -97,7 +93,7 @@ def read_cgroup_memory(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: str | N
             proc_cgroup = Path("/proc/self/cgroup").read_text()
         except OSError:
             return None
-    v2_path, v1_path = _own_cgroup_paths(proc_cgroup)
+    v2_path, v1_path = proc_cgroup_paths(proc_cgroup)
 
     if v1_path is not None:
         mount = root / "memory"
@@ -125,8 +121,8 @@ def _tightest(mount: Path, cgroup_path: str, version: int) -> CgroupMemory | Non
     for directory in _candidates(mount, cgroup_path):
         if own_dir is None and (directory / usage_file).exists():
             own_dir = directory
-        limit = _read_int(directory / limit_file)
-        if limit is None or limit >= _V1_UNLIMITED_FLOOR:
+        limit = read_int(directory / limit_file)
+        if limit is None or limit >= V1_UNLIMITED_FLOOR:
             continue
         if best is None or limit < best.limit:
             # Usage is read from the directory whose limit applies: that is the counter the kernel compares.
@@ -134,8 +130,8 @@ def _tightest(mount: Path, cgroup_path: str, version: int) -> CgroupMemory | Non
                 version=version,
                 path=str(directory),
                 limit=limit,
-                usage=_read_int(directory / usage_file) or 0,
-                inactive_file=_read_stat(directory / "memory.stat", inactive_key),
+                usage=read_int(directory / usage_file) or 0,
+                inactive_file=read_stat(directory / "memory.stat", inactive_key),
             )
     return best
 
@@ -165,10 +161,10 @@ class CgroupWatch:
                 return None
             limit_file, usage_file, inactive_key = _FILES[found.version]
             directory = Path(found.path)
-            limit = _read_int(directory / limit_file)
+            limit = read_int(directory / limit_file)
             if limit is not None and limit == found.limit:  # unchanged: only use moves
-                return CgroupMemory(found.version, found.path, limit, _read_int(directory / usage_file) or 0,
-                                    _read_stat(directory / "memory.stat", inactive_key))
+                return CgroupMemory(found.version, found.path, limit, read_int(directory / usage_file) or 0,
+                                    read_stat(directory / "memory.stat", inactive_key))
         self._found = read_cgroup_memory(self._root, self._proc_cgroup)
         self._expires = now + self._refresh
         return self._found

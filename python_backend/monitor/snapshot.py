@@ -1,4 +1,5 @@
-"""One reading of everything the terminal monitor shows: RAM, swap, the limit, each GPU, the heaviest processes."""
+"""One reading of everything the terminal monitor shows: RAM, swap, the limit, memory pressure, each GPU, the
+heaviest processes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from .gpu import GPUMonitor, GpuReading
 from .host import MemoryMonitor, RamReading
+from .pressure import PsiReading, read_psi
 from .processes import ProcessMemory, top_processes
 from .thresholds import MemoryStatus
 
@@ -20,6 +22,7 @@ class Snapshot:
     gpus: list[GpuReading] = field(default_factory=list)
     gpu_reason: str | None = None
     processes: list[ProcessMemory] = field(default_factory=list)
+    pressure: PsiReading | None = None  # the kernel's memory stall averages (None without PSI)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,6 +32,7 @@ class Snapshot:
             "gpus": [{**asdict(g), "percent": g.percent} for g in self.gpus],
             "gpu_reason": self.gpu_reason,
             "processes": [asdict(p) for p in self.processes],
+            "pressure": asdict(self.pressure) if self.pressure else None,
         }
 
 
@@ -42,4 +46,5 @@ def take_snapshot(memory: MemoryMonitor, gpus: GPUMonitor, top: int = 5) -> Snap
         gpus=gpu_readings,
         gpu_reason=gpus.reason if not gpu_readings else None,
         processes=top_processes(top) if top > 0 else [],
+        pressure=read_psi(),
     )

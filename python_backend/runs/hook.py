@@ -34,6 +34,7 @@ from typing import Any, Literal
 import psutil
 
 from ..guard.cleanup import CleanupReport, emergency_cleanup
+from ..guard.oom_score import DEFAULT_OOM_SCORE_ADJ, check_oom_score_adj, volunteer
 from . import lock
 from .files import RefusedFile, check_private, read_json, write_json_atomic
 from .status import (
@@ -56,13 +57,17 @@ STEP_EMA_WEIGHT = 0.2  # of the newest step in the published typical step time (
 class RunHook:
     def __init__(self, name: str, runs_dir: str | Path = "runs", config: str | Path | None = None,
                  rank: int = 0, world_size: int = 1, write_interval: float = 1.0,
-                 cleanup: Callable[[], CleanupReport] = emergency_cleanup) -> None:
+                 cleanup: Callable[[], CleanupReport] = emergency_cleanup,
+                 oom_score_adj: int | None = DEFAULT_OOM_SCORE_ADJ) -> None:
+        """`oom_score_adj`: the score the run volunteers with when it registers, so the kernel's OOM killer takes
+        it (and its DataLoader workers, who inherit it) before the editor; None leaves the score alone."""
         if not valid_run_name(name):
             raise ValueError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
         if isinstance(world_size, bool) or not isinstance(world_size, int) or not 1 <= world_size <= 65_536:
             raise ValueError(f"world_size must be an integer 1-65536, got {world_size!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an integer 0-{world_size - 1}, got {rank!r}")
+        self._oom_score_adj = None if oom_score_adj is None else check_oom_score_adj(oom_score_adj)
         self.run_dir = Path(runs_dir).resolve() / name
         self._status_file = status_path(self.run_dir, rank)
         self._control_dir = control_dir(self.run_dir, rank)
@@ -254,6 +259,8 @@ class RunHook:
         held = lock.acquire(self._lock_file)
         self.status.lock_dev, self.status.lock_ino, self.status.lock_fd = held.dev, held.ino, held.fd
         self._locked = True
+        # Registration is also when the run volunteers to the OOM killer: before its loop starts workers.
+        self.status.oom_score_adj = volunteer(self._oom_score_adj)
 
     def _write(self, final: bool = False) -> None:
         with self._write_lock:

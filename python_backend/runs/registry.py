@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..guard.oom_score import read_oom_score_adj
 from ..monitor.processes import tree_rss
 from .files import RefusedFile, open_checked_dir, read_checked_json
 from .liveness import Verdict, verify_run
@@ -30,6 +31,25 @@ from .status import InvalidStatus, RunState, RunStatus, parse_status, rank_of_st
 log = logging.getLogger(__name__)
 
 UNKNOWN_EXIT = "unknown (the process ended without recording why)"
+
+
+@dataclass(frozen=True)
+class RunMemory:
+    """A live run's memory cgroup as the sidecar reads it from the kernel (the group named by the run's
+    /proc/<pid>/cgroup, never by a file the run wrote); listed when the group has a limit or a high mark."""
+
+    cgroup: str  # the group's directory
+    version: int  # 1 or 2
+    current: int  # bytes charged, page cache included
+    working_set: int  # current minus the inactive file cache
+    max: int | None  # hard limit
+    high: int | None  # high mark (v1: the soft limit Crash Guard's containment sets to it)
+    high_events: int | None  # the kernel's throttle events at the high mark (v2)
+    max_events: int | None  # times the hard limit was hit (v2 memory.events max; v1 failcnt)
+    oom_kills: int | None  # OOM kills in the group
+    over_high: int | None = None  # the trainer's own count of steps ended over its high mark (its status)
+    pressure_some: float | None = None  # % of the last pressureSeconds stalled on memory (v2 PSI of the group)
+    pressure_full: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,8 @@ class RunInfo:
     step_seconds: float | None = None  # the run's typical step time, as its hook publishes it
     stalled_seconds: float | None = None  # seconds since its status was updated (live runs only)
     resume_command: dict[str, Any] | None = None  # {"argv", "cwd"} (contract: argv[0] is the interpreter)
+    oom_score_adj: int | None = None  # the process's own (read from /proc while alive), else the one it recorded
+    memory: RunMemory | None = None  # its memory cgroup, filled in by the sidecar's sampler
 
 
 @dataclass(frozen=True)
@@ -122,7 +144,12 @@ class RunRecord:
             started=s.started or None, updated=s.updated or None,
             step_seconds=None if step_seconds is None else round(step_seconds, 4), stalled_seconds=stalled,
             resume_command=s.resume_command,
+            oom_score_adj=_live_or_recorded(read_oom_score_adj(s.pid) if alive else None, s.oom_score_adj),
         )
+
+
+def _live_or_recorded(live: int | None, recorded: int | None) -> int | None:
+    return live if live is not None else recorded
 
 
 @dataclass(frozen=True)

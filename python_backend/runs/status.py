@@ -78,6 +78,14 @@ class RunStatus:
     lock_fd: int | None = None  # its descriptor number in the run: where the sidecar looks first
     step_seconds: float | None = None  # the run's typical step time (an average of recent steps), for hang detection
     resume_command: dict[str, Any] | None = None  # {"argv": [interpreter, ...], "cwd": dir}: how to resume it
+    oom_score_adj: int | None = None  # the score the run volunteered with at registration (guard/oom_score.py)
+    # Its own memory cgroup, as the trainer sees it (guard/high_mark.py; null when it has none):
+    memory_cgroup: str | None = None  # the group's directory
+    memory_max: int | None = None  # hard limit, bytes
+    memory_high: int | None = None  # high mark, bytes
+    memory_used: int | None = None  # working set at the last check, bytes
+    memory_high_events: int | None = None  # the kernel's throttle events since the run began (cgroup v2)
+    memory_over_high: int | None = None  # step boundaries at which the trainer found itself over its high mark
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +103,8 @@ class RunStatus:
 # -- validation --------------------------------------------------------------------------------------------------
 _REQUIRED = ("name", "pid", "create_time")
 _NON_NEGATIVE = ("step", "epoch", "micro_batch", "accumulation", "peak_rss", "peak_vram", "started", "updated",
-                 "lock_dev", "lock_ino", "lock_fd", "create_time")
+                 "lock_dev", "lock_ino", "lock_fd", "create_time", "memory_max", "memory_high", "memory_used",
+                 "memory_high_events", "memory_over_high")
 
 
 _SCALARS = (int, float, str, bool)
@@ -242,6 +251,8 @@ def parse_status(data: Any) -> RunStatus:
     if not 0 <= status.rank < status.world_size:
         raise InvalidStatus(f"rank: expected 0-{status.world_size - 1} (world_size {status.world_size}), "
                             f"got {status.rank}")
+    if status.oom_score_adj is not None and not -1000 <= status.oom_score_adj <= 1000:
+        raise InvalidStatus(f"oom_score_adj: expected -1000..1000, got {status.oom_score_adj}")
     if status.state not in {s.value for s in RunState}:
         raise InvalidStatus(f"state: unknown state {status.state[:40]!r}")
     if status.version < 1:

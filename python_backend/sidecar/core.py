@@ -25,6 +25,8 @@ from .escalation import CLEANUP, STOP, Escalation, Observation, Timings
 from .forecast import History, describe, next_crossing
 from .history import ACTION, LEVEL, REFUSED, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
+from .oom_watch import OomWatch
+from .pressure import SYSTEM, PressureLevels, PressureTransition, forecast_message, run_resource
 from .registries import AmbiguousRun, Registries
 from .sampler import Reading, Sampler
 from .settings import Settings
@@ -56,6 +58,17 @@ def _run_key(record: RunRecord) -> tuple[str, int]:
     return str(record.run_dir), record.rank
 
 
+def _heaviest_text(heaviest: Sequence[p.ProcessInfo]) -> str:
+    shown = ", ".join(f"{proc.name} ({proc.pid}) {proc.rss / 2**20:.0f} MiB" for proc in heaviest[:3])
+    return f"; heaviest processes at the last sample: {shown}" if shown else ""
+
+
+def thresholds_of(s: Settings) -> p.ThresholdsInfo:
+    return p.ThresholdsInfo(s.ram_warning_percent, s.ram_critical_percent, s.vram_warning_percent,
+                            s.vram_critical_percent, s.pressure_some_percent, s.pressure_full_percent,
+                            s.pressure_seconds)
+
+
 def _run_event_message(event: str, info: RunInfo) -> str:
     at = f" at step {info.step}" if info.step is not None else ""
     # Each rank of a torchrun run is its own process with its own events: say which.
@@ -84,7 +97,10 @@ class Sidecar:
         self._emit = emit
         self._registry = Registries(settings.runs_paths())
         self._sampler = Sampler(self._registry, gpu)  # type: ignore[arg-type]  # Registries reads like a Registry
+        self._sampler.pressure_seconds = settings.pressure_seconds
         self._tracker = LevelTracker()
+        self._pressure = PressureLevels()
+        self._oom = OomWatch()
         self._history: dict[str, History] = {}
         # Each run's last state, by (run folder, rank); a directory's first scan is a baseline, not events.
         self._run_states: dict[tuple[str, int], str] = {}
@@ -107,6 +123,7 @@ class Sidecar:
             # A directory added later (a new workspace folder) gets its own baseline: no burst of "started".
             self._registry.watch(settings.runs_paths())
             self._settings = settings
+            self._sampler.pressure_seconds = settings.pressure_seconds
         self._samples.set_interval(settings.interval)
         log.info("settings: %s", settings)
 
@@ -118,20 +135,31 @@ class Sidecar:
         reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds)
         with self._lock:
             self._seq += 1
+            reading = self._oom.explain(reading)  # a run the OOM killer took says so from this sample on
             sample, transitions = self._build(reading, settings, record=True)
-            events, baseline = self._run_events(reading.records, reading.runs, watched)
+            raw_events, baseline = self._run_events(reading.records, reading.runs, watched)
+            events = [self._event_params(event, info) for event, info in raw_events]
             self._record(sample, reading, transitions, events, baseline)
             for refused in self._registry.take_refusals():  # already logged once (window/logMessage) by the registry
                 self._samples.add_event(HistoryEvent(round(reading.time, 3), RUN, refused.message, level=REFUSED,
                                                      run=refused.run))
+            self._oom.observe(reading)
         self._emit(p.SAMPLE, p.to_wire(sample))
         live = [r.name for r in reading.runs if r.alive]
         for t in transitions:
-            self._emit(p.WARNING, p.to_wire(self._warning(t, live, reading.time)))
-        for event, info in events:
-            self._emit(p.RUN_EVENT, p.to_wire(p.RunEventParams(event, info, _run_event_message(event, info))))
+            self._emit(p.WARNING, p.to_wire(self._warning(t, live, reading.time, sample)))
+        for params in events:
+            self._emit(p.RUN_EVENT, p.to_wire(params))
         self._escalation.on_sample(self._observations(sample, settings), settings)  # every sample, not on changes
         return sample
+
+    def _event_params(self, event: str, info: RunInfo) -> p.RunEventParams:
+        message = _run_event_message(event, info)
+        heaviest = self._oom.heaviest(info) if event == "crashed" else None
+        if heaviest is None:
+            return p.RunEventParams(event, info, message)
+        procs = [p.ProcessInfo(t.pid, t.name, t.rss) for t in heaviest]
+        return p.RunEventParams(event, info, message + _heaviest_text(procs), procs)
 
     @staticmethod
     def _observations(sample: p.Sample, s: Settings) -> list[Observation]:
@@ -141,6 +169,17 @@ class Sidecar:
             if gpu.percent is not None:
                 found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_warning_percent,
                                          s.vram_critical_percent))
+        # Pressure never reaches critical: with autoCleanup it asks for a cleanup round, it never stops a run.
+        if sample.pressure is not None:
+            found.append(Observation(SYSTEM, Level(sample.pressure.level), sample.pressure.some,
+                                     s.pressure_some_percent, float("inf")))
+        for run in sample.runs:
+            m = run.memory
+            if m is not None and m.pressure_some is not None:
+                level = Level.WARNING if m.pressure_some >= s.pressure_some_percent or (
+                    m.pressure_full is not None and m.pressure_full >= s.pressure_full_percent) else Level.NORMAL
+                found.append(Observation(run_resource(run.name, run.rank), level, m.pressure_some,
+                                         s.pressure_some_percent, float("inf")))
         return found
 
     def status(self) -> p.Sample:
@@ -148,7 +187,7 @@ class Sidecar:
         settings = self._settings
         reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds)
         with self._lock:
-            return self._build(reading, settings, record=False)[0]
+            return self._build(self._oom.explain(reading), settings, record=False)[0]
 
     def _level(self, resource: str, percent: float, warning: float, critical: float, record: bool,
                transitions: list[Transition]) -> Level:
@@ -171,8 +210,35 @@ class Sidecar:
         return p.Forecast(resource, crossing.level, crossing.seconds, crossing.bytes_per_second,
                           describe(resource, crossing))
 
-    def _build(self, reading: Reading, s: Settings, record: bool) -> tuple[p.Sample, list[Transition]]:
-        transitions: list[Transition] = []
+    def _pressure_of(self, reading: Reading, s: Settings, record: bool, transitions: list[PressureTransition],
+                     forecasts: list[p.Forecast]) -> tuple[p.PressureInfo | None, Level]:
+        """The system's pressure (and each run group's) as levels, transitions and forecast lines."""
+        worst_level = Level.NORMAL
+        info = None
+        sources = [(SYSTEM, reading.pressure)]
+        sources += [(run_resource(name, rank), share) for (name, rank), share in reading.run_pressure.items()]
+        for resource, share in sources:
+            level, change = self._pressure.judge(resource, share, s.pressure_some_percent, s.pressure_full_percent,
+                                                 record)
+            if change is not None:
+                transitions.append(change)
+            worst_level = worst([worst_level, level])
+            if share is None:
+                continue
+            if resource == SYSTEM:
+                info = p.PressureInfo(share.some, share.full, share.seconds, share.avg10_some, share.avg10_full,
+                                      level.value)
+            line = forecast_message(resource, share, level, s.pressure_some_percent, s.pressure_full_percent,
+                                    reading.ram.percent if resource == SYSTEM else None)
+            if line:
+                forecasts.append(p.Forecast(resource, Level.WARNING.value, 0.0, 0.0, line, kind="pressure"))
+        if record:
+            self._pressure.forget_except({r for r, _ in sources})
+        return info, worst_level
+
+    def _build(self, reading: Reading, s: Settings, record: bool
+               ) -> tuple[p.Sample, list[Transition | PressureTransition]]:
+        transitions: list[Transition | PressureTransition] = []
         forecasts: list[p.Forecast] = []
         ram = reading.ram
         ram_level = self._level("RAM", ram.percent, s.ram_warning_percent, s.ram_critical_percent, record,
@@ -196,6 +262,10 @@ class Sidecar:
             levels.append(level)
             gpus.append(p.GpuInfo(gpu.index, gpu.name, gpu.total, gpu.used, gpu.percent, gpu.utilization,
                                   level.value, p.gpu_processes(gpu)))
+        pressure_transitions: list[PressureTransition] = []
+        pressure, pressure_level = self._pressure_of(reading, s, record, pressure_transitions, forecasts)
+        transitions.extend(pressure_transitions)
+        levels.append(pressure_level)
         if record:
             present = {"RAM", *(f"GPU {g.index}" for g in reading.gpus)}
             self._tracker.forget_except(present)
@@ -208,15 +278,18 @@ class Sidecar:
                           ram_level.value),
             gpus=gpus, gpu_reason=reading.gpu_reason,
             top_processes=[p.ProcessInfo(t.pid, t.name, t.rss) for t in reading.top],
-            runs=reading.runs, forecasts=forecasts,
-            thresholds=p.ThresholdsInfo(s.ram_warning_percent, s.ram_critical_percent, s.vram_warning_percent,
-                                        s.vram_critical_percent),
-            cost_ms=reading.cost_ms,
+            runs=reading.runs, forecasts=forecasts, thresholds=thresholds_of(s), cost_ms=reading.cost_ms,
+            pressure=pressure, pressure_reason=reading.pressure_reason,
         )
         return sample, transitions
 
     @staticmethod
-    def _warning(t: Transition, live: list[str], now: float) -> p.WarningParams:
+    def _warning(t: Transition | PressureTransition, live: list[str], now: float,
+                 sample: p.Sample | None = None) -> p.WarningParams:
+        if isinstance(t, PressureTransition):
+            ram = f", with RAM at {sample.ram.percent:.0f}%" if sample is not None and t.resource == SYSTEM else ""
+            return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
+                                   t.message + ram, live, round(now, 3))
         if t.level is Level.NORMAL:
             message = f"{t.resource} back to normal at {t.percent:.0f}%"
         else:
@@ -252,18 +325,17 @@ class Sidecar:
         return events, baseline
 
     # -- history (the memory report) ---------------------------------------------------------------------
-    def _record(self, sample: p.Sample, reading: Reading, transitions: list[Transition],
-                events: list[tuple[str, RunInfo]], baseline: set[str]) -> None:
+    def _record(self, sample: p.Sample, reading: Reading, transitions: list[Transition | PressureTransition],
+                events: list[p.RunEventParams], baseline: set[str]) -> None:
         t = round(reading.time, 3)
         self._gpu_names = [g.name for g in sample.gpus]
         self._samples.add_point(HistoryPoint(t, sample.ram.percent, sample.ram.used,
                                              tuple(g.percent for g in sample.gpus)))
         for tr in transitions:
-            self._samples.add_event(HistoryEvent(t, LEVEL, self._warning(tr, [], t).message, resource=tr.resource,
-                                                 level=tr.level.value))
-        for event, info in events:
-            self._samples.add_event(HistoryEvent(t, RUN, _run_event_message(event, info), level=event,
-                                                 run=info.name))
+            self._samples.add_event(HistoryEvent(t, LEVEL, self._warning(tr, [], t, sample).message,
+                                                 resource=tr.resource, level=tr.level.value))
+        for params in events:
+            self._samples.add_event(HistoryEvent(t, RUN, params.message, level=params.event, run=params.run.name))
         notes = {(r.dir, r.rank): r.last_event for r in reading.runs}
         for key, note in notes.items():
             # A run's own notes (OOM back-off, cleanup, checkpoint, ...); runs already there at start are a baseline.
@@ -277,9 +349,8 @@ class Sidecar:
     def history(self, seconds: float | None) -> p.HistoryResult:
         s = self._settings
         points, events = self._samples.window(seconds, time.time())
-        return p.HistoryResult(points, events, p.ThresholdsInfo(s.ram_warning_percent, s.ram_critical_percent,
-                                                                s.vram_warning_percent, s.vram_critical_percent),
-                               list(self._gpu_names), s.sample_interval_ms, self._samples.max_points)
+        return p.HistoryResult(points, events, thresholds_of(s), list(self._gpu_names), s.sample_interval_ms,
+                               self._samples.max_points)
 
     # -- escalation (its worker threads) ------------------------------------------------------------------
     def _on_action(self, action: str, reason: str, result: CleanupResult | StopResult) -> None:

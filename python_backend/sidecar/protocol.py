@@ -18,7 +18,7 @@ from typing import Any
 
 from ..monitor.gpu import GpuReading
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
-from ..runs.registry import RunInfo
+from ..runs.registry import RunInfo, RunMemory
 from .history import HistoryEvent, HistoryPoint
 
 # -- server -> client notifications --------------------------------------------------------------------------
@@ -106,6 +106,21 @@ class Forecast:
     seconds: float
     bytes_per_second: float
     message: str
+    # "trend": a crossing `seconds` ahead at the recent rate; "pressure": memory stalls now (seconds and
+    # bytes_per_second 0), a warning or one on its way, whatever the percent says
+    kind: str = "trend"
+
+
+@dataclass(frozen=True)
+class PressureInfo:
+    """Memory pressure (PSI): the share of the last `seconds` during which tasks were stalled waiting for memory."""
+
+    some: float  # percent: at least one task stalled
+    full: float | None  # percent: every non-idle task stalled at once
+    seconds: float  # the window the shares cover
+    avg10_some: float  # the kernel's own 10 s averages
+    avg10_full: float | None
+    level: str  # normal | warning
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,9 @@ class ThresholdsInfo:
     ram_critical_percent: float
     vram_warning_percent: float
     vram_critical_percent: float
+    pressure_some_percent: float = 20.0
+    pressure_full_percent: float = 10.0
+    pressure_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class Sample:
     forecasts: list[Forecast]
     thresholds: ThresholdsInfo
     cost_ms: float  # how long taking this sample took in the sidecar
+    pressure: PressureInfo | None = None  # the whole system's; None until a window is covered, or without PSI
+    pressure_reason: str | None = None  # why there is no pressure figure at all (PSI unavailable)
 
 
 @dataclass(frozen=True)
@@ -148,6 +168,8 @@ class RunEventParams:
     event: str
     run: RunInfo
     message: str
+    # A run killed by the kernel's OOM killer: the heaviest processes of the last sample before its death
+    heaviest: list[ProcessInfo] | None = None
 
 
 @dataclass(frozen=True)
@@ -315,8 +337,8 @@ __all__ = [
     "ACTION", "ACTIONS", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS",
     "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING",
     "ActionParams", "CleanupParams", "CleanupResult", "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent",
-    "HistoryPoint", "HistoryResult", "ParamsError", "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup",
-    "RunEventParams", "RunInfo", "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo",
-    "WarningParams", "camel", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
+    "HistoryPoint", "HistoryResult", "ParamsError", "PressureInfo", "ProcessDetailResult", "ProcessInfo", "RamInfo",
+    "RunCleanup", "RunEventParams", "RunInfo", "RunMemory", "RunsResult", "Sample", "StopResult", "StopRunParams",
+    "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
     "parse_update_settings", "to_wire",
 ]

@@ -1,7 +1,8 @@
-"""One full reading of the machine for the sidecar: RAM, GPUs, the heaviest processes and the guarded runs.
+"""One full reading of the machine for the sidecar: RAM, memory pressure, GPUs, the heaviest processes and the
+guarded runs (with the memory cgroup each one is in, and the OOM-kill counters that tell how a run died).
 
 Kept cheap for a 1 s tick: the process list (a pass over /proc) is refreshed only every few seconds, and a
-missing NVML is retried once a minute rather than on every tick.
+missing NVML is retried once a minute rather than on every tick. Pressure and cgroups are a few small files.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import psutil
 from ..monitor.cgroup import CgroupWatch
 from ..monitor.gpu import GPUMonitor, GpuReading
 from ..monitor.host import RamReading, read_ram
+from ..monitor.memcg import MemcgDir, MemcgReading, memcg_of, read_memcg, read_memcg_quick, system_oom_kills
+from ..monitor.pressure import PressureWindow, StallShare, psi_unavailable_reason, read_psi
 from ..monitor.processes import ProcessMemory, display_name, top_processes
-from ..runs.registry import Registry, RunInfo, RunRecord
+from ..runs.registry import Registry, RunInfo, RunMemory, RunRecord
 from ..runs.stall import DEFAULT_FLOOR_SECONDS
+from ..runs.status import RunState
 
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0
+GROUP_LOCATE_SECONDS = 30.0  # a run's cgroup is looked up again this often (it does not move in practice)
+GROUP_FULL_SECONDS = 5.0  # limits and file cache of a run's cgroup are read whole this often; use and counters always
 
 
 def _named(proc: ProcessMemory) -> ProcessMemory:
@@ -40,6 +46,25 @@ def _named(proc: ProcessMemory) -> ProcessMemory:
     return proc if name == proc.name else dataclasses.replace(proc, name=name)
 
 
+@dataclass
+class _GroupSeen:
+    """A live run's memory cgroup as last read (cached between samples: reading it whole is 7 small files)."""
+
+    group: MemcgDir | None
+    located_at: float
+    reading: MemcgReading | None = None
+    full_at: float = -float("inf")
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """The memory cgroup a live run is in, with its OOM-kill counter at this reading (for the cause of a death)."""
+
+    pid: int
+    group: MemcgDir
+    oom_kills: int | None
+
+
 @dataclass(frozen=True)
 class Reading:
     time: float
@@ -50,6 +75,11 @@ class Reading:
     records: list[RunRecord]
     runs: list[RunInfo]
     cost_ms: float
+    pressure: StallShare | None = None  # the system's
+    pressure_reason: str | None = None  # why there is no pressure reading at all
+    system_oom_kills: int | None = None
+    run_groups: dict[tuple[str, int], RunGroup] = dataclasses.field(default_factory=dict)
+    run_pressure: dict[tuple[str, int], StallShare] = dataclasses.field(default_factory=dict)
 
 
 class Sampler:
@@ -63,6 +93,10 @@ class Sampler:
         self._top_count = -1
         self._gpu_retry_at = 0.0
         self._cgroup = CgroupWatch()
+        self.pressure_seconds = 10.0  # the window of the pressure shares (the sidecar's pressureSeconds)
+        self._pressure = PressureWindow()
+        self._run_pressure: dict[str, PressureWindow] = {}  # by the run group's pressure file
+        self._groups: dict[tuple[int, float], _GroupSeen] = {}  # by (pid, create time) of each live run
         self._lock = threading.Lock()
 
     def _gpus(self, now: float) -> list[GpuReading]:
@@ -81,11 +115,81 @@ class Sampler:
             self._top_at, self._top_count = now, count
         return self._top
 
+    def _window(self, key: str, seconds: float) -> PressureWindow:
+        window = self._run_pressure.get(key) if key else self._pressure
+        if window is None:
+            window = self._run_pressure[key] = PressureWindow(seconds)
+        window.set_window(seconds)
+        return window
+
+    def _run_memory(self, records: list[RunRecord], runs: list[RunInfo], now: float, seconds: float
+                    ) -> tuple[list[RunInfo], dict[tuple[str, int], RunGroup], dict[tuple[str, int], StallShare]]:
+        """Each live run's memory cgroup, from the kernel's /proc/<pid>/cgroup: shown when it has a limit or a high
+        mark; its OOM-kill counter kept in any case."""
+        groups: dict[tuple[str, int], RunGroup] = {}
+        shares: dict[tuple[str, int], StallShare] = {}
+        out: list[RunInfo] = []
+        seen: set[str] = set()
+        live: set[tuple[int, float]] = set()
+        for record, info in zip(records, runs, strict=True):
+            group, reading = None, None
+            if info.alive and info.pid is not None:
+                key = (info.pid, record.status.create_time)
+                live.add(key)
+                group, reading = self._group_reading(key, now)
+            if group is None or reading is None or info.pid is None:
+                out.append(info)
+                continue
+            groups[(info.name, info.rank)] = RunGroup(info.pid, group, reading.oom_kills)
+            share = None
+            if reading.pressure is not None and group.pressure is not None:
+                key = str(group.pressure)
+                seen.add(key)
+                share = self._window(key, seconds).add(now, reading.pressure)
+                if share is not None:
+                    shares[(info.name, info.rank)] = share
+            if reading.max is None and reading.high is None:
+                out.append(info)  # in a group without limits (a login session's): nothing of its own to show
+                continue
+            memory = RunMemory(
+                cgroup=reading.path, version=reading.version, current=reading.current,
+                working_set=reading.working_set, max=reading.max, high=reading.high,
+                high_events=reading.high_events, max_events=reading.max_events, oom_kills=reading.oom_kills,
+                over_high=record.status.memory_over_high, pressure_some=share.some if share else None,
+                pressure_full=share.full if share else None)
+            out.append(dataclasses.replace(info, memory=memory))
+        for gone in set(self._run_pressure) - seen:
+            del self._run_pressure[gone]
+        for ended in set(self._groups) - live:
+            del self._groups[ended]
+        return out, groups, shares
+
+    def _group_reading(self, key: tuple[int, float], now: float) -> tuple[MemcgDir | None, MemcgReading | None]:
+        """A live run's memory cgroup and its figures: located every GROUP_LOCATE_SECONDS, read whole every
+        GROUP_FULL_SECONDS, in between only use, counters and pressure (read_memcg_quick)."""
+        seen = self._groups.get(key)
+        if seen is None or now - seen.located_at >= GROUP_LOCATE_SECONDS:
+            group = memcg_of(key[0])
+            if seen is None or group != seen.group:
+                seen = _GroupSeen(group, now)
+            seen.located_at = now
+            self._groups[key] = seen
+        if seen.group is None:
+            return None, None
+        if seen.reading is None or now - seen.full_at >= GROUP_FULL_SECONDS:
+            seen.reading, seen.full_at = read_memcg(seen.group), now
+        else:
+            seen.reading = read_memcg_quick(seen.group, seen.reading)
+        return seen.group, seen.reading
+
     def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS) -> Reading:
         with self._lock:
             started = time.perf_counter()
             now = time.monotonic()
             ram = read_ram(cgroup=self._cgroup.read)
+            psi = read_psi()
+            seconds = self.pressure_seconds
+            pressure = self._window("", seconds).add(now, psi) if psi is not None else None
             gpus = self._gpus(now)
             vram_by_pid: dict[int, int] = {}
             for gpu in gpus:
@@ -95,10 +199,16 @@ class Sampler:
             records = self.registry.scan()
             wall = time.time()
             runs = [r.info(vram_by_pid, hung_floor, wall) for r in records]
+            runs, groups, shares = self._run_memory(records, runs, now, seconds)
+            # The machine's OOM-kill count matters only around a run that lives or has just died unexplained.
+            watched = any(not RunState(r.status.state).terminal for r in records)
             top = self._top_processes(top_count, now)
             return Reading(time=wall, ram=ram, gpus=gpus, gpu_reason=None if gpus else self._gpu.reason,
                            top=top, records=records, runs=runs,
-                           cost_ms=round((time.perf_counter() - started) * 1000, 3))
+                           cost_ms=round((time.perf_counter() - started) * 1000, 3),
+                           pressure=pressure, pressure_reason=None if psi is not None else psi_unavailable_reason(),
+                           system_oom_kills=system_oom_kills() if watched else None, run_groups=groups,
+                           run_pressure=shares)
 
     def close(self) -> None:
         self._gpu.close()

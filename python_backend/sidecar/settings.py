@@ -37,6 +37,11 @@ class Settings:
     hung_after_seconds: float = DEFAULT_FLOOR_SECONDS  # a run silent this long (at least) is reported hung
     # Absolute runs directories, one per workspace folder (the extension sends them); None: `runs_directory`.
     runs_directories: tuple[str, ...] | None = None
+    # Memory pressure (PSI): a warning when tasks were stalled on memory this share of the last pressure_seconds,
+    # "some" (at least one task stalled) or "full" (all of them at once), even below the RAM percent thresholds.
+    pressure_some_percent: float = 20.0
+    pressure_full_percent: float = 10.0
+    pressure_seconds: float = 10.0
 
     @property
     def interval(self) -> float:
@@ -121,6 +126,9 @@ _FIELDS = {
     "topProcesses": _Field("top_processes", "int", 0, 20),
     "hungAfterSeconds": _Field("hung_after_seconds", "number", 1, 86400),
     "runsDirectories": _Field("runs_directories", "paths", 0, 64),
+    "pressureSomePercent": _Field("pressure_some_percent", "number", 1, 100),
+    "pressureFullPercent": _Field("pressure_full_percent", "number", 1, 100),
+    "pressureSeconds": _Field("pressure_seconds", "number", 2, 300),
 }
 _CAMEL = {spec.name: key for key, spec in _FIELDS.items()}
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from ..guard.failures import Failure
 
+# The exit code of a run that ran out of memory at the smallest batch, or stopped itself at its memory cgroup's
+# high mark (training/run.py lists every exit code).
+EXIT_OOM = 3
+
 
 @dataclass
 class BatchPlan:

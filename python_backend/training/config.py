@@ -129,6 +129,15 @@ class MemoryConfig(_Strict):
                                                    "reach (cache + working set); 'auto': available RAM at start "
                                                    "minus ram_headroom_gb.")
     ram_headroom_gb: float = Field(2.0, ge=0.0, description="RAM left free when ram_budget_gb is 'auto'.")
+    max_gb: float | None = Field(None, gt=0.0, description="Contain the trainer in a memory cgroup of its own with "
+                                 "this hard limit (the kernel's OOM killer acts there, among the run's processes "
+                                 "only); null: no containment. `crashguard train --memory-max` overrides it.")
+    high_gb: float | None = Field(None, gt=0.0, description="The contained trainer's high mark, below max_gb: "
+                                  "over it the trainer cleans up, backs off, then checkpoints and stops by itself; "
+                                  "null: 85% of max_gb.")
+    oom_score_adj: int | None = Field(500, ge=-1000, le=1000, description="The trainer volunteers to the kernel's "
+                                      "OOM killer with this oom_score_adj (raised, never lowered), so the editor "
+                                      "is not the one killed; null: leave the score alone.")
 
     @field_validator("ram_budget_gb")
     @classmethod
@@ -141,6 +150,8 @@ class MemoryConfig(_Strict):
     def _ordered(self) -> MemoryConfig:
         if self.ram_warning > self.ram_critical:
             raise ValueError(f"ram_warning ({self.ram_warning}) must not exceed ram_critical ({self.ram_critical})")
+        if self.high_gb is not None and (self.max_gb is None or self.high_gb >= self.max_gb):
+            raise ValueError(f"high_gb ({self.high_gb}) must lie below max_gb ({self.max_gb})")
         return self
 
 

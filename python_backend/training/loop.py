@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from ..guard.cleanup import emergency_cleanup
 from ..guard.failures import Failure, FailureKind
+from ..guard.high_mark import HighMarkAction, HighMarkWatch
 from ..monitor.host import read_ram
 from ..runs.hook import RunHook
-from .backoff import BatchPlan, OutOfMemoryAtMinimum
+from .backoff import EXIT_OOM, BatchPlan, OutOfMemoryAtMinimum
 from .checkpoint import CheckpointError, checkpoint_name, restore_rng, rng_state, save_checkpoint
 from .config import TrainingConfig
 from .data import DecathlonData
@@ -96,6 +97,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.validated_at = -1
         self._warned_ram = 0.0
+        self.high_mark: HighMarkWatch | None = None  # set when the run has a memory cgroup with a high mark
         steps = config.train.epochs * data.steps_per_epoch
         self.total_steps = min(steps, train.max_steps) if train.max_steps else steps
 
@@ -211,6 +213,19 @@ class Trainer:
             self.event("ram_warning", f"RAM at {ram.percent:.0f}% (warning {mem.ram_warning:.0%})")
         return ram.percent, None
 
+    def _watch_high_mark(self) -> tuple[str | None, str | None]:
+        """(why to halve the micro-batch, why to checkpoint and stop): the run's own reaction to its memory
+        cgroup's high mark, before the hard limit where the kernel's OOM killer acts (guard/high_mark.py)."""
+        if self.high_mark is None:
+            return None, None
+        check = self.high_mark.check(can_back_off=self.plan.micro > 1, cleanup=emergency_cleanup)
+        self.hook.update(**self.high_mark.status_fields())
+        if check.message:
+            self.event("memory_high", check.message)
+        if check.action is HighMarkAction.BACKOFF:
+            return check.message, None
+        return None, check.message if check.action is HighMarkAction.STOP else None
+
     def _ram_backoff(self, reason: str | None) -> None:
         old = self.plan.micro
         if not self.plan.halve():
@@ -291,11 +306,14 @@ class Trainer:
 
                     loss = self.train_step(batch, record)
                     ram_percent, pressed = self._watch_memory()
+                    high_halve, high_stop = self._watch_high_mark()
+                    pressed = pressed or high_halve
                     peak_vram = torch.cuda.max_memory_reserved() if self.device.type == "cuda" else None
                     self.hook.step_boundary(step=self.step, epoch=epoch, loss=loss, micro_batch=self.plan.micro,
                                             accumulation=self.plan.accumulation, peak_vram=peak_vram)
                     # Stop requests and RAM back-off reach one rank; all ranks act on them at this same step.
-                    stop, halve = self.coord.agree(self.hook.stop_requested, pressed is not None)
+                    stop, halve = self.coord.agree(self.hook.stop_requested or high_stop is not None,
+                                                   pressed is not None)
                     if halve:
                         self._ram_backoff(pressed)
                     bar.update(1)
@@ -303,6 +321,8 @@ class Trainer:
                                     ram=f"{ram_percent:.0f}%", refresh=False)
                     if stop:
                         path = self.save()
+                        if high_stop is not None:
+                            return Outcome("stopped", EXIT_OOM, f"stopped at step {self.step}: {high_stop}", path)
                         return Outcome("stopped", 0, f"stopped on request at step {self.step}", path)
                     if self.step % self.config.checkpoint.every_steps == 0:
                         self.save()

@@ -2,8 +2,9 @@
 
 Everything that can refuse the run (config, data, checkpoint to resume) is checked before the run registers
 or writes a file. Exit codes: 0 finished/stopped, 2 refused (config, data, checkpoint), 3 out of memory at the
-smallest batch (a checkpoint is written first), 4 another rank of a torchrun world was lost (rank 0 writes a
-checkpoint of the last completed step first), 1 any other failure.
+smallest batch, or stopped by itself at its memory cgroup's high mark (a checkpoint is written first), 4 another
+rank of a torchrun world was lost (rank 0 writes a checkpoint of the last completed step first), 1 any other
+failure.
 
 Under torchrun (RANK/WORLD_SIZE set) every rank runs this; rank 0 alone downloads and checks the data, picks
 the checkpoint to resume and writes checkpoints and metrics, and tells the others (who wait without running into
@@ -24,12 +25,13 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..guard.high_mark import HighMarkWatch
 from ..monitor.peak import lifetime_peak_rss
 from ..runs.hook import RunHook
 from ..runs.resume import resume_command
 from ..runs.status import RunState
 from ..runs.urgent import UrgentStop
-from .backoff import OutOfMemoryAtMinimum
+from .backoff import EXIT_OOM, OutOfMemoryAtMinimum
 from .check import DataError, read_dataset_json, refuse_bad_data
 from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
 from .config import TrainingConfig
@@ -43,7 +45,6 @@ from .transforms import region_labels
 
 log = logging.getLogger(__name__)
 EXIT_REFUSED = 2
-EXIT_OOM = 3
 EXIT_PEER_LOST = 4
 T = TypeVar("T")
 HEARTBEAT_S = 2.0  # how often rank 0 tells the waiting ranks that it is still working
@@ -212,10 +213,13 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
         cache_budget_bytes=memory.cache_bytes if memory is not None else None)
     data.memory = memory
     hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
-                   world_size=coord.world_size)
+                   world_size=coord.world_size, oom_score_adj=config.memory.oom_score_adj)
     hook.status.resume_command = train_resume_command(place)
     metrics = MetricsLog(place.run_dir / "metrics.jsonl") if coord.is_main else NullMetrics()
     trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord)
+    trainer.high_mark = HighMarkWatch.for_this_process()  # in a memory group with a high mark: react to it
+    if trainer.high_mark is not None:
+        log.info("memory group %s: the trainer reacts to its high mark", trainer.high_mark.group.path)
     if resumed is not None:
         trainer.load_state(resumed[1])
         trainer.last_checkpoint = resumed[0]
@@ -301,8 +305,8 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
         raise
     _record_peak(trainer)
     state = RunState(outcome.state)
-    hook.finish(state, checkpoint=outcome.checkpoint,
-                exit_cause="checkpoint-and-stop" if state is RunState.STOPPED else None)
+    stopped_by = "checkpoint-and-stop" if outcome.exit_code == 0 else outcome.message  # the high mark's stop
+    hook.finish(state, checkpoint=outcome.checkpoint, exit_cause=stopped_by if state is RunState.STOPPED else None)
     trainer.metrics.write("event", step=trainer.step, event=outcome.state, message=outcome.message)
     trainer.metrics.close()
     return outcome

@@ -1,6 +1,7 @@
 // The memory report's data and chart layout, pure (no 'vscode', no DOM): the history kept here (points from
 // crashGuard/history and from each crashGuard/sample, events from crashGuard/history), and the view the webview
 // draws as it is (SVG shapes in chart coordinates, rows of the tables). media/report.js only renders a ReportView.
+import { reportDefenceLines } from '../defences';
 import { exitCauseText, formatBytes, formatPercent, formatSeconds } from '../format';
 import { type GpuProcessRow, gpuProcessRows } from '../gpuProcesses';
 import type { HistoryEvent, HistoryPoint, HistoryResult, RunInfo, Sample, Thresholds } from '../protocol';
@@ -209,7 +210,10 @@ function summary(sample: Sample | undefined): string[] {
       `${formatBytes(g.used)} of ${formatBytes(g.total)}`);
   }
   if (sample.gpus.length === 0 && sample.gpuReason) lines.push(`No GPU figures: ${sample.gpuReason}`);
-  for (const f of sample.forecasts) lines.push(`Forecast: ${f.message} (${formatBytes(f.bytesPerSecond)}/s)`);
+  for (const f of sample.forecasts) {
+    lines.push(f.kind === 'pressure' ? `Forecast: ${f.message}` : `Forecast: ${f.message} (${formatBytes(f.bytesPerSecond)}/s)`);
+  }
+  lines.push(...reportDefenceLines(sample));
   return lines;
 }
 

@@ -24,7 +24,8 @@ function event(t: number, kind: HistoryEvent['kind'], level: string | null, mess
 
 function history(points: HistoryPoint[], events: HistoryEvent[] = [], gpuNames: string[] = []): HistoryResult {
   return { points, events, gpuNames, intervalMs: 1000, maxPoints: 900,
-    thresholds: { ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85, vramCriticalPercent: 95 } };
+    thresholds: { ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85, vramCriticalPercent: 95,
+      pressureSomePercent: 20, pressureFullPercent: 10, pressureSeconds: 10 } };
 }
 
 describe('report data', () => {

@@ -13,6 +13,7 @@ describe('resolveSettings', () => {
       sampleIntervalMs: 1000, ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85,
       vramCriticalPercent: 95, autoCleanup: false, criticalAction: 'none', runsDirectories: ['/a/runs', '/b/out'],
       topProcesses: 5, hungAfterSeconds: 120,
+      pressureSomePercent: 20, pressureFullPercent: 10, pressureSeconds: 10,
     });
   });
   it('takes valid values', () => {

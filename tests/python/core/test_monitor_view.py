@@ -29,3 +29,15 @@ def test_each_gpu_lists_its_processes_heaviest_first() -> None:
     assert lines[start + 3].split()[:4] == ["101", "2.0", "GiB", "alice"]
     assert lines[start + 4].split() == ["202", "n/a", "?", "?", "(not", "visible", "from", "here)"]
     assert lines[start + 5].startswith("GPU 1") and lines[start + 6].strip() == "no processes on this GPU"
+
+
+def test_memory_stalls_are_shown_when_the_kernel_reports_them() -> None:
+    from python_backend.monitor.pressure import parse_psi
+
+    psi = parse_psi("some avg10=12.50 avg60=3.10 avg300=0.70 total=2287963\n"
+                    "full avg10=3.95 avg60=0.97 avg300=0.21 total=722599\n")
+    snap = Snapshot(time.time(), read_ram(), MemoryStatus.NORMAL, pressure=psi)
+    assert "Stall some 12.5%, full 4.0% of the last 10 s waiting for memory (PSI)" in render(snap, Thresholds(),
+                                                                                              colour=False)
+    assert snap.to_dict()["pressure"]["some"]["avg10"] == 12.5
+    assert "Stall" not in render(Snapshot(time.time(), read_ram(), MemoryStatus.NORMAL), Thresholds(), colour=False)

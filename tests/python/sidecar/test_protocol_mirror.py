@@ -36,3 +36,19 @@ def test_protocol_document_lists_every_method() -> None:
     text = DOC.read_text()
     missing = [m for m in p.METHODS if f"`{m}`" not in text]
     assert missing == []
+
+
+@pytest.mark.parametrize(("py", "ts"), [
+    (p.PressureInfo, "PressureInfo"), (p.RunMemory, "RunMemory"), (p.Forecast, "Forecast"),
+    (p.RunEventParams, "RunEventParams"), (p.RunInfo, "RunInfo"), (p.ThresholdsInfo, "Thresholds"),
+    (p.Sample, "Sample"),
+])
+def test_typescript_interfaces_carry_every_wire_field(py: type, ts: str) -> None:
+    """A payload's fields, camelCased as on the wire, are all in its TypeScript interface."""
+    import dataclasses
+
+    match = re.search(rf"export interface {ts} \{{(.*?)\n\}}", TS.read_text(), re.S)
+    assert match, f"no interface {ts} in protocol.ts"
+    declared = set(re.findall(r"^\s+(\w+)\??:", match.group(1), re.M))
+    missing = [p.camel(f.name) for f in dataclasses.fields(py) if p.camel(f.name) not in declared]
+    assert missing == []

@@ -34,7 +34,9 @@ async def test_samples_arrive_at_the_configured_rate_with_ram_close_to_psutil() 
         assert len(last["topProcesses"]) == 3 and all(t["rss"] > 0 for t in last["topProcesses"])
         assert last["gpuReason"] or last["gpus"]  # no GPU here: a reason instead of an exception
         assert last["thresholds"] == {"ramWarningPercent": 80.0, "ramCriticalPercent": 90.0,
-                                      "vramWarningPercent": 85.0, "vramCriticalPercent": 95.0}
+                                      "vramWarningPercent": 85.0, "vramCriticalPercent": 95.0,
+                                      "pressureSomePercent": 20.0, "pressureFullPercent": 10.0,
+                                      "pressureSeconds": 10.0}
 
         # A request is answered while sampling goes on; it is a fresh sample, not a cached one.
         started = time.monotonic()

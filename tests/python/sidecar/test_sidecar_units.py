@@ -99,7 +99,7 @@ def test_no_forecast_when_falling_flat_or_far() -> None:
 def test_wire_payloads_are_camel_case() -> None:
     fc = p.Forecast("RAM", "critical", 40.0, 52428800.0, "RAM critical in ~40 s")
     assert p.to_wire(fc) == {"resource": "RAM", "level": "critical", "seconds": 40.0,
-                             "bytesPerSecond": 52428800.0, "message": "RAM critical in ~40 s"}
+                             "bytesPerSecond": 52428800.0, "message": "RAM critical in ~40 s", "kind": "trend"}
     assert p.to_wire({"rss_freed": 1, "steps": [{"name": "gc", "freed": None}]}) == \
         {"rssFreed": 1, "steps": [{"name": "gc", "freed": None}]}
 
