@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from python_backend.runs.files import read_json
-
-TRAINER = Path(__file__).with_name("trainer_child.py")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trainer_helpers import TRAINER, StartTrainer, wait_registered
 
 
 @pytest.fixture
@@ -20,19 +18,6 @@ def runs_dir(tmp_path: Path) -> Path:
     path = tmp_path / "runs"
     path.mkdir()
     return path
-
-
-def wait_registered(runs_dir: Path, name: str, pid: int, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = read_json(runs_dir / name / "status.json")
-        if isinstance(status, dict) and status.get("pid") == pid and status.get("state") == "running":
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"run {name} (pid {pid}) did not register within {timeout} s")
-
-
-StartTrainer = Callable[..., subprocess.Popen]
 
 
 @pytest.fixture

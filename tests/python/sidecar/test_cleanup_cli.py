@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import StartTrainer
+from trainer_helpers import StartTrainer
 
 MIB = 2**20
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_registered
 from pygls.exceptions import JsonRpcInvalidParams
 from sidecar_session import sidecar
+from trainer_helpers import wait_registered
 
 from python_backend.sidecar import protocol as p
 from python_backend.sidecar.core import Sidecar

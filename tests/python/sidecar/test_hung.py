@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartTrainer
 from sidecar_session import sidecar
+from trainer_helpers import StartTrainer
 
 from python_backend.runs.files import read_json, write_json_atomic
 from python_backend.runs.hook import RunHook

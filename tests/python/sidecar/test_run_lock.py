@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import StartTrainer, wait_registered
+from trainer_helpers import StartTrainer, wait_registered
 
 from python_backend.runs import control, liveness
 from python_backend.runs.control import stop_run

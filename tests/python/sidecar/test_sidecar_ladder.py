@@ -14,8 +14,8 @@ from pathlib import Path
 import memory_hog
 import psutil
 import pytest
-from conftest import StartTrainer
 from sidecar_session import sidecar
+from trainer_helpers import StartTrainer
 
 from python_backend.runs.control import cleanup_runs, stop_run
 from python_backend.runs.files import write_json_atomic

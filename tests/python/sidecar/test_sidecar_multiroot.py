@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TRAINER, wait_registered
 from pygls.exceptions import JsonRpcInvalidParams
 from sidecar_session import sidecar
+from trainer_helpers import TRAINER, wait_registered
 
 from python_backend.sidecar import protocol as p
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import StartTrainer
 from sidecar_session import SERVER, sidecar
+from trainer_helpers import StartTrainer
 
 from python_backend.runs.files import write_json_atomic
 from python_backend.sidecar import protocol as p

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartTrainer
 from pygls.exceptions import JsonRpcException
 from sidecar_session import sidecar
+from trainer_helpers import StartTrainer
 
 from python_backend.sidecar import protocol as p
 from python_backend.sidecar.server import RUN_REQUEST_QUEUE, RUN_REQUEST_WORKERS
