@@ -182,9 +182,11 @@ def test_kill_of_one_rank_stops_the_other_cleanly_and_both_resume(killed: int, t
     assert survivor["state"] == "failed" and "another rank is gone" in survivor["exit_cause"], survivor
     checkpoints = sorted((run_dir / "checkpoints").glob("step-*.pt"))
     resumed_from = int(checkpoints[-1].name[5:13])
-    assert resumed_from >= 10 and Path(survivor["checkpoint"]) == checkpoints[-1]
+    assert resumed_from >= 10 and Path(survivor["checkpoint"]) in checkpoints
     if survivor_rank == 0:  # rank 0 saved the last completed step on its own
-        assert resumed_from == survivor["step"]
+        assert resumed_from == survivor["step"] and Path(survivor["checkpoint"]) == checkpoints[-1]
+    # A surviving rank 1 may have lost its peer between rank 0's write and their digest exchange: it then still
+    # names the previous checkpoint, and the resume below takes the newest intact one all the same.
         assert [r["event"] for r in records(run_dir, "event")][-1] == "peer_lost"
 
     resumed = subprocess.run(torchrun(["-m", "python_backend"], *train_args(config, "victim")), cwd=tmp_path,
