@@ -121,8 +121,8 @@ class TrainConfig(_Strict):
                                          "clipping.")
     amp_dtype: Literal["float16", "bfloat16"] = Field("float16", description="Autocast dtype when amp is on: "
                                                       "'float16' (CUDA only, with a GradScaler) or 'bfloat16' "
-                                                      "(no GradScaler; CUDA where supported, else float16; on "
-                                                      "the CPU when asked for).")
+                                                      "(no GradScaler; on GPUs that compute in it natively, "
+                                                      "else float16; on the CPU too).")
     cudnn_benchmark: bool = Field(False, description="Let cuDNN time its convolution algorithms and pick the "
                                   "fastest (CUDA; faster, not bit-reproducible).")
 

@@ -3,11 +3,12 @@
 `train.amp` turns autocast on, `train.amp_dtype` picks its dtype:
 - float16 (the default, as before): on CUDA with a GradScaler (float16's range is small: gradients would
   underflow); on the CPU it is not used (CPU float16 autocast is slow and badly covered), the run is float32.
-- bfloat16: float32's range, so no GradScaler. On CUDA only where the GPU supports it
-  (`torch.cuda.is_bf16_supported()`, Ampere and later); elsewhere the run falls back to float16 + GradScaler and
-  says so. On the CPU it is used when asked for explicitly: autocast halves the activations kept for backward
-  (the RAM that decides how large a CPU step can be), and it lets the bf16 path be tested without a GPU. It is
-  opt-in because its speed depends on the CPU (fast with AVX512-BF16/AMX, slower than float32 without).
+- bfloat16: float32's range, so no GradScaler. On CUDA only where the GPU computes in it natively (compute
+  capability 8 and later: Ampere, Ada, Hopper; or ROCm); on older GPUs, where torch would only emulate it
+  slowly, the run falls back to float16 + GradScaler and says so (a `precision_fallback` event). On the CPU it
+  is used when asked for explicitly: autocast keeps the activations for backward in bfloat16 (the RAM that
+  decides how large a CPU step can be), and it lets the bfloat16 path be tested without a GPU. It is opt-in
+  because its speed depends on the CPU (fast with AVX512-BF16/AMX, slower than float32 without).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class Precision:
 
 
 def resolve_precision(amp: bool, amp_dtype: str, device_type: str, bf16_supported: bool = True) -> Precision:
-    """What `train.amp`/`train.amp_dtype` mean on `device_type` ("cuda" or "cpu"); `bf16_supported`: the CUDA
-    device's answer to torch.cuda.is_bf16_supported() (ignored elsewhere)."""
+    """What `train.amp`/`train.amp_dtype` mean on `device_type` ("cuda" or "cpu"); `bf16_supported`: whether the
+    CUDA device computes in bfloat16 natively (native_bf16; ignored elsewhere)."""
     fp32 = Precision(False, torch.float32)
     if not amp:
         return fp32
@@ -58,7 +59,15 @@ def resolve_precision(amp: bool, amp_dtype: str, device_type: str, bf16_supporte
     return fp32  # float16 autocast is used on CUDA only (as before)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA device computes in bfloat16 natively (Ampere and later, or ROCm). torch's
+    is_bf16_supported() also says yes where bfloat16 is only emulated (slow) on older GPUs."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_properties(device).major >= 8
+
+
 def precision_for(amp: bool, amp_dtype: str, device: torch.device) -> Precision:
     """resolve_precision for a real device (asks CUDA about bfloat16)."""
-    supported = device.type == "cuda" and amp and amp_dtype == "bfloat16" and torch.cuda.is_bf16_supported()
+    supported = device.type == "cuda" and amp and amp_dtype == "bfloat16" and native_bf16(device)
     return resolve_precision(amp, amp_dtype, device.type, bf16_supported=supported)
