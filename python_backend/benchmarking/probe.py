@@ -13,6 +13,7 @@ from ..monitor.peak import PeakRssTracker
 from ..training.config import TrainingConfig
 from ..training.loss import build_loss
 from ..training.model import build_model
+from ..training.precision import precision_for
 from .samples import crop_pool
 from .search import Probe
 
@@ -33,14 +34,15 @@ class TrainStepProbe:
         torch.manual_seed(config.train.seed)
         self.model = build_model(config.model).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.learning_rate)
-        self.amp = config.train.amp and device.type == "cuda"
+        self.precision = precision_for(config.train.amp, config.train.amp_dtype, device)  # as the run's
+        self.amp = self.precision.autocast
         self.loss_fn = build_loss(config.train.loss)
         self._rss = PeakRssTracker()
 
     def _step(self, micro: int) -> None:
         images, labels = self.crops.batch(micro)
         x, y = images.to(self.device), labels.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with self.precision.context(self.device.type):
             loss = self.loss_fn(self.model(x), y)
         loss.backward()
         self.optimizer.step()

@@ -77,7 +77,7 @@ class GuardedRun:
                  resume_args: Sequence[str] = (), keep: int = 3, coord: Coordinator | None = None,
                  cleanup: Callable[[], CleanupReport] = emergency_cleanup, watchdog: bool = True,
                  handle_signals: bool = True, config: str | os.PathLike[str] | None = None,
-                 guarded: GuardedStep | None = None) -> None:
+                 guarded: GuardedStep | None = None, grad_clip_norm: float | None = None) -> None:
         if optimizer is None and guarded is None:
             raise TypeError("guarded_run needs the optimizer (it runs the optimizer step)")
         self.model = model
@@ -90,7 +90,8 @@ class GuardedRun:
                             world_size=self.coord.world_size, cleanup=cleanup)
         self.hook.status.resume_command = resume_command(resume_args) if self.coord.is_main else None
         self.guarded = guarded or GuardedStep(self.optimizer, micro_batch=micro_batch, coord=self.coord,
-                                              scaler=scaler, before_update=before_update, cleanup=cleanup)
+                                              scaler=scaler, before_update=before_update, cleanup=cleanup,
+                                              grad_clip_norm=grad_clip_norm)
         self.guarded.on_event = self._step_event
         self.epoch = 0  # set it from the loop to see epochs in the status
         self.should_stop = False  # a checkpoint-and-stop was asked: the checkpoint follows at the next boundary

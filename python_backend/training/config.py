@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..runs.status import valid_run_name
 
@@ -99,7 +99,7 @@ class TrainConfig(_Strict):
                                     "(crop: foreground).")
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-5, ge=0.0)
-    amp: bool = Field(True, description="Mixed precision (used on CUDA only).")
+    amp: bool = Field(True, description="Mixed precision: autocast to amp_dtype (float16: on CUDA only).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default).")
     val_every_epochs: int = Field(1, ge=1)
@@ -107,6 +107,32 @@ class TrainConfig(_Strict):
     sw_batch_size: int = Field(2, ge=1, description="Sliding-window batch for validation (halved on OOM).")
     sw_overlap: float = Field(0.25, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0)
+    # Learning rate, clipping, precision (schedule.py, guarded_step.py, precision.py).
+    lr_schedule: Literal["constant", "cosine", "poly"] = Field("constant", description="Learning rate after the "
+                                                               "warm-up: 'constant', 'cosine' (half a cosine down "
+                                                               "to min_lr) or 'poly' (nnU-Net's (1 - t)^0.9 down "
+                                                               "to min_lr), over the run's total steps.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up of the learning rate over the first N optimizer "
+                              "steps (0: none).")
+    min_lr: float = Field(0.0, ge=0.0, description="The learning rate that 'cosine' and 'poly' decay to; at most "
+                          "learning_rate.")
+    grad_clip_norm: float | None = Field(None, gt=0.0, description="Clip the total gradient norm (after "
+                                         "accumulation, AMP unscaling and the all-reduce) to this; null: no "
+                                         "clipping.")
+    amp_dtype: Literal["float16", "bfloat16"] = Field("float16", description="Autocast dtype when amp is on: "
+                                                      "'float16' (CUDA only, with a GradScaler) or 'bfloat16' "
+                                                      "(no GradScaler; on GPUs that compute in it natively, "
+                                                      "else float16; on the CPU too).")
+    cudnn_benchmark: bool = Field(False, description="Let cuDNN time its convolution algorithms and pick the "
+                                  "fastest (CUDA; faster, not bit-reproducible).")
+
+    @field_validator("min_lr")
+    @classmethod
+    def _floor_below_rate(cls, value: float, info: ValidationInfo) -> float:
+        rate = info.data.get("learning_rate")
+        if rate is not None and value > rate:
+            raise ValueError(f"must not exceed learning_rate ({rate}), got {value}")
+        return value
 
     @field_validator("roi_size")
     @classmethod
@@ -135,6 +161,10 @@ class MemoryConfig(_Strict):
     high_gb: float | None = Field(None, gt=0.0, description="The contained trainer's high mark, below max_gb: "
                                   "over it the trainer cleans up, backs off, then checkpoints and stops by itself; "
                                   "null: 85% of max_gb.")
+    vram_budget_gb: float | None = Field(None, gt=0.0, description="The most VRAM (GiB) this training process's "
+                                         "CUDA allocator may reserve on its GPU (set_per_process_memory_fraction "
+                                         "of the card's total), so the OOM back-off acts before a shared GPU is "
+                                         "full; null: the whole card. No effect on the CPU.")
     oom_score_adj: int | None = Field(500, ge=-1000, le=1000, description="The trainer volunteers to the kernel's "
                                       "OOM killer with this oom_score_adj (raised, never lowered), so the editor "
                                       "is not the one killed; null: leave the score alone.")

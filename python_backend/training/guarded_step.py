@@ -49,6 +49,7 @@ class StepResult:
     samples: int  # samples of this rank in the step
     micro_batch: int  # as used in this step
     accumulation: int
+    grad_norm: float | None = None  # the total gradient norm before clipping (when grad_clip_norm is set)
 
 
 class _Snapshot:
@@ -104,7 +105,10 @@ class GuardedStep:
     `sync_model`: the DistributedDataParallel module whose gradient sync is held off (torchrun only).
     `backward`/`optimizer_step`: how to run them (Lightning's manual_backward and LightningOptimizer.step);
     default `loss.backward()` (through `scaler`, if given) and `optimizer.step()`.
-    `before_update`: called with the final gradients, before the update (gradient clipping).
+    `grad_clip_norm`: clip the total gradient norm to this, once per step on the final gradients: after the
+    accumulation, the GradScaler's unscale and the all-reduce, before the update (a retried step clips its own
+    gradients, which equal an unconstrained attempt's).
+    `before_update`: called with the final gradients (after any clipping), before the update.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, micro_batch: int | None = None,
@@ -113,7 +117,10 @@ class GuardedStep:
                  backward: Callable[[torch.Tensor], None] | None = None,
                  optimizer_step: Callable[[], Any] | None = None,
                  before_update: Callable[[], None] | None = None, on_event: EventSink | None = None,
-                 cleanup: Callable[[], CleanupReport] = emergency_cleanup, record_rng: bool = True) -> None:
+                 cleanup: Callable[[], CleanupReport] = emergency_cleanup, record_rng: bool = True,
+                 grad_clip_norm: float | None = None) -> None:
+        if grad_clip_norm is not None and not grad_clip_norm > 0:
+            raise ValueError(f"grad_clip_norm must be positive, got {grad_clip_norm}")
         self.optimizer = optimizer
         self.coord = coord or Coordinator()
         self.sync_model = sync_model
@@ -123,6 +130,7 @@ class GuardedStep:
         self._backward = backward
         self._optimizer_step = optimizer_step
         self.before_update = before_update
+        self.grad_clip_norm = grad_clip_norm
         self.on_event = on_event
         self.cleanup = cleanup
         self.record_rng = record_rng
@@ -174,9 +182,10 @@ class GuardedStep:
             if step_rng is not None:  # the retry draws what the first attempt drew (dropout masks, ...)
                 _restore_torch_rng(step_rng)
         self.coord.reduce_gradients(self.parameters())
+        grad_norm = self._clip() if self.grad_clip_norm is not None else None
         if self.before_update is not None:
             self.before_update()
-        result = StepResult(loss, n, self.plan.used_micro, self.plan.accumulation)
+        result = StepResult(loss, n, self.plan.used_micro, self.plan.accumulation, grad_norm)
         with self.lock:
             self._update()
             self.completed += 1
@@ -210,6 +219,16 @@ class GuardedStep:
             self.scaler.scale(loss).backward()
         else:
             loss.backward()
+
+    def _clip(self) -> float:
+        """Clip the final gradients' total norm to grad_clip_norm; returns the norm before clipping. Under a
+        GradScaler the gradients are unscaled first (the scaler's step then does not unscale them again; a
+        step with inf/NaN gradients is still skipped by it). Clipping works in place on tiny temporaries."""
+        assert self.grad_clip_norm is not None
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # a no-op for a disabled scaler
+        params = [p for p in self.parameters() if p.grad is not None]
+        return float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm))
 
     def parameters(self) -> list[torch.Tensor]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]

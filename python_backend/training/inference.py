@@ -19,6 +19,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImag
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .model import build_model
+from .precision import precision_for
 from .sliding import WindowPlan, guarded_sliding_window
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def infer(checkpoint: Path, inputs: list[Path], out_dir: Path, sw_batch_size: in
     config = state["config"]
     assert isinstance(config, dict)
     roi = tuple(config["train"]["roi_size"])
-    amp = bool(config["train"]["amp"]) and device.type == "cuda"
+    # The training run's precision (checkpoints from before amp_dtype: float16).
+    precision = precision_for(bool(config["train"]["amp"]), str(config["train"].get("amp_dtype", "float16")), device)
     regions = state.get("regions") or {"TC": [2, 3], "WT": [1, 2, 3], "ET": [3]}
     assert isinstance(regions, dict)
     preprocess = Compose([LoadImaged(keys="image", image_only=True), EnsureChannelFirstd(keys="image"),
@@ -80,7 +82,8 @@ def infer(checkpoint: Path, inputs: list[Path], out_dir: Path, sw_batch_size: in
     for path in input_files(inputs):
         image = preprocess({"image": str(path)})["image"].unsqueeze(0).to(device)
         with torch.no_grad():
-            logits = guarded_sliding_window(image, model, roi, plan, amp, on_event)
+            logits = guarded_sliding_window(image, model, roi, plan, precision.autocast, on_event,
+                                            precision.dtype)
         mask = (torch.sigmoid(logits[0]) > 0.5).cpu().numpy()
         labels = label_map(mask, regions)
         target = out_dir / (path.name.removesuffix(".gz").removesuffix(".nii") + "_seg.nii.gz")

@@ -30,11 +30,14 @@ from .backoff import EXIT_OOM, BatchPlan, OutOfMemoryAtMinimum
 from .checkpoint import CheckpointError, checkpoint_name, restore_rng, rng_state, save_checkpoint
 from .config import TrainingConfig
 from .data import DecathlonData
+from .device_settings import apply_cudnn_benchmark, apply_vram_budget
 from .distributed import Coordinator, weights_digest
 from .guarded_step import GuardedStep, StepResult
 from .loss import build_loss
 from .metrics import MetricsLog
 from .model import build_model
+from .precision import precision_for
+from .schedule import lr_at
 from .sliding import WindowPlan, guarded_sliding_window
 from .transforms import REGIONS
 from .validation import guarded_region_dice
@@ -49,6 +52,11 @@ class Outcome:
     exit_code: int
     message: str
     checkpoint: Path | None
+
+
+def _norm(done: StepResult) -> dict[str, float]:
+    """The step record's pre-clip gradient norm, when clipping is on."""
+    return {} if done.grad_norm is None else {"grad_norm": round(done.grad_norm, 4)}
 
 
 def pick_device(choice: str) -> torch.device:
@@ -85,14 +93,16 @@ class Trainer:
         self.model = self.coord.wrap(self.net, device)  # DDP under torchrun, else the same module
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=train.learning_rate,
                                            weight_decay=train.weight_decay)
-        self.amp = train.amp and device.type == "cuda"  # CPU autocast is slower than fp32 for these convs
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        self.precision = precision_for(train.amp, train.amp_dtype, device)  # float16 on CUDA, bfloat16 if asked
+        self.amp = self.precision.autocast
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.scaled)  # float16 only
         self.loss_fn = build_loss(train.loss)
         # Under torchrun the plan is this rank's share of the global batch; every rank keeps the same plan.
         share = train.effective_batch // self.coord.world_size
         self.guarded = GuardedStep(self.optimizer, micro_batch=min(train.micro_batch, share), expected_batch=share,
                                    coord=self.coord, sync_model=self.model if self.coord.distributed else None,
-                                   scaler=self.scaler, on_event=self._step_event)
+                                   scaler=self.scaler, on_event=self._step_event,
+                                   grad_clip_norm=train.grad_clip_norm)
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
         self.last_checkpoint: Path | None = None
         self.validated_at = -1
@@ -100,6 +110,9 @@ class Trainer:
         self.high_mark: HighMarkWatch | None = None  # set when the run has a memory cgroup with a high mark
         steps = config.train.epochs * data.steps_per_epoch
         self.total_steps = min(steps, train.max_steps) if train.max_steps else steps
+        self.lr = self.lr_for(self.step)  # the learning rate of the step in flight (or the next one)
+        self._settings_events: list[tuple[str, str, dict[str, Any]]] = []  # written when fit() starts
+        self._apply_device_settings()
 
     @property
     def plan(self) -> BatchPlan:
@@ -133,7 +146,8 @@ class Trainer:
         check_compatible(self.config, state)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty from a run without float16 scaling: this one starts a fresh scale
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.plan.micro = min(int(state["micro_batch"]), self.plan.micro)  # a learned limit sticks
         self.window.sw_batch_size = min(int(state["sw_batch_size"]), self.window.sw_batch_size)
@@ -185,15 +199,25 @@ class Trainer:
     def _loss_of(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
         x = micro["image"].to(self.device, non_blocking=True)
         y = micro["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with self.precision.context(self.device.type):
             return self.loss_fn(self.model(x), y)
 
     def _step_event(self, kind: str, message: str, fields: dict[str, Any]) -> None:
         self.hook.update(micro_batch=self.plan.used_micro, accumulation=self.plan.accumulation)
         self.event(kind, message, **fields)
 
+    def lr_for(self, step: int) -> float:
+        """The learning rate of optimizer step `step` (0-based): a pure function of it (schedule.py), so a resumed
+        run and a retried step get the rate the uninterrupted run had; no scheduler state is saved."""
+        train = self.config.train
+        return lr_at(step, base_lr=train.learning_rate, total_steps=self.total_steps, schedule=train.lr_schedule,
+                     warmup_steps=train.warmup_steps, min_lr=train.min_lr)
+
     def train_step(self, batch: dict[str, torch.Tensor],
                    on_commit: Callable[[StepResult], None] | None = None) -> float:
+        self.lr = self.lr_for(self.step)  # set before the step; its OOM retries keep it
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
         return self.guarded.run({"image": batch["image"], "label": batch["label"]}, self._loss_of,
                                 on_commit).loss
 
@@ -246,7 +270,8 @@ class Trainer:
                     image = batch["image"].to(self.device)
                     # The bare model: DDP's forward may talk to the other ranks, which validate other cases.
                     logits = guarded_sliding_window(image, self.net, self.config.train.roi_size, self.window,
-                                                    self.amp, lambda m: self.event("sw_backoff", m))
+                                                    self.amp, lambda m: self.event("sw_backoff", m),
+                                                    self.precision.dtype)
                     # Scored where the logits are (the CPU after a CPU-stitch fallback), labels moved there.
                     scores.append(guarded_region_dice(logits, batch["label"], lambda m: self.event("val_backoff", m)))
                     del logits
@@ -280,6 +305,9 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------------------------
     def fit(self) -> Outcome:
+        for kind, message, fields in self._settings_events:
+            self.event(kind, message, **fields)
+        self._settings_events.clear()
         if self.step >= self.total_steps:
             return Outcome("finished", 0, f"already complete at step {self.step}", self.last_checkpoint)
         spe = self.data.steps_per_epoch
@@ -301,7 +329,7 @@ class Trainer:
                         # Under the step's lock: an urgent checkpoint never precedes its step's record.
                         self.metrics.write("step", step=self.step, epoch=epoch, loss=round(done.loss, 6),
                                            micro_batch=done.micro_batch, accumulation=done.accumulation,
-                                           ram_percent=read_ram().percent,
+                                           lr=self.lr, **_norm(done), ram_percent=read_ram().percent,
                                            seconds=round(time.perf_counter() - started, 4), **world)
 
                     loss = self.train_step(batch, record)
@@ -336,6 +364,20 @@ class Trainer:
             return Outcome("finished", 0, f"finished at step {self.step}", path)
         finally:
             bar.close()
+
+    def _apply_device_settings(self) -> None:
+        """cuDNN's search, the VRAM budget and the precision actually used (device_settings.py, precision.py),
+        applied now; their events wait for fit(), after the run's metrics file is rewound to its checkpoint."""
+        apply_cudnn_benchmark(self.config.train.cudnn_benchmark, self.device)
+        apply_vram_budget(self.config.memory.vram_budget_gb, self.device,
+                          lambda kind, message, fields: self._settings_events.append((kind, message, fields)))
+        if self.precision.note:
+            self._settings_events.append(("precision_fallback", f"train.amp_dtype {self.config.train.amp_dtype}: "
+                                          f"{self.precision.note}", {"precision": self.precision.name}))
+        for kind, message, _ in self._settings_events:
+            log.log(logging.WARNING if kind == "precision_fallback" else logging.INFO, "%s", message)
+        log.info("precision: %s%s", self.precision.name if self.amp else "float32",
+                 " autocast with a GradScaler" if self.precision.scaled else " autocast" if self.amp else "")
 
     def _saved_now(self) -> bool:
         return self.last_checkpoint is not None and self.last_checkpoint.name.endswith(f"{self.step:08d}.pt")

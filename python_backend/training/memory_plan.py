@@ -26,6 +26,7 @@ from ..monitor.processes import own_rss
 from .config import TrainingConfig
 from .loss import build_loss
 from .model import build_model
+from .precision import precision_for
 from .sliding import WindowPlan, guarded_sliding_window
 from .transforms import deterministic_transforms, item_nbytes, random_transforms
 
@@ -101,8 +102,7 @@ def _one_step(config: TrainingConfig, item: dict[str, Any], device: torch.device
     y = torch.stack([torch.as_tensor(s["label"]) for s in samples]).to(device)
     model = build_model(config.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
-    amp = train.amp and device.type == "cuda"
-    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+    with precision_for(train.amp, train.amp_dtype, device).context(device.type):
         loss = build_loss(train.loss)(model(x), y)
     loss.backward()
     optimizer.step()  # AdamW allocates its state on the first step
@@ -113,13 +113,14 @@ def _one_validation(config: TrainingConfig, item: dict[str, Any], device: torch.
     from .validation import region_dice
 
     train = config.train
+    precision = precision_for(train.amp, train.amp_dtype, device)
     model = build_model(config.model).to(device).eval()
     image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor).clone()[None].to(device)
     label = torch.as_tensor(item["label"]).as_subclass(torch.Tensor).clone()[None]
     with torch.no_grad():
         logits = guarded_sliding_window(image, model, train.roi_size,
                                         WindowPlan(train.sw_batch_size, train.sw_overlap),
-                                        train.amp and device.type == "cuda", lambda _: None)
+                                        precision.autocast, lambda _: None, precision.dtype)
         region_dice(logits, label)
 
 

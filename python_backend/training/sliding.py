@@ -21,12 +21,14 @@ class WindowPlan:
 
 
 def guarded_sliding_window(image: torch.Tensor, model: torch.nn.Module, roi_size: Sequence[int],
-                           plan: WindowPlan, amp: bool, on_event: Callable[[str], None]) -> torch.Tensor:
-    """Logits for `image` [B, C, X, Y, Z]; `plan` is updated in place by any back-off (it sticks)."""
+                           plan: WindowPlan, amp: bool, on_event: Callable[[str], None],
+                           amp_dtype: torch.dtype = torch.float16) -> torch.Tensor:
+    """Logits for `image` [B, C, X, Y, Z]; `plan` is updated in place by any back-off (it sticks). `amp`:
+    autocast to `amp_dtype` (the training run's precision, precision.py)."""
     while True:
         failure: Failure | None = None
         try:
-            with torch.autocast(image.device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(image.device.type, dtype=amp_dtype, enabled=amp):
                 return sliding_window_inference(
                     image, tuple(roi_size), plan.sw_batch_size, model, overlap=plan.overlap,
                     device=torch.device("cpu") if plan.stitch_on_cpu else None,

@@ -1,15 +1,17 @@
 """A real CUDA out-of-memory in training, under a VRAM budget (set_per_process_memory_fraction), AMP on: the run
-at micro-batch 8 backs off to 4 x 2 and ends with the same steps and effective batch as an unconstrained run."""
+at micro-batch 8 backs off to 4 x 2 and ends with the same steps and effective batch as an unconstrained run.
+Then the config's own memory.vram_budget_gb with bfloat16 AMP, clipping and cuDNN's search, through the CLI."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from gpu_helpers import gpu_config, mib, run_json
-from training_helpers import records
+from gpu_helpers import GIB, gpu_config, mib, run_json
+from training_helpers import crashguard, records
 
 pytestmark = pytest.mark.gpu
 HERE = Path(__file__).resolve().parent
@@ -45,3 +47,29 @@ def test_a_real_cuda_oom_backs_off_and_loses_no_step(gpu_data: Path, tmp_path: P
                                f"steps of 8 as 4 x 2 vs {len(free_steps)} as 8 x 1; step-1 loss "
                                f"{capped_steps[0]['loss']:.4f} vs {free_steps[0]['loss']:.4f}; AMP scale "
                                f"{capped['scale']:g}; max reserved {mib(capped['max_reserved'])}")
+
+
+@pytest.mark.gpu_line("memory.vram_budget_gb from the config caps the run; bfloat16 AMP, clipping, cudnn_benchmark")
+def test_the_configs_vram_budget_caps_the_trainer(cuda: Any, gpu_data: Path, tmp_path: Path,
+                                                 record_property: Callable[[str, object], None]) -> None:
+    total = cuda.cuda.get_device_properties(0).total_memory
+    budget_gb = round(total / GIB / 2, 2)  # half the card: the preset's model fits, and the cap is visible
+    config = gpu_config(gpu_data, amp_dtype="bfloat16", grad_clip_norm=12.0, cudnn_benchmark=True, max_steps=2,
+                        micro_batch=4)
+    config["memory"] = {"vram_budget_gb": budget_gb}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    done = crashguard("train", "--config", str(path), "--runs-dir", str(tmp_path / "runs"), "--run-name", "vram",
+                      cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "vram"
+    events = records(run_dir, "event")
+    budget = [e for e in events if e["event"] == "vram_budget"]
+    assert len(budget) == 1 and budget[0]["fraction"] == pytest.approx(budget_gb * GIB / total, abs=1e-4)
+    fallback = [e for e in events if e["event"] == "precision_fallback"]
+    assert len(fallback) == (0 if cuda.cuda.get_device_properties(0).major >= 8 else 1)
+    steps = records(run_dir, "step")
+    assert [s["step"] for s in steps] == [1, 2] and all(s["grad_norm"] is not None for s in steps)
+    record_property("figures", f"budget {budget_gb:g} GiB of {total / GIB:.1f} GiB (fraction "
+                               f"{budget[0]['fraction']}); bfloat16 {'used' if not fallback else 'fell back'}; "
+                               f"pre-clip norms {[s['grad_norm'] for s in steps]}; lr {[s['lr'] for s in steps]}")

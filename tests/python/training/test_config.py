@@ -35,6 +35,11 @@ def test_preset_is_valid_and_low_memory() -> None:
     ('{"train": {"micro_batch": 8, "effective_batch": 4}}', "train.micro_batch: must not exceed"),
     ('{"model": {"init_filters": 4}}', "model.init_filters: must be a multiple of 8"),
     ('{"train": ', "not valid JSON"),
+    ('{"train": {"min_lr": 0.01, "learning_rate": 0.001}}', "train.min_lr: must not exceed learning_rate"),
+    ('{"train": {"lr_schedule": "step"}}', "train.lr_schedule: Input should be 'constant', 'cosine' or 'poly'"),
+    ('{"train": {"amp_dtype": "bf16"}}', "train.amp_dtype: Input should be 'float16' or 'bfloat16'"),
+    ('{"train": {"grad_clip_norm": 0}}', "train.grad_clip_norm: Input should be greater than 0"),
+    ('{"memory": {"vram_budget_gb": "8GB"}}', "memory.vram_budget_gb: Input should be a valid number"),
 ])
 def test_bad_values_give_one_line_naming_the_field(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:

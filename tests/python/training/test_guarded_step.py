@@ -54,20 +54,25 @@ def oom_above(limit: int):
     return hook
 
 
-def test_an_oom_redoes_the_same_step_like_the_smaller_micro_batch_from_the_start() -> None:
+@pytest.mark.parametrize("clip", [None, 0.02])
+def test_an_oom_redoes_the_same_step_like_the_smaller_micro_batch_from_the_start(clip: float | None) -> None:
     guarded_model, data = model_and_data()
     reference_model, _ = model_and_data()
     guarded_model.register_forward_pre_hook(oom_above(2))
     events: list[tuple[str, str]] = []
     guarded = GuardedStep(torch.optim.AdamW(guarded_model.parameters(), lr=0.01), micro_batch=4,
-                          on_event=lambda kind, message, fields: events.append((kind, message)))
-    reference = GuardedStep(torch.optim.AdamW(reference_model.parameters(), lr=0.01), micro_batch=2)
+                          on_event=lambda kind, message, fields: events.append((kind, message)), grad_clip_norm=clip)
+    reference = GuardedStep(torch.optim.AdamW(reference_model.parameters(), lr=0.01), micro_batch=2,
+                            grad_clip_norm=clip)
     for _ in range(2):
         torch.manual_seed(7)  # same RNG before each step in both runs: dropout draws from it
         a = guarded.run(data, loss_for(guarded_model))
         torch.manual_seed(7)
         b = reference.run(data, loss_for(reference_model))
         assert a.loss == pytest.approx(b.loss, rel=1e-6)
+        # With clipping: the retried step clipped the same gradients (same norm) as the unconstrained one.
+        assert a.grad_norm == b.grad_norm and (a.grad_norm is None) == (clip is None)
+        assert clip is None or a.grad_norm > clip  # the clip acted
     assert (a.micro_batch, a.accumulation, guarded.completed) == (2, 2, 2)
     assert [k for k, _ in events] == ["oom_backoff"] and "micro-batch 4->2" in events[0][1]
     for p, q in zip(guarded_model.parameters(), reference_model.parameters(), strict=True):
@@ -141,3 +146,26 @@ def test_importing_crashguard_never_imports_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "guarded_run" in result.stdout
+
+
+def _total_norm(model: nn.Module) -> float:
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
+
+
+def test_clipping_bounds_the_final_gradients_after_the_scalers_unscale() -> None:
+    """The total norm the update sees is at most grad_clip_norm; under a GradScaler it is the true (unscaled)
+    gradients that are clipped: same pre-clip norm and same clipped gradients as without a scaler."""
+    seen: dict[str, tuple[float, float | None]] = {}
+    for name, scaler in (("plain", None), ("scaled", torch.amp.GradScaler("cpu", init_scale=2.0**10))):
+        model, data = model_and_data()
+        after: list[float] = []
+        step = GuardedStep(torch.optim.SGD(model.parameters(), lr=0.1), scaler=scaler, grad_clip_norm=0.01,
+                           before_update=lambda model=model, after=after: after.append(_total_norm(model)))
+        torch.manual_seed(7)
+        result = step.run(data, loss_for(model))
+        assert result.grad_norm is not None and result.grad_norm > 0.01 and after[0] <= 0.01 * (1 + 1e-5)
+        seen[name] = (after[0], result.grad_norm)
+    assert seen["scaled"][0] == pytest.approx(seen["plain"][0], rel=1e-5)
+    assert seen["scaled"][1] == pytest.approx(seen["plain"][1], rel=1e-5)
+    with pytest.raises(ValueError, match="grad_clip_norm"):
+        GuardedStep(torch.optim.SGD(model.parameters(), lr=0.1), grad_clip_norm=0.0)
