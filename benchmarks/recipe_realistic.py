@@ -7,6 +7,7 @@ usage: python benchmarks/recipe_realistic.py [--steps 240] [--val-every 40] [--c
    - "original": the recipe before issue 14: uniform 32³ crops, plain Dice (smooth_nr=0), effective batch 4 as
      2 x 2, no brain crop;
    - "cpu-preset": config/presets/cpu.json (Dice + BCE, 1/3 foreground crops, brain crop, its ROI and batch).
+   Both at a constant learning rate (the preset's warm-up + cosine span a whole run, not a short step budget).
    Both validate the untrained model, then every --val-every steps (mean Dice over TC/WT/ET on the held-out
    cases), and run under the same RAM budget (--budget-gb) with cache_rate "auto".
 3. Prints one JSON object (final Dice per run, wall time, peak RSS against the budget) and writes each run's
@@ -96,6 +97,9 @@ def main() -> int:
         config["data"].update(root=str(args.data), check="fast")
         train.update(max_steps=args.steps, epochs=-(-args.steps // steps_per_epoch), val_at_start=args.val_at_start,
                      val_every_epochs=max(1, args.val_every // steps_per_epoch), threads=args.threads, device="cpu")
+        # A constant rate for both: the comparison is of crops, loss and brain crop; the preset's warm-up and cosine
+        # are laid out for a whole run's steps, which a short step budget would squeeze.
+        train.update(lr_schedule="constant", warmup_steps=0)
         config["memory"]["ram_budget_gb"] = args.budget_gb
         config["checkpoint"] = {"every_steps": args.steps, "keep": 1}
         results[name] = run_training(config, args.out, name)
