@@ -36,9 +36,13 @@ def _fmt(values: list[float]) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..training.bench import run_benchmark
 
-    result = run_benchmark(roi=args.roi, steps=args.steps, repeats=args.repeats, oom_steps=args.oom_steps,
-                           oom_step=args.oom_at - 1, threads=args.threads, work_dir=args.work_dir,
-                           device=args.device, plain_checkpoint_every=args.plain_checkpoint_every)
+    try:
+        result = run_benchmark(roi=args.roi, steps=args.steps, repeats=args.repeats, oom_steps=args.oom_steps,
+                               oom_step=args.oom_at - 1, threads=args.threads, work_dir=args.work_dir,
+                               device=args.device, plain_checkpoint_every=args.plain_checkpoint_every)
+    except ValueError as exc:  # no CUDA for --device cuda, too few steps to time: one line, nothing run
+        print(f"bench-train: {exc}", file=sys.stderr)
+        return 2
     text = json_text(result, indent=2)
     print(text)
     if args.out:

@@ -106,8 +106,7 @@ def throughput(data_root: Path, runs_dir: Path, roi: int, steps: int, repeats: i
             else:
                 accelerate_loop(config, data, steps, device, ledger)
             measured = rate(ledger.update_times, skip=2)
-            if measured is None:
-                raise ValueError(f"--steps {steps} leaves no interval to time after 2 warm-up steps (use >= 4)")
+            assert measured is not None  # run_benchmark asks for >= 4 steps
             rates[loop].append(measured)
     overhead = guard_overhead(trainer, runs_dir / "overhead.jsonl")
     step_s = 1.0 / statistics.median(rates["plain"])
@@ -201,6 +200,8 @@ def run_benchmark(roi: int = 32, steps: int = 20, repeats: int = 3, oom_steps: i
                   threads: int = 1, work_dir: Path | None = None, device: str = "cpu",
                   plain_checkpoint_every: int | None = None) -> dict[str, Any]:
     """`device`: cpu, cuda or auto (cuda if there is one); every loop runs there."""
+    if steps < 4:
+        raise ValueError(f"--steps {steps} leaves no interval to time after 2 warm-up steps (use >= 4)")
     chosen = pick_device(device)
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA device")
