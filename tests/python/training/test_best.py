@@ -98,3 +98,43 @@ def test_tensorboard_without_its_package_is_refused_by_name(data_root: Path, mon
     check_extras(parse_config(json.dumps(tiny_config(data_root))))  # off: nothing to check
     with pytest.raises(ConfigError, match=r"^train\.early_stopping_patience: "):
         parse_config(json.dumps(tiny_config(data_root, train={"early_stopping_patience": 0})))
+
+
+def test_trainer_keeps_a_better_best_pt_and_stops_when_the_patience_is_spent(tmp_path: Path, data_root: Path) -> None:
+    """A real Trainer in this process: a best.pt from an earlier attempt that is better than anything the resumed
+    run measures is kept; without it the new best is written; a restored count with patience 1 ends the run at
+    the next validation without a gain, with a checkpoint that holds the spent patience."""
+    from python_backend.runs.hook import RunHook
+    from python_backend.training.data import load_monai_decathlon_safe
+    from python_backend.training.loop import Trainer
+
+    torch.set_num_threads(1)
+    config = parse_config(json.dumps(tiny_config(data_root, train={"roi_size": [16, 16, 16],
+                                                                   "early_stopping_patience": 1})))
+    data = load_monai_decathlon_safe(data_root, batch_size=4, cache_rate=0.0, roi_size=(16, 16, 16))
+    trainer = Trainer(config, data, RunHook("best", runs_dir=tmp_path / "runs"),
+                      MetricsLog(tmp_path / "metrics.jsonl"), torch.device("cpu"), progress=False)
+    trainer.step = data.steps_per_epoch  # an epoch end whose validation the checkpoint was written before
+    assert trainer.validation_pending
+    trainer.best_on_disk = 1.0  # an earlier attempt's best.pt: no untrained model beats it
+    assert trainer._validate_and_track() is None and not trainer.validation_pending
+    assert not (trainer.checkpoint_dir / BEST_NAME).exists()
+    measured = trainer.best.metric
+    assert measured is not None and trainer.best.step == trainer.step
+
+    trainer.best_on_disk = None
+    trainer.best = BestTracker(patience=1)
+    assert trainer._validate_and_track() is None  # the first validation is a gain
+    saved = torch.load(trainer.checkpoint_dir / BEST_NAME, weights_only=True)
+    assert saved["best"] == {"metric": measured, "step": trainer.step, "stale": 0}
+    assert saved["step"] == trainer.step and saved["validated_at"] == trainer.step
+
+    stopped = trainer._validate_and_track()  # the same model again: no gain, patience 1 spent
+    assert stopped is not None and stopped.state == "finished" and stopped.exit_code == 0
+    assert stopped.message == f"early stop at step {trainer.step}: no improvement in 1 validations, best " \
+        f"{measured} at step {trainer.step}"
+    assert stopped.checkpoint is not None
+    assert torch.load(stopped.checkpoint, weights_only=True)["best"]["stale"] == 1
+    kinds = [(r["type"], r.get("event")) for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert kinds == [("val", None), ("event", "best_kept"), ("val", None), ("event", "best"), ("val", None),
+                     ("event", "early_stop"), ("event", "checkpoint")]
