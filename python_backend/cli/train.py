@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint is not None and not args.validate_only:
         return fail("--checkpoint goes with --validate-only (to continue training from a file: --resume PATH)")
+    if args.validate_only and args.resume != "auto":
+        return fail("--resume does not go with --validate-only (the checkpoint to evaluate: --checkpoint PATH)")
     if args.checkpoint is not None and not args.checkpoint.is_file():  # before the supervisor, torch and the data
         return fail(f"--checkpoint {args.checkpoint}: no such checkpoint file")
     try:

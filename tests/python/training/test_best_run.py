@@ -71,6 +71,9 @@ def test_best_checkpoint_early_stop_and_validate_only(tmp_path: Path, write_conf
     missing = tmp_path / "nowhere" / "step-00000001.pt"
     code, out, err = train(second, "--validate-only", "--checkpoint", str(missing))
     assert code == 2 and out == "" and str(missing) in err
+    for wrong in (("--checkpoint", str(ckpt / "best.pt")), ("--validate-only", "--resume", "never")):
+        code, out, err = train(second, *wrong)  # refused by the command line, before torch is imported
+        assert code == 2 and err.startswith("crashguard train: --"), err[-500:]
 
     tensorboard = EventAccumulator(str(run_dir / "tensorboard"))
     tensorboard.Reload()
