@@ -1,5 +1,9 @@
 """`crashguard train --config PATH [--resume auto|never|PATH] [--run-name NAME] [--runs-dir DIR]
-[--memory-max SIZE [--memory-high SIZE]] [--oom-score-adj N]`.
+[--memory-max SIZE [--memory-high SIZE]] [--oom-score-adj N] [--validate-only [--checkpoint PATH]]`.
+
+`--validate-only` trains nothing: it runs the training's guarded validation on one checkpoint of the run (its
+best.pt, else its newest intact step checkpoint, or `--checkpoint PATH`) and prints one JSON line with the Dice
+per region (training/evaluate.py).
 
 By default the trainer runs in a child process under a light supervisor (runs/supervisor.py) that records a
 crash (e.g. SIGKILL by the kernel's OOM killer, told apart from any other kill -9) in status.json.
@@ -45,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "--memory-max (default 85%% of it; overrides memory.high_gb)")
     parser.add_argument("--oom-score-adj", type=int, metavar="N", help="the trainer's oom_score_adj, -1000..1000 "
                         "(raised, never lowered; overrides memory.oom_score_adj, default 500)")
+    parser.add_argument("--validate-only", action="store_true", help="train nothing: validate a checkpoint of the "
+                        "run and print its Dice (TC/WT/ET) as one JSON line; writes no checkpoint")
+    parser.add_argument("--checkpoint", type=Path, metavar="PATH", help="with --validate-only: the checkpoint to "
+                        "evaluate (default: the run's best.pt, else its newest intact checkpoint)")
     parser.set_defaults(run=run)
 
 
@@ -55,11 +63,18 @@ def fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..runs.status import valid_run_name
-    from ..training.config import ConfigError, check_data_location, load_config
+    from ..training.config import ConfigError, check_data_location, check_extras, load_config
 
+    if args.checkpoint is not None and not args.validate_only:
+        return fail("--checkpoint goes with --validate-only (to continue training from a file: --resume PATH)")
+    if args.validate_only and args.resume != "auto":
+        return fail("--resume does not go with --validate-only (the checkpoint to evaluate: --checkpoint PATH)")
+    if args.checkpoint is not None and not args.checkpoint.is_file():  # before the supervisor, torch and the data
+        return fail(f"--checkpoint {args.checkpoint}: no such checkpoint file")
     try:
         config = load_config(args.config)
         check_data_location(config)
+        check_extras(config)
     except ConfigError as exc:
         return fail(f"{args.config}: {exc}")
     try:
@@ -80,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
                  "--runs-dir", str(runs_dir), "--no-supervise"]
         if args.no_progress:
             argv.append("--no-progress")
+        if args.validate_only:
+            argv.append("--validate-only")
+        if args.checkpoint is not None:
+            argv += ["--checkpoint", str(args.checkpoint)]
         if args.oom_score_adj is not None:
             argv += ["--oom-score-adj", str(args.oom_score_adj)]
         try:
@@ -92,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         print("crashguard train: containment unavailable: --memory-max needs the supervisor, which starts the "
               "trainer in its group (not with --no-supervise or under torchrun: contain the whole command, e.g. "
               "systemd-run --user --scope -p MemoryMax=... torchrun ...)", file=sys.stderr)
+    if args.validate_only:  # the checkpoint to evaluate travels where the one to resume would
+        chosen = "auto" if args.checkpoint is None else str(args.checkpoint)
+        return _train(config, args.config, name, Path(runs_dir), chosen, not args.no_progress, evaluate=True)
     return _train(config, args.config, name, Path(runs_dir), args.resume, not args.no_progress)
 
 
@@ -148,21 +170,31 @@ def _under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume: str, progress: bool) -> int:
+def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume: str, progress: bool,
+           evaluate: bool = False) -> int:
     from ..training.check import DataError
     from ..training.distributed import PeerLost, shutdown
+    from ..training.evaluate import evaluate_checkpoint
     from ..training.run import EXIT_PEER_LOST, EXIT_REFUSED, RunPlace, RunRefused, execute, prepare
 
     place = RunPlace(runs_dir=runs_dir, name=name, config_path=config_path)
     try:
         try:
-            trainer, resumed = prepare(config, place, resume=resume, progress=progress)  # type: ignore[arg-type]
+            trainer, resumed = prepare(config, place, resume=resume, progress=progress,  # type: ignore[arg-type]
+                                       evaluate=evaluate)
         except (RunRefused, DataError) as exc:
             print(f"crashguard train: {exc}", file=sys.stderr)
             return EXIT_REFUSED
         except PeerLost as exc:  # another rank refused or died before the run registered
             print(f"crashguard train: {exc}", file=sys.stderr)
             return EXIT_PEER_LOST
+        if evaluate:
+            assert resumed is not None  # prepare refuses an evaluation without a checkpoint
+            exit_code = evaluate_checkpoint(trainer, resumed)
+            if trainer.coord.distributed:
+                sys.stdout.flush()
+                os._exit(exit_code)  # as below: the ranks leave at once, before torchrun's SIGTERM
+            return exit_code
         outcome = execute(trainer, resumed)
         print(f"crashguard train: {outcome.message}", file=sys.stderr)
         if trainer.coord.distributed:

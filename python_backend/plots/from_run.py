@@ -53,7 +53,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, warning_per
                 points.append(MemoryPoint(time, float(record["ram_percent"])))
             if record.get("loss") is not None:
                 losses.append((int(record["step"]), float(record["loss"])))
-        elif kind == "val":
+        elif kind == "val" and not record.get("evaluation"):  # an evaluation of a checkpoint is no curve point
             for region in REGIONS:
                 value = record.get(f"dice_{region.lower()}")
                 if value is not None:

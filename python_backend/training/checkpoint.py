@@ -21,6 +21,7 @@ from ..runs.files import atomic_file
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
+BEST_NAME = "best.pt"  # the best validated model: not a step-*.pt, so pruning never touches it
 
 
 class CheckpointError(RuntimeError):
@@ -38,12 +39,24 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any], step: int, keep: int) -> Path:
-    final = directory / checkpoint_name(step)
+def write_checkpoint(final: Path, state: dict[str, Any]) -> Path:
     with atomic_file(final, "wb", durable=True) as handle:
         torch.save(state, handle)
+    return final
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any], step: int, keep: int) -> Path:
+    final = write_checkpoint(directory / checkpoint_name(step), state)
     prune(directory, keep)
     return final
+
+
+def save_best(directory: Path, state: dict[str, Any]) -> Path:
+    """Write `best.pt` atomically; only its own writer (the main thread of rank 0) clears its killed temp files."""
+    if directory.is_dir():
+        for stale in directory.glob(f".{BEST_NAME}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    return write_checkpoint(directory / BEST_NAME, state)
 
 
 def prune(directory: Path, keep: int) -> None:

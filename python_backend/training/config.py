@@ -7,6 +7,7 @@ the workspace folder when VS Code runs the training.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -104,6 +105,12 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default).")
     val_every_epochs: int = Field(1, ge=1)
     val_at_start: bool = Field(False, description="Validate the untrained model first (a Dice baseline).")
+    early_stopping_patience: int | None = Field(None, ge=1, description="End the run (state finished, with a "
+                                                "checkpoint) after this many validations in a row without a mean "
+                                                "Dice better than the best by more than early_stopping_min_delta; "
+                                                "null: never stop early.")
+    early_stopping_min_delta: float = Field(0.0, ge=0.0, le=1.0, description="How much a validation's mean Dice "
+                                            "must beat the best by to count as an improvement for early stopping.")
     sw_batch_size: int = Field(2, ge=1, description="Sliding-window batch for validation (halved on OOM).")
     sw_overlap: float = Field(0.25, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0)
@@ -145,6 +152,12 @@ class TrainConfig(_Strict):
 class CheckpointConfig(_Strict):
     every_steps: int = Field(10, ge=1, description="Write a checkpoint every N optimizer steps.")
     keep: int = Field(3, ge=1, description="Keep the last K checkpoints.")
+
+
+class LoggingConfig(_Strict):
+    tensorboard: bool = Field(False, description="Also write the metrics as TensorBoard scalars to "
+                              "<run>/tensorboard/ (needs the 'tensorboard' extra: pip install "
+                              "'crashguard[tensorboard]'); metrics.jsonl stays the record.")
 
 
 class MemoryConfig(_Strict):
@@ -197,6 +210,7 @@ class TrainingConfig(_Strict):
     train: TrainConfig = TrainConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     memory: MemoryConfig = MemoryConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("name")
     @classmethod
@@ -257,6 +271,17 @@ def load_config(path: str | Path) -> TrainingConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return parse_config(text)
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def check_extras(config: TrainingConfig) -> None:
+    """Optional packages the config asks for must be installed (checked before anything is written)."""
+    if config.logging.tensorboard and not installed("tensorboard"):
+        raise ConfigError("logging.tensorboard: the tensorboard package is not installed (pip install "
+                          "'crashguard[tensorboard]', or set it to false)")
 
 
 def check_data_location(config: TrainingConfig) -> None:

@@ -27,7 +27,17 @@ from ..guard.high_mark import HighMarkAction, HighMarkWatch
 from ..monitor.host import read_ram
 from ..runs.hook import RunHook
 from .backoff import EXIT_OOM, BatchPlan, OutOfMemoryAtMinimum
-from .checkpoint import CheckpointError, checkpoint_name, restore_rng, rng_state, save_checkpoint
+from .best import BestTracker
+from .checkpoint import (
+    BEST_NAME,
+    CheckpointError,
+    checkpoint_name,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_best,
+    save_checkpoint,
+)
 from .config import TrainingConfig
 from .data import DecathlonData
 from .device_settings import apply_cudnn_benchmark, apply_vram_budget
@@ -65,12 +75,17 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def check_compatible(config: TrainingConfig, state: dict[str, Any]) -> None:
-    """A checkpoint resumes only the run it came from: same model, same effective batch."""
+def check_model(config: TrainingConfig, state: dict[str, Any]) -> None:
+    """The checkpoint's weights fit the config's model (enough to evaluate it)."""
     saved_model = state.get("config", {}).get("model")
     wanted = config.model.model_dump(mode="json")
     if saved_model != wanted:
         raise CheckpointError(f"checkpoint is for model {saved_model}, the config has {wanted}")
+
+
+def check_compatible(config: TrainingConfig, state: dict[str, Any]) -> None:
+    """A checkpoint resumes only the run it came from: same model, same effective batch."""
+    check_model(config, state)
     if state.get("effective_batch") != config.train.effective_batch:
         raise CheckpointError(f"checkpoint has effective batch {state.get('effective_batch')}, the config "
                               f"{config.train.effective_batch}: resuming would change the run")
@@ -106,6 +121,10 @@ class Trainer:
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
         self.last_checkpoint: Path | None = None
         self.validated_at = -1
+        # The best validation and the early-stopping count (in every checkpoint); best.pt holds that model.
+        self.best = BestTracker(train.early_stopping_patience, train.early_stopping_min_delta)
+        self.best_on_disk: float | None = None  # best.pt's metric when resuming: never overwritten by a worse one
+        self._validated_since_save = False
         self._warned_ram = 0.0
         self.high_mark: HighMarkWatch | None = None  # set when the run has a memory cgroup with a high mark
         steps = config.train.epochs * data.steps_per_epoch
@@ -137,6 +156,7 @@ class Trainer:
             "accumulation": self.plan.accumulation, "effective_batch": self.config.train.effective_batch,
             "world_size": self.coord.world_size,
             "sw_batch_size": self.window.sw_batch_size, "validated_at": self.validated_at,
+            "best": self.best.state(),
             "rng": rng if rng is not None else rng_state(),
             "config": self.config.model_dump(mode="json", by_alias=True),
             "regions": {k: list(v) for k, v in self.data.regions.items()},
@@ -152,8 +172,32 @@ class Trainer:
         self.plan.micro = min(int(state["micro_batch"]), self.plan.micro)  # a learned limit sticks
         self.window.sw_batch_size = min(int(state["sw_batch_size"]), self.window.sw_batch_size)
         self.validated_at = int(state.get("validated_at", -1))
+        self.best.load(state.get("best"))
+        if self.coord.is_main:
+            self.best_on_disk = self._best_file_metric()
         restore_rng(state["rng"])
         self.guarded.boundary_rng = state["rng"]  # an urgent stop before the next step saves this boundary
+
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """The model of a checkpoint, to evaluate it (nothing of its training state)."""
+        check_model(self.config, state)
+        self.net.load_state_dict(state["model"])
+        self.step = int(state["step"])
+        self.window.sw_batch_size = min(int(state.get("sw_batch_size", self.window.sw_batch_size)),
+                                        self.window.sw_batch_size)
+
+    def _best_file_metric(self) -> float | None:
+        """best.pt's metric: after a resume from a checkpoint older than it (--resume PATH, a damaged newest
+        checkpoint), the run's best model may lie in a history the resumed run no longer has."""
+        path = self.checkpoint_dir / BEST_NAME
+        if not path.is_file():
+            return None
+        try:
+            metric = (load_checkpoint(path).get("best") or {}).get("metric")
+        except CheckpointError as exc:
+            log.warning("ignoring %s", exc)
+            return None
+        return None if metric is None else float(metric)
 
     def save(self, coordinated: bool = True) -> Path:
         """Rank 0 writes the checkpoint; under torchrun every rank then reports the weights' digest (which also
@@ -188,6 +232,7 @@ class Trainer:
 
     def _saved(self, path: Path, **extra: Any) -> None:
         self.last_checkpoint = path
+        self._validated_since_save = False
         self.metrics.write("event", step=self.step, event="checkpoint", path=str(path), **extra)
         self.hook.event(f"checkpoint at step {self.step}", checkpoint=str(path))
 
@@ -259,8 +304,9 @@ class Trainer:
         self.event("ram_backoff", f"{reason}: micro-batch {old}->{self.plan.micro}")
 
     # -- validation ---------------------------------------------------------------------------------
-    def validate(self) -> dict[str, float | None]:
-        """Dice per region over the validation cases (under torchrun each rank takes its share, summed here)."""
+    def validate(self, **tags: Any) -> dict[str, float | None]:
+        """Dice per region over the validation cases (under torchrun each rank takes its share, summed here).
+        `tags` go into the `val` record (an evaluation of a checkpoint is tagged as one)."""
         self.model.eval()
         scores: list[torch.Tensor] = []
         failure: Failure | None = None
@@ -299,9 +345,52 @@ class Trainer:
         mean = round(sum(known) / len(known), 4) if known else None
         self.validated_at = self.step
         self.metrics.write("val", step=self.step, epoch=max(0, self.step - 1) // self.data.steps_per_epoch,
-                           dice_mean=mean, **{f"dice_{k.lower()}": v for k, v in dice.items()})
+                           dice_mean=mean, **{f"dice_{k.lower()}": v for k, v in dice.items()}, **tags)
         log.info("validation at step %d: Dice mean %s (TC %s, WT %s, ET %s)", self.step, mean, *dice.values())
         return {"mean": mean, **dice}
+
+    # -- best model and early stopping ---------------------------------------------------------------
+    def _validation_due(self) -> bool:
+        """The schedule validates at this step (an epoch end every val_every_epochs)."""
+        spe = self.data.steps_per_epoch
+        return self.step > 0 and self.step % spe == 0 and (self.step // spe) % self.config.train.val_every_epochs == 0
+
+    @property
+    def validation_pending(self) -> bool:
+        """Resumed at a due validation that the checkpoint was written before (checkpoints at an epoch end are
+        written before its validation): the resumed run does it first, so best and count follow the same path."""
+        return self._validation_due() and self.validated_at != self.step
+
+    def _validate_and_track(self) -> Outcome | None:
+        """Validate, keep best.pt, and end the run (with a checkpoint) when the early-stopping patience is spent."""
+        mean = self.validate()["mean"]
+        with self.guarded.lock:  # an urgent checkpoint sees this validation counted whole or not at all
+            improved = self.best.observe(mean, self.step)
+            self._validated_since_save = True
+        if improved:
+            self._save_best()
+        if not self.best.exhausted:
+            return None
+        message = self.best.describe_stop(self.step)
+        self.event("early_stop", message, best_dice_mean=self.best.metric, best_step=self.best.step)
+        return Outcome("finished", 0, message, self.save())  # this checkpoint holds the spent patience
+
+    def _save_best(self) -> None:
+        """Rank 0 writes checkpoints/best.pt (a full checkpoint: the metric and step in its `best`)."""
+        if not self.coord.is_main:
+            return
+        metric = self.best.metric
+        assert metric is not None
+        if self.best_on_disk is not None and metric < self.best_on_disk:
+            self.event("best_kept", f"best of this attempt {metric} at step {self.step}; {BEST_NAME} keeps "
+                       f"{self.best_on_disk} from an earlier attempt", dice_mean=metric)
+            return
+        with self.guarded.lock:
+            state = self.state_dict()
+        path = save_best(self.checkpoint_dir, state)
+        self.best_on_disk = metric
+        self.event("best", f"new best Dice {metric} at step {self.step}: {path.name}", dice_mean=metric,
+                   path=str(path))
 
     # -- the run ------------------------------------------------------------------------------------
     def fit(self) -> Outcome:
@@ -310,9 +399,16 @@ class Trainer:
         self._settings_events.clear()
         if self.step >= self.total_steps:
             return Outcome("finished", 0, f"already complete at step {self.step}", self.last_checkpoint)
+        if self.best.exhausted:  # a resume of a run that stopped early
+            return Outcome("finished", 0, f"already complete: {self.best.describe_stop(self.step)}",
+                           self.last_checkpoint)
         spe = self.data.steps_per_epoch
         if self.step == 0 and self.config.train.val_at_start:
-            self.validate()
+            self._validate_and_track()
+        elif self.validation_pending:
+            stopped = self._validate_and_track()
+            if stopped is not None:
+                return stopped
         bar = tqdm(total=self.total_steps, initial=self.step, file=sys.stderr,
                    disable=not (self.progress and self.coord.is_main),
                    desc=self.hook.status.name, unit="step", dynamic_ncols=True)
@@ -356,11 +452,15 @@ class Trainer:
                         self.save()
                     if self.step >= self.total_steps:
                         break
-                if self.step % spe == 0 and (self.step // spe) % self.config.train.val_every_epochs == 0:
-                    self.validate()
+                if self._validation_due():
+                    stopped = self._validate_and_track()
+                    if stopped is not None:
+                        return stopped
             if self.validated_at != self.step:
-                self.validate()
-            path = self.last_checkpoint if self.last_checkpoint and self._saved_now() else self.save()
+                self._validate_and_track()
+            # The final checkpoint holds the final validation's best and count (a later, longer run continues).
+            saved = self.last_checkpoint is not None and self._saved_now() and not self._validated_since_save
+            path = self.last_checkpoint if saved else self.save()
             return Outcome("finished", 0, f"finished at step {self.step}", path)
         finally:
             bar.close()

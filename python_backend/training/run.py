@@ -37,10 +37,12 @@ from .checkpoint import CheckpointError, latest_intact, list_checkpoints, load_c
 from .config import TrainingConfig
 from .data import ensure_downloaded, load_monai_decathlon_safe
 from .distributed import Coordinator, NoDeviceForRank, PeerLost, coordinator_for
-from .loop import Outcome, Trainer, check_compatible, pick_device
+from .evaluate import EvaluationHook, resolve_evaluation
+from .loop import Outcome, Trainer, check_compatible, check_model, pick_device
 from .memory_plan import MemoryPlan, measure_working_set, resolve_budget
 from .metrics import MetricsLog
 from .sample_data import write_sample_dataset
+from .tensorboard import TensorBoardSink
 from .transforms import region_labels
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,12 @@ class NullMetrics(MetricsLog):
     """Ranks other than 0 keep no metrics.jsonl (rank 0 writes the run's, with the global loss)."""
 
     def __init__(self) -> None:
-        pass
+        self.sink = None
 
     def write(self, kind: str, **fields: Any) -> None:
         pass
 
-    def rewind(self, step: int) -> int:
+    def rewind(self, step: int, redo: tuple[str, ...] = ()) -> int:
         return 0
 
     def close(self) -> None:
@@ -150,9 +152,16 @@ def on_rank0(coord: Coordinator, fn: Callable[[], T]) -> T:
     return value  # type: ignore[no-any-return]
 
 
-def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progress: bool = True
-            ) -> tuple[Trainer, tuple[Path, dict[str, Any]] | None]:
-    """Checks, data, model; registers the run. Raises RunRefused (or DataError) before writing anything."""
+def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progress: bool = True,
+            evaluate: bool = False) -> tuple[Trainer, tuple[Path, dict[str, Any]] | None]:
+    """Checks, data, model; registers the run. Raises RunRefused (or DataError) before writing anything.
+
+    `evaluate`: for `--validate-only` (evaluate.py): `resume` names the checkpoint ("auto": best.pt, else the
+    newest intact), which must fit the model only; its weights are loaded, nothing of its training state; the
+    run is not registered (status.json stays the trained run's) and no case is cached (one pass reads each once).
+    """
+    if evaluate:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"cache_rate": 0.0})})
     data_cfg = config.data
     try:
         coord, rank_device = coordinator_for(config.train.device)
@@ -174,10 +183,16 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
             log.info("data check (%s): %d cases OK", data_cfg.check, count)
 
     def pick_checkpoint() -> tuple[Path, dict[str, Any]] | None:
-        found = resolve_resume(place, resume)
+        if evaluate:
+            try:
+                found: tuple[Path, dict[str, Any]] | None = resolve_evaluation(place.checkpoint_dir, resume)
+            except CheckpointError as exc:
+                raise RunRefused(str(exc)) from None
+        else:
+            found = resolve_resume(place, resume)
         if found is not None:
             try:
-                check_compatible(config, found[1])
+                (check_model if evaluate else check_compatible)(config, found[1])
             except CheckpointError as exc:
                 raise RunRefused(f"{found[0]}: {exc}") from None
         return found
@@ -212,15 +227,19 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
         crop_to_brain=data_cfg.crop_to_brain, crop=train.crop, foreground_ratio=train.foreground_ratio,
         cache_budget_bytes=memory.cache_bytes if memory is not None else None)
     data.memory = memory
-    hook = RunHook(place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
-                   world_size=coord.world_size, oom_score_adj=config.memory.oom_score_adj)
+    hook = (EvaluationHook if evaluate else RunHook)(
+        place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
+        world_size=coord.world_size, oom_score_adj=config.memory.oom_score_adj)
     hook.status.resume_command = train_resume_command(place)
-    metrics = MetricsLog(place.run_dir / "metrics.jsonl") if coord.is_main else NullMetrics()
+    sink = TensorBoardSink(place.run_dir / "tensorboard") if config.logging.tensorboard else None
+    metrics = MetricsLog(place.run_dir / "metrics.jsonl", sink) if coord.is_main else NullMetrics()
     trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord)
     trainer.high_mark = HighMarkWatch.for_this_process()  # in a memory group with a high mark: react to it
     if trainer.high_mark is not None:
         log.info("memory group %s: the trainer reacts to its high mark", trainer.high_mark.group.path)
-    if resumed is not None:
+    if resumed is not None and evaluate:
+        trainer.load_weights(resumed[1])
+    elif resumed is not None:
         trainer.load_state(resumed[1])
         trainer.last_checkpoint = resumed[0]
     return trainer, resumed
@@ -260,7 +279,8 @@ def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Ou
     hook.watch_urgent(trainer.urgent_checkpoint)  # an urgent stop does not wait for the step in flight
     # Keep the history up to the checkpoint; a fresh start (even after a run that died before its first
     # checkpoint) starts an empty file.
-    dropped = trainer.metrics.rewind(trainer.step if resumed is not None else -1)
+    redo = ("val", "best") if resumed is not None and trainer.validation_pending else ()
+    dropped = trainer.metrics.rewind(trainer.step if resumed is not None else -1, redo)
     hook.update(step=trainer.step, micro_batch=trainer.plan.micro, accumulation=trainer.plan.accumulation)
     if resumed is not None and trainer.step >= trainer.total_steps:
         pass  # nothing left to do: fit() reports "already complete"

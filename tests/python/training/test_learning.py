@@ -27,5 +27,6 @@ def test_short_run_learns(tmp_path: Path, write_config: Callable[..., Path]) -> 
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["step"] == 60
     assert status["checkpoint"].endswith("step-00000060.pt")
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000056.pt", "step-00000060.pt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "step-00000056.pt",
+                                                                          "step-00000060.pt"]
     assert "it/s" in result.stderr or "step/s" in result.stderr  # the progress bar went to stderr
