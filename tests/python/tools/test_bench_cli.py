@@ -11,8 +11,9 @@ import pytest
 
 pytest.importorskip("monai")
 
-# Above the noisy micro-batch-1 peak of torch 2.13 CPU conv3d (up to ~700 MiB here), well below micro-batch 32.
-BUDGET_MIB = 800
+# Above the noisy micro-batch-1 peak of torch 2.13 CPU conv3d (up to ~700 MiB here, once over 800 under a load of 6),
+# well below micro-batch 32.
+BUDGET_MIB = 900
 
 
 def _config(tmp_path: Path, data_root: Path) -> Path:
@@ -36,7 +37,7 @@ def test_bench_finds_the_largest_micro_batch_under_the_budget(tmp_path: Path) ->
     result = subprocess.run([sys.executable, "-m", "python_backend", "bench", "--config", str(config),
                              "--budget", f"{BUDGET_MIB}MB", "--max-micro", "32", "--steps", "1", "--out", str(out),
                              "--write-config"], capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
     budget = BUDGET_MIB * 2**20
     assert report["budget"] == budget
