@@ -236,9 +236,14 @@ class Trainer:
         self.metrics.write("event", step=self.step, event="checkpoint", path=str(path), **extra)
         self.hook.event(f"checkpoint at step {self.step}", checkpoint=str(path))
 
-    def event(self, kind: str, message: str, **fields: Any) -> None:
+    def event(self, kind: str, message: str, notify: bool = True, **fields: Any) -> None:
+        """An event in metrics.jsonl and, with `notify`, the status's last event (what the sidecar shows; it reads
+        only the latest, so routine news such as a new best must not push a memory event out of its sight)."""
         self.metrics.write("event", step=self.step, event=kind, message=message, **fields)
-        self.hook.event(message)
+        if notify:
+            self.hook.event(message)
+        else:
+            log.info("%s", message)
 
     # -- one optimizer step -----------------------------------------------------------------------
     def _loss_of(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -383,14 +388,14 @@ class Trainer:
         assert metric is not None
         if self.best_on_disk is not None and metric < self.best_on_disk:
             self.event("best_kept", f"best of this attempt {metric} at step {self.step}; {BEST_NAME} keeps "
-                       f"{self.best_on_disk} from an earlier attempt", dice_mean=metric)
+                       f"{self.best_on_disk} from an earlier attempt", notify=False, dice_mean=metric)
             return
         with self.guarded.lock:
             state = self.state_dict()
         path = save_best(self.checkpoint_dir, state)
         self.best_on_disk = metric
-        self.event("best", f"new best Dice {metric} at step {self.step}: {path.name}", dice_mean=metric,
-                   path=str(path))
+        self.event("best", f"new best Dice {metric} at step {self.step}: {path.name}", notify=False,
+                   dice_mean=metric, path=str(path))
 
     # -- the run ------------------------------------------------------------------------------------
     def fit(self) -> Outcome:

@@ -38,8 +38,11 @@ def test_monitor_json_is_jsonl_close_to_psutil() -> None:
 
 
 def test_monitor_exits_cleanly_on_ctrl_c() -> None:
+    # As from a terminal: a shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # an ignored SIGINT ignored, so a suite launched that way would otherwise see a monitor that cannot be interrupted.
     proc = subprocess.Popen([*CLI, "monitor", "--interval", "0.2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     frames = 0
     while frames < 2:  # interrupt a monitor that has shown two frames, however long its start took
