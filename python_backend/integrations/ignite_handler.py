@@ -40,7 +40,8 @@ class CrashGuardHandler:
 
     def __init__(self, name: str, runs_dir: str | os.PathLike[str] = "runs", *, checkpoint: Any = None,
                  save_dict: Mapping[str, Any] | None = None, micro_batch: int | None = None, resume: bool = False,
-                 resume_args: Sequence[str] = ("--resume",), keep: int = 3, **run_options: Any) -> None:
+                 resume_args: Sequence[str] = ("--resume",), keep: int = 3, grad_clip_norm: float | None = None,
+                 **run_options: Any) -> None:
         self.name = name
         self.runs_dir = runs_dir
         self.saver = checkpoint if checkpoint is not None and not callable(checkpoint) else None
@@ -50,6 +51,7 @@ class CrashGuardHandler:
         self.resume = resume
         self.resume_args = resume_args
         self.keep = keep
+        self.grad_clip_norm = grad_clip_norm  # clipped once per step, on the accumulated gradients (iteration)
         self.run_options = run_options
         self.engine: Engine | None = None
         self.run: GuardedRun | None = None
@@ -75,7 +77,8 @@ class CrashGuardHandler:
             raise ValueError("CrashGuardHandler needs the optimizer: use it with a SupervisedTrainer or pass "
                              "optimizer=... for another Engine")
         scaler = getattr(engine, "scaler", None) if getattr(engine, "amp", False) else None
-        guarded = GuardedStep(optimizer, micro_batch=self.micro_batch, scaler=scaler)
+        guarded = GuardedStep(optimizer, micro_batch=self.micro_batch, scaler=scaler,
+                              grad_clip_norm=self.grad_clip_norm)
         self.run = GuardedRun(self.name, optimizer=optimizer, checkpoint=self._checkpoint, runs_dir=self.runs_dir,
                               resume_args=self.resume_args, keep=self.keep, guarded=guarded, **self.run_options)
         if self.save_dict is None:

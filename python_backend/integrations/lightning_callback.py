@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 
 class CrashGuardCallback(pl.Callback):
     def __init__(self, name: str, runs_dir: str | os.PathLike[str] = "runs", *, micro_batch: int | None = None,
-                 resume_args: Sequence[str] = ("--resume",), keep: int = 3, **run_options: Any) -> None:
+                 resume_args: Sequence[str] = ("--resume",), keep: int = 3, grad_clip_norm: float | None = None,
+                 **run_options: Any) -> None:
         self.name = name
         self.runs_dir = runs_dir
         self.micro_batch = micro_batch
+        self.grad_clip_norm = grad_clip_norm  # manual optimization: `step` clips the accumulated gradients
         self.resume_args = resume_args
         self.keep = keep
         self.run_options = run_options
@@ -67,9 +69,12 @@ class CrashGuardCallback(pl.Callback):
         if trainer.world_size > 1 and not pl_module.automatic_optimization:
             raise RuntimeError("CrashGuardCallback.step coordinates one process; under Lightning's DDP the ranks "
                                "would back off alone (see docs/integrations.md)")
+        if pl_module.automatic_optimization and self.grad_clip_norm is not None:
+            raise ValueError("CrashGuardCallback(grad_clip_norm=...) clips in its guarded step (manual optimization); "
+                             "under automatic optimization Lightning clips: Trainer(gradient_clip_val=...)")
         optimizer = trainer.optimizers[0]
-        self._manual = GuardedStep(optimizer, micro_batch=self.micro_batch,
-                                   backward=pl_module.manual_backward) if not pl_module.automatic_optimization \
+        self._manual = GuardedStep(optimizer, micro_batch=self.micro_batch, backward=pl_module.manual_backward,
+                                   grad_clip_norm=self.grad_clip_norm) if not pl_module.automatic_optimization \
             else GuardedStep(optimizer, micro_batch=self.micro_batch)
         self.run = GuardedRun(self.name, optimizer=optimizer, checkpoint=self._checkpoint, runs_dir=self.runs_dir,
                               resume_args=self.resume_args, keep=self.keep, guarded=self._manual,
