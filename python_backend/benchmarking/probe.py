@@ -35,7 +35,6 @@ class TrainStepProbe:
         self.model = build_model(config.model).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.learning_rate)
         self.precision = precision_for(config.train.amp, config.train.amp_dtype, device)  # as the run's
-        self.amp = self.precision.autocast
         self.loss_fn = build_loss(config.train.loss)
         self._rss = PeakRssTracker()
 

@@ -191,22 +191,20 @@ def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume:
         if evaluate:
             assert resumed is not None  # prepare refuses an evaluation without a checkpoint
             exit_code = evaluate_checkpoint(trainer, resumed)
-            if trainer.coord.distributed:
-                sys.stdout.flush()
-                os._exit(exit_code)  # as below: the ranks leave at once, before torchrun's SIGTERM
-            return exit_code
-        outcome = execute(trainer, resumed)
-        print(f"crashguard train: {outcome.message}", file=sys.stderr)
+        else:
+            outcome = execute(trainer, resumed)
+            print(f"crashguard train: {outcome.message}", file=sys.stderr)
+            exit_code = outcome.exit_code
         if trainer.coord.distributed:
             # The status and checkpoint are written. torchrun SIGTERMs every rank as soon as the first one exits,
             # which would kill a slow interpreter shutdown (-15 instead of our code): the ranks end together,
             # after a last agreement (skipped when a peer is gone), and leave at once with our own exit code.
-            if outcome.exit_code != EXIT_PEER_LOST:
+            if exit_code != EXIT_PEER_LOST:
                 with contextlib.suppress(Exception):
                     trainer.coord.agree(True)
             sys.stderr.flush()
             sys.stdout.flush()
-            os._exit(outcome.exit_code)
-        return outcome.exit_code
+            os._exit(exit_code)
+        return exit_code
     finally:
         shutdown()

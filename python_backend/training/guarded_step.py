@@ -227,15 +227,17 @@ class GuardedStep:
         assert self.grad_clip_norm is not None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # a no-op for a disabled scaler
-        params = [p for p in self.parameters() if p.grad is not None]
-        return float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm))
+        return float(torch.nn.utils.clip_grad_norm_(self.parameters_with_grads(), self.grad_clip_norm))
 
     def parameters(self) -> list[torch.Tensor]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
+    def parameters_with_grads(self) -> list[torch.Tensor]:
+        return [p for p in self.parameters() if p.grad is not None]
+
     # -- before the agreement: everything the update will allocate ---------------------------------
     def _prepare_update(self) -> None:
-        params = [p for p in self.parameters() if p.grad is not None]
+        params = self.parameters_with_grads()
         self.coord.prepare_reduce(params)
         if any(not self.optimizer.state.get(p) for p in params):
             self._snapshot = _Snapshot(self.optimizer, params)  # this update creates optimizer state

@@ -82,8 +82,7 @@ def infer(checkpoint: Path, inputs: list[Path], out_dir: Path, sw_batch_size: in
     for path in input_files(inputs):
         image = preprocess({"image": str(path)})["image"].unsqueeze(0).to(device)
         with torch.no_grad():
-            logits = guarded_sliding_window(image, model, roi, plan, precision.autocast, on_event,
-                                            precision.dtype)
+            logits = guarded_sliding_window(image, model, roi, plan, precision, on_event)
         mask = (torch.sigmoid(logits[0]) > 0.5).cpu().numpy()
         labels = label_map(mask, regions)
         target = out_dir / (path.name.removesuffix(".gz").removesuffix(".nii") + "_seg.nii.gz")

@@ -109,7 +109,6 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=train.learning_rate,
                                            weight_decay=train.weight_decay)
         self.precision = precision_for(train.amp, train.amp_dtype, device)  # float16 on CUDA, bfloat16 if asked
-        self.amp = self.precision.autocast
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.scaled)  # float16 only
         self.loss_fn = build_loss(train.loss)
         # Under torchrun the plan is this rank's share of the global batch; every rank keeps the same plan.
@@ -132,6 +131,11 @@ class Trainer:
         self.lr = self.lr_for(self.step)  # the learning rate of the step in flight (or the next one)
         self._settings_events: list[tuple[str, str, dict[str, Any]]] = []  # written when fit() starts
         self._apply_device_settings()
+
+    @property
+    def amp(self) -> bool:
+        """Whether forward passes run under autocast (self.precision says in which dtype)."""
+        return self.precision.autocast
 
     @property
     def plan(self) -> BatchPlan:
@@ -321,8 +325,7 @@ class Trainer:
                     image = batch["image"].to(self.device)
                     # The bare model: DDP's forward may talk to the other ranks, which validate other cases.
                     logits = guarded_sliding_window(image, self.net, self.config.train.roi_size, self.window,
-                                                    self.amp, lambda m: self.event("sw_backoff", m),
-                                                    self.precision.dtype)
+                                                    self.precision, lambda m: self.event("sw_backoff", m))
                     # Scored where the logits are (the CPU after a CPU-stitch fallback), labels moved there.
                     scores.append(guarded_region_dice(logits, batch["label"], lambda m: self.event("val_backoff", m)))
                     del logits

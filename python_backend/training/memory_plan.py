@@ -120,7 +120,7 @@ def _one_validation(config: TrainingConfig, item: dict[str, Any], device: torch.
     with torch.no_grad():
         logits = guarded_sliding_window(image, model, train.roi_size,
                                         WindowPlan(train.sw_batch_size, train.sw_overlap),
-                                        precision.autocast, lambda _: None, precision.dtype)
+                                        precision, lambda _: None)
         region_dice(logits, label)
 
 

@@ -11,6 +11,7 @@ from monai.inferers import sliding_window_inference
 from ..guard.cleanup import emergency_cleanup
 from ..guard.failures import Failure, describe_failure, is_oom
 from .backoff import OutOfMemoryAtMinimum
+from .precision import Precision
 
 
 @dataclass
@@ -21,14 +22,13 @@ class WindowPlan:
 
 
 def guarded_sliding_window(image: torch.Tensor, model: torch.nn.Module, roi_size: Sequence[int],
-                           plan: WindowPlan, amp: bool, on_event: Callable[[str], None],
-                           amp_dtype: torch.dtype = torch.float16) -> torch.Tensor:
-    """Logits for `image` [B, C, X, Y, Z]; `plan` is updated in place by any back-off (it sticks). `amp`:
-    autocast to `amp_dtype` (the training run's precision, precision.py)."""
+                           plan: WindowPlan, precision: Precision, on_event: Callable[[str], None]) -> torch.Tensor:
+    """Logits for `image` [B, C, X, Y, Z], under the training run's `precision`; `plan` is updated in place by any
+    back-off (it sticks)."""
     while True:
         failure: Failure | None = None
         try:
-            with torch.autocast(image.device.type, dtype=amp_dtype, enabled=amp):
+            with precision.context(image.device.type):
                 return sliding_window_inference(
                     image, tuple(roi_size), plan.sw_batch_size, model, overlap=plan.overlap,
                     device=torch.device("cpu") if plan.stitch_on_cpu else None,

@@ -19,10 +19,12 @@ import torch
 
 from python_backend.training.config import ModelConfig
 from python_backend.training.model import build_model
+from python_backend.training.precision import Precision
 from python_backend.training.sliding import WindowPlan, guarded_sliding_window
 
 ROI = (96, 96, 96)
 SIZE = 256  # a volume whose full-size output buffers dominate one window's activations
+FLOAT16 = Precision(autocast=True, dtype=torch.float16)  # AMP as the CUDA training runs use it
 
 
 def peak(image: torch.Tensor, model: torch.nn.Module, plan: WindowPlan) -> tuple[int, torch.Tensor]:
@@ -30,7 +32,7 @@ def peak(image: torch.Tensor, model: torch.nn.Module, plan: WindowPlan) -> tuple
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
-        out = guarded_sliding_window(image, model, ROI, plan, True, lambda message: None).cpu()
+        out = guarded_sliding_window(image, model, ROI, plan, FLOAT16, lambda message: None).cpu()
     return torch.cuda.max_memory_reserved(), out
 
 
@@ -52,7 +54,7 @@ def main() -> int:
     events: list[str] = []
     plan = WindowPlan(sw_batch_size=4, overlap=0.25)
     with torch.no_grad():
-        out = guarded_sliding_window(image, model, ROI, plan, True, events.append)
+        out = guarded_sliding_window(image, model, ROI, plan, FLOAT16, events.append)
     same = ((torch.sigmoid(out) > 0.5) == (torch.sigmoid(reference) > 0.5)).float().mean().item()
     print(json.dumps({"events": events, "budget": budget, "gpu_stitching": on_gpu, "cpu_stitching": on_cpu,
                       "max_reserved": torch.cuda.max_memory_reserved(), "out_device": str(out.device),
