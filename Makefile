@@ -13,7 +13,7 @@ demo: setup
 test: setup lint test-python test-extension test-e2e
 
 lint:
-	$(PY) -m ruff check python_backend crashguard tests scripts examples benchmarks bundled/tool
+	$(PY) -m ruff check python_backend tests scripts examples benchmarks bundled/tool
 	@if [ -f package.json ]; then npm run --silent typecheck && npm run --silent lint; fi
 
 test-python:
@@ -27,17 +27,17 @@ test-e2e:
 
 # Speed and memory figures (not part of `make test`; docs/benchmarks.md has the results).
 bench: setup
-	$(PY) -m python_backend bench-sample
-	$(PY) -m python_backend bench-sidecar --seconds 60
-	$(PY) -m python_backend bench-registry
-	$(PY) -m python_backend bench-train
+	$(PY) -m benchmarks.sample_cost
+	$(PY) -m benchmarks.sidecar_cost --seconds 60
+	$(PY) -m benchmarks.registry_cost
+	$(PY) -m benchmarks.train_loops
 	$(PY) benchmarks/integrations.py
-	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m python_backend sample-data
-	$(PY) -m python_backend bench --config config/safe_training.json --out runs/bench
+	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m crashguard sample-data
+	$(PY) -m crashguard find-batch --config config/safe_training.json --out runs/bench
 	$(PY) benchmarks/ddp_step.py
 	# The recipe on realistic data (12 cases of 240x240x155x4): CPU preset vs the original recipe, 240 steps each
 	# (about 1-2 hours on 2 CPU cores).
 	[ -f data/realistic/Task01_BrainTumour/dataset.json ] || \
-		$(PY) -m python_backend sample-data --realistic --out data/realistic/Task01_BrainTumour
+		$(PY) -m crashguard sample-data --realistic --out data/realistic/Task01_BrainTumour
 	$(PY) benchmarks/recipe_realistic.py --steps 240 --val-every 40 --data data/realistic --out runs/bench-recipe
 	$(PY) benchmarks/pytest_plugin_overhead.py --repeats 3

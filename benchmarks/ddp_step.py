@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from python_backend.training.config import load_config
-from python_backend.training.run import RunPlace, prepare
+from crashguard.training.config import load_config
+from crashguard.training.run import RunPlace, prepare
 
 
 def plain_step(trainer, batch) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ BATCH = 4
 
 
 def plain(steps: int, size: int, runs_dir: str | None) -> float:
-    from python_backend.integrations.guarded_run import guarded_run
+    from crashguard.run import guarded_run
 
     model = build_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -60,7 +60,7 @@ def loader(steps: int, size: int) -> torch.utils.data.DataLoader:
 def monai(steps: int, size: int, runs_dir: str | None) -> float:
     from monai.engines import SupervisedTrainer
 
-    from python_backend.integrations.ignite_handler import CrashGuardHandler
+    from crashguard.monai import CrashGuardHandler
 
     model = build_model()
     epochs = max(1, steps * BATCH // SAMPLES)
@@ -81,7 +81,7 @@ def monai(steps: int, size: int, runs_dir: str | None) -> float:
 def lightning(steps: int, size: int, runs_dir: str | None) -> float:
     import lightning.pytorch as pl
 
-    from python_backend.integrations.lightning_callback import CrashGuardCallback
+    from crashguard.lightning import CrashGuardCallback
 
     class Module(pl.LightningModule):
         def __init__(self, guard: CrashGuardCallback | None) -> None:

@@ -11,7 +11,7 @@ usage: python benchmarks/recipe_realistic.py [--steps 240] [--val-every 40] [--c
    Both validate the untrained model, then every --val-every steps (mean Dice over TC/WT/ET on the held-out
    cases), and run under the same RAM budget (--budget-gb) with cache_rate "auto".
 3. Prints one JSON object (final Dice per run, wall time, peak RSS against the budget) and writes each run's
-   curves (python_backend.plots) to --out.
+   curves (crashguard.plots) to --out.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run_training(config: dict[str, Any], out: Path, name: str) -> dict[str, Any]
     path = out / f"{name}.json"
     path.write_text(json.dumps(config, indent=2))
     started = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-m", "python_backend", "train", "--config", str(path),
+    child = subprocess.Popen([sys.executable, "-m", "crashguard", "train", "--config", str(path),
                               "--runs-dir", str(out / "runs"), "--run-name", name, "--resume", "never",
                               "--no-supervise", "--no-progress"], cwd=REPO)
     _, status, usage = __import__("os").wait4(child.pid, 0)
@@ -82,7 +82,7 @@ def main() -> int:
 
     task_dir = args.data / "Task01_BrainTumour"
     if not (task_dir / "dataset.json").is_file():
-        subprocess.run([sys.executable, "-m", "python_backend", "sample-data", "--realistic", "--cases",
+        subprocess.run([sys.executable, "-m", "crashguard", "sample-data", "--realistic", "--cases",
                         str(args.cases), "--out", str(task_dir)], cwd=REPO, check=True)
     args.out.mkdir(parents=True, exist_ok=True)
     preset = json.loads((REPO / "config" / "presets" / "cpu.json").read_text())
@@ -103,7 +103,7 @@ def main() -> int:
         config["memory"]["ram_budget_gb"] = args.budget_gb
         config["checkpoint"] = {"every_steps": args.steps, "keep": 1}
         results[name] = run_training(config, args.out, name)
-        from python_backend.plots.from_run import plot_run
+        from crashguard.plots.from_run import plot_run
 
         plot_run(args.out / "runs" / name, args.out / "plots" / name)
         print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)

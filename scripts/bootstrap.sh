@@ -41,7 +41,7 @@ fi
 
 stamp="$VENV/.crashguard-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing python_backend with its train, realistic and dev extras"
+  echo "bootstrap: installing crashguard with its train, realistic and dev extras"
   $PIP install -q -e ".[train,realistic,dev]"
   touch "$stamp"
 fi

@@ -36,8 +36,8 @@ def main():
         "prefix": sys.prefix,
         "virtualEnv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
         "crashguard": _distribution_version("crashguard"),
-        "pythonBackend": _found("python_backend"),
-        "torch": _found("torch"),
+        "pythonBackend": _found("crashguard"),
+                "torch": _found("torch"),
         "monai": _found("monai"),
         "pip": _found("pip"),
     }

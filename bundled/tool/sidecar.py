@@ -1,6 +1,6 @@
 """Starts the Crash Guard sidecar from the extension's own files: `python -I bundled/tool/sidecar.py`.
 
-The extension ships the sidecar part of python_backend and its pure-Python dependencies in bundled/libs (and
+The extension ships the sidecar part of crashguard and its pure-Python dependencies in bundled/libs (and
 psutil built for the platform of the .vsix); nothing is imported from the workspace or from the interpreter's
 own site-packages where the bundle has the module. `-I` keeps the script's folder, the current directory, the
 user's site-packages and every PYTHON* variable out of sys.path; this file puts bundled/libs first.
@@ -22,13 +22,13 @@ def main():
             MINIMUM[0], MINIMUM[1], sys.executable, sys.version.split()[0]))
         return EXIT_TOO_OLD
     sys.path.insert(0, LIBS)
-    import python_backend  # after the path is set
+    import crashguard  # after the path is set
 
-    origin = os.path.dirname(os.path.dirname(os.path.abspath(python_backend.__file__)))
-    if origin != LIBS:  # never run a python_backend from anywhere else (a workspace, another install)
-        sys.stderr.write("Crash Guard: python_backend was imported from {}, not from {}\n".format(origin, LIBS))
+    origin = os.path.dirname(os.path.dirname(os.path.abspath(crashguard.__file__)))
+    if origin != LIBS:  # never run a crashguard from anywhere else (a workspace, another install)
+        sys.stderr.write("Crash Guard: crashguard was imported from {}, not from {}\n".format(origin, LIBS))
         return EXIT_NOT_BUNDLED
-    from python_backend.cli.serve import main as serve
+    from crashguard.sidecar.main import main as serve
 
     return serve()
 

@@ -1,7 +1,7 @@
 // Runtime checks of what the sidecar sends: every payload the extension reads goes through one of these instead
 // of a cast, so a backend that speaks something else is caught at the border with the path of the first bad
 // field, never deep in the UI (a gauge that silently stops updating). Each checker also describes itself, so a
-// test can compare the checked fields with python_backend/sidecar/protocol.py. Pure: no 'vscode' import.
+// test can compare the checked fields with crashguard/sidecar/protocol.py. Pure: no 'vscode' import.
 
 export class PayloadError extends Error {
   constructor(readonly path: string, readonly expected: string, readonly got: unknown) {

@@ -1,4 +1,4 @@
-// argv for the crashguard CLI (python -m python_backend, from the user's training environment). Pure: no
+// argv for the crashguard CLI (python -m crashguard, from the user's training environment). Pure: no
 // 'vscode' import.
 import type { RunInfo } from './protocol';
 
@@ -23,9 +23,9 @@ export interface CrashGuardTaskDefinition {
   runDir?: string;
 }
 
-/** argv after the interpreter for a python_backend command (`resume` has none: the run recorded its own). */
+/** argv after the interpreter for a crashguard command (`resume` has none: the run recorded its own). */
 export function taskArgs(def: CrashGuardTaskDefinition): string[] {
-  const args = ['-m', 'python_backend', def.command];
+  const args = ['-m', 'crashguard', def.command];
   switch (def.command) {
     case 'monitor':
       if (def.interval !== undefined) args.push('--interval', String(def.interval));

@@ -12,7 +12,7 @@ export function safeTrainingConfiguration(): vscode.DebugConfiguration {
     name: SAFE_TRAINING_NAME,
     type: 'debugpy',
     request: 'launch',
-    module: 'python_backend',
+    module: 'crashguard',
     args: [...SAFE_TRAINING_DEBUG_ARGS],
     cwd: '${workspaceFolder}',
     console: 'integratedTerminal',
@@ -35,11 +35,11 @@ export class SafeTrainingDebugProvider implements vscode.DebugConfigurationProvi
     return folder && this.deps.isTrainingFolder(folder) ? [safeTrainingConfiguration()] : [];
   }
 
-  /** A python_backend training run registers where the sidecar looks, with the training environment. */
+  /** A crashguard training run registers where the sidecar looks, with the training environment. */
   resolveDebugConfiguration(folder: vscode.WorkspaceFolder | undefined,
     config: vscode.DebugConfiguration): vscode.DebugConfiguration {
     const args = config.args as unknown;
-    if (config.module !== 'python_backend' || !Array.isArray(args) || args[0] !== 'train') return config;
+    if (config.module !== 'crashguard' || !Array.isArray(args) || args[0] !== 'train') return config;
     const out = { ...config };
     const runsDir = this.deps.runsDirectorySetting(folder);
     if (!args.includes('--runs-dir') && runsDir !== DEFAULTS.runsDirectory) out.args = [...(args as string[]), '--runs-dir', runsDir];

@@ -1,4 +1,4 @@
-// Mirror of docs/protocol.md (source of truth: python_backend/sidecar/protocol.py). Pure: no 'vscode' import.
+// Mirror of docs/protocol.md (source of truth: crashguard/sidecar/protocol.py). Pure: no 'vscode' import.
 // Every payload the extension reads is a checker (check.ts) and its type is derived from it, so what is declared
 // is what is checked. tests/extension/unit/protocol.test.ts compares method names, the protocol version and every
 // field (name, kind, null or not) with the Python dataclasses.
@@ -6,7 +6,7 @@ import {
   arrayOf, bool, either, int, maybe, nullable, num, object, oneOf, optional, str, type Checked,
 } from './check';
 
-/** Bumped with every incompatible change; the same constant is python_backend/sidecar/handshake.py's. */
+/** Bumped with every incompatible change; the same constant is crashguard/sidecar/handshake.py's. */
 export const PROTOCOL_VERSION = 2;
 
 export const METHOD_SAMPLE = 'crashGuard/sample';

@@ -209,10 +209,10 @@ export class Sidecar implements vscode.Disposable {
         `this extension speaks protocol ${P.PROTOCOL_VERSION}`;
     }
     if (announced.protocolVersion !== P.PROTOCOL_VERSION) {
-      return `protocol mismatch: this extension speaks protocol ${P.PROTOCOL_VERSION}, the sidecar (python_backend ` +
+      return `protocol mismatch: this extension speaks protocol ${P.PROTOCOL_VERSION}, the sidecar (crashguard ` +
         `${announced.version}) speaks protocol ${announced.protocolVersion}; install matching versions`;
     }
-    this.deps.log.info(`sidecar python_backend ${announced.version}, protocol ${announced.protocolVersion}`);
+    this.deps.log.info(`sidecar crashguard ${announced.version}, protocol ${announced.protocolVersion}`);
     return undefined;
   }
 

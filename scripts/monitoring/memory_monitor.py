@@ -7,9 +7,9 @@ A thin entry to `crashguard monitor`; works from a checkout without installing t
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python_backend"))
 
-from python_backend.cli import main
+from crashguard.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["monitor", *sys.argv[1:]]))

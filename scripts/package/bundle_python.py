@@ -4,8 +4,8 @@
 
 1. the pinned, hash-checked wheels of bundled/requirements.txt for the target platform and Python 3.10+
    (pip's own index configuration decides where they come from);
-2. the sidecar's part of python_backend: the packages monitor, guard, runs and sidecar, the package's
-   __init__.py and the `serve` command; never training/, which needs torch.
+2. the sidecar's part of crashguard: the packages util, monitor, guard, runs and sidecar (started by
+   sidecar/main.py) and the package's __init__.py; never step/ or training/, which need torch.
 
 bundled/libs is generated (git-ignored) and packed into the .vsix of that target (`vsce package --target`).
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "bundled"
-SOURCE = ROOT / "python_backend"
-# The sidecar's import closure inside python_backend (tests/python/sidecar/test_bundle.py checks it is enough).
-PACKAGES = ("monitor", "guard", "runs", "sidecar")
-FILES = ("__init__.py", "cli/__init__.py", "cli/serve.py")
+SOURCE = ROOT / "python_backend" / "crashguard"
+# The sidecar's import closure inside crashguard (tests/python/sidecar/test_bundle.py checks it is enough).
+PACKAGES = ("util", "monitor", "guard", "runs", "sidecar")
+FILES = ("__init__.py",)
 # vsce's target -> pip's platform tags (only linux-x64 has its psutil hash in bundled/requirements.txt so far).
 PLATFORMS = {
     "linux-x64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64"],
@@ -52,10 +52,10 @@ def install_wheels(target: str, libs: Path) -> None:
 def copy_backend(libs: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in PACKAGES:
-        shutil.copytree(SOURCE / package, libs / "python_backend" / package, ignore=ignore)
+        shutil.copytree(SOURCE / package, libs / "crashguard" / package, ignore=ignore)
     for name in FILES:
-        (libs / "python_backend" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(SOURCE / name, libs / "python_backend" / name)
+        (libs / "crashguard" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(SOURCE / name, libs / "crashguard" / name)
 
 
 def build(out: Path, target: str) -> Path:

@@ -17,10 +17,10 @@ EXT = "extension/"
 REQUIRED = [
     "package.json", "readme.md", "LICENSE.txt", "changelog.md", "dist/extension.js", "media/report.js",
     "config/safe_training.json", "config/safe_training.schema.json", "bundled/tool/sidecar.py", "bundled/tool/probe.py",
-    "bundled/libs/python_backend/sidecar/server.py", "bundled/libs/pygls/__init__.py",
+    "bundled/libs/crashguard/sidecar/server.py", "bundled/libs/pygls/__init__.py",
     "bundled/libs/lsprotocol/types.py", "bundled/libs/psutil/__init__.py", "bundled/libs/pynvml.py",
 ]
-FORBIDDEN = re.compile(r"(^|/)(__pycache__|\.venv|node_modules|\.e2e|tests|python_backend/training)(/|$)|\.pyc$")
+FORBIDDEN = re.compile(r"(^|/)(__pycache__|\.venv|node_modules|\.e2e|tests|crashguard/training)(/|$)|\.pyc$")
 
 
 def main(path: str) -> int:

@@ -21,13 +21,13 @@ export const STATUSBAR = '#workbench\\.parts\\.statusbar';
 /** A PATH with no project venv and no pyenv shims: the extension must find a Python of the machine. */
 export const PLAIN_PATH = `${path.dirname(NODE)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
 
-// A stand-in trainer: registers like `python -m python_backend train` does (RunHook), steps until killed, and
+// A stand-in trainer: registers like `python -m crashguard train` does (RunHook), steps until killed, and
 // honours checkpoint-and-stop at a step boundary (writes a checkpoint file, ends in state "stopped", exits 0).
 export const TRAINER = `
 import json, sys, time
 from pathlib import Path
-from python_backend.runs.hook import RunHook
-from python_backend.runs.status import RunState
+from crashguard.runs.hook import RunHook
+from crashguard.runs.status import RunState
 hook = RunHook(sys.argv[3], runs_dir=sys.argv[1], config=sys.argv[2], write_interval=0.2)
 hook.start()
 step = 0

@@ -11,8 +11,8 @@ import types
 import typing
 from typing import Any
 
-from python_backend.guard import cleanup
-from python_backend.sidecar import handshake, protocol, settings
+from crashguard.guard import cleanup
+from crashguard.sidecar import handshake, protocol, settings
 
 SCALARS = {int: "integer", float: "number", str: "string", bool: "boolean"}
 

@@ -1,4 +1,4 @@
-// Issue 10: Workspace Trust on, a cloned folder that plants a python_backend package (and a psutil) which would
+// Issue 10: Workspace Trust on, a cloned folder that plants a crashguard package (and a psutil) which would
 // write a marker file if anything imported it. In Restricted Mode nothing starts and the status bar says why;
 // once the user trusts the folder the gauges appear, fed by the bundled sidecar, and the marker never appears.
 import * as fs from 'node:fs';
@@ -10,7 +10,7 @@ import {
 export async function restrictedMode() {
   const ws = path.join(RUN, 'restricted', 'cloned-repo');
   const marker = path.join(RUN, 'restricted', 'MARKER');
-  for (const pkg of ['python_backend', 'psutil', 'pygls']) {
+  for (const pkg of ['crashguard', 'psutil', 'pygls']) {
     fs.mkdirSync(path.join(ws, pkg), { recursive: true });
     fs.writeFileSync(path.join(ws, pkg, '__init__.py'), `open(${JSON.stringify(marker)}, "a").write("${pkg} ran\\n")\n`);
   }
@@ -29,7 +29,7 @@ export async function restrictedMode() {
     check(sidecars(server.pid).length === 0, 'in Restricted Mode no sidecar (no Python at all) is started');
     check(!descendants(server.pid).some((p) => /python/.test(p.cmdline[0] ?? '')),
       'in Restricted Mode the extension host runs no Python process');
-    check(!fs.existsSync(marker), 'the planted python_backend was never imported');
+    check(!fs.existsSync(marker), 'the planted crashguard was never imported');
     await page.locator(STATUSBAR).screenshot({ path: path.join(SHOTS, 'statusbar-restricted.png') });
 
     // Trust the folder the way a user does: the status item opens the trust editor.

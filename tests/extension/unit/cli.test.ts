@@ -9,21 +9,21 @@ describe('CLI argv', () => {
     assert.deepEqual(sidecarArgs('/ext/bundled/tool/sidecar.py'), ['-I', '/ext/bundled/tool/sidecar.py']);
   });
   it('builds the task command lines', () => {
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['-m', 'python_backend', 'monitor']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['-m', 'crashguard', 'monitor']);
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor', interval: 2 }),
-      ['-m', 'python_backend', 'monitor', '--interval', '2']);
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup' }), ['-m', 'python_backend', 'cleanup']);
+      ['-m', 'crashguard', 'monitor', '--interval', '2']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup' }), ['-m', 'crashguard', 'cleanup']);
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup', runsDir: '/ws/runs' }),
-      ['-m', 'python_backend', 'cleanup', '--runs-dir', '/ws/runs']);
+      ['-m', 'crashguard', 'cleanup', '--runs-dir', '/ws/runs']);
     assert.throws(() => taskArgs({ type: 'crashGuard', command: 'resume', runDir: '/ws/runs/x' }), /recorded/);
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'train' }),
-      ['-m', 'python_backend', 'train', '--config', 'config/safe_training.json']);
+      ['-m', 'crashguard', 'train', '--config', 'config/safe_training.json']);
   });
   it('resumes a crashed run from its last checkpoint', () => {
     const r = run({ state: 'crashed', alive: false });
     const def = resumeDefinition(r, runsDirOf(r));
     assert.ok(def);
-    assert.deepEqual(taskArgs(def), ['-m', 'python_backend', 'train', '--config', '/ws/config/safe_training.json',
+    assert.deepEqual(taskArgs(def), ['-m', 'crashguard', 'train', '--config', '/ws/config/safe_training.json',
       '--run-name', 'brats-safe', '--resume', 'auto', '--runs-dir', '/ws/runs']);
     assert.equal(resumeDefinition(run({ config: null })), undefined);
   });

@@ -13,7 +13,7 @@ function gpu(overrides: Partial<GpuInfo> = {}): GpuInfo {
     processes: [
       { pid: 101, name: 'python3.11', user: 'alice', command: 'python train.py --config a.json', used: 2 * GiB },
       { pid: 202, name: '?', user: null, command: null, used: null },
-      { pid: 303, name: 'python3.11', user: 'bob', command: 'python -m python_backend train --config big.json', used: 25 * GiB },
+      { pid: 303, name: 'python3.11', user: 'bob', command: 'python -m crashguard train --config big.json', used: 25 * GiB },
     ],
     ...overrides,
   };
@@ -23,7 +23,7 @@ describe('who holds the VRAM: tooltip lines', () => {
   it('lists the heaviest first with user and command, and a process the sidecar cannot see', () => {
     assert.deepEqual(gpuProcessLines(gpu()), [
       '', '**Who holds the VRAM**', '',
-      '- 25.0 GiB python3.11 (303, bob) — `python -m python_backend train --config big.json`',
+      '- 25.0 GiB python3.11 (303, bob) — `python -m crashguard train --config big.json`',
       '- 2.00 GiB python3.11 (101, alice) — `python train.py --config a.json`',
       '- n/a ? (202, not visible from the sidecar)',
     ]);

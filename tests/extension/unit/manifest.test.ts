@@ -119,7 +119,7 @@ describe('manifest', () => {
     const f5 = launch.configurations.find((c) => c.name === 'Safe Training (Low Memory)');
     assert.ok(f5);
     assert.equal(f5.type, 'debugpy');
-    assert.equal(f5.module, 'python_backend');
+    assert.equal(f5.module, 'crashguard');
     assert.deepEqual(f5.args, SAFE_TRAINING_DEBUG_ARGS);
     assert.ok(fs.existsSync(path.join(ROOT, SAFE_TRAINING_CONFIG)), `${SAFE_TRAINING_CONFIG} exists`);
   });

@@ -1,4 +1,4 @@
-// extension/src/protocol.ts against python_backend (the source of truth): method names, the protocol version and
+// extension/src/protocol.ts against crashguard (the source of truth): method names, the protocol version and
 // every payload field — name, kind, null or not — as tests/extension/protocol_fields.py reads them from the
 // dataclasses. A field the extension marks optional (sent only by newer sidecars) may be absent in Python.
 import assert from 'node:assert/strict';
@@ -77,8 +77,8 @@ describe('protocol mirror', () => {
     assert.ok(doc.size >= 9);
     for (const m of doc) assert.ok(ours.has(m), `${m} is in docs/protocol.md but not in protocol.ts`);
   });
-  it('matches python_backend/sidecar/protocol.py\'s methods exactly', () => {
-    const file = path.join(ROOT, 'python_backend', 'sidecar', 'protocol.py');
+  it('matches crashguard/sidecar/protocol.py\'s methods exactly', () => {
+    const file = path.join(ROOT, 'python_backend', 'crashguard', 'sidecar', 'protocol.py');
     assert.deepEqual([...ours].sort(), [...namesIn(fs.readFileSync(file, 'utf8'))].sort());
   });
   it('speaks the sidecar\'s protocol version', () => {

@@ -93,11 +93,11 @@ describe('the training environment', () => {
   });
 });
 
-describe('probePython (real interpreters, in a folder that plants python_backend)', () => {
+describe('probePython (real interpreters, in a folder that plants crashguard)', () => {
   const planted = () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-probe-'));
-    fs.mkdirSync(path.join(dir, 'python_backend'));
-    fs.writeFileSync(path.join(dir, 'python_backend', '__init__.py'),
+    fs.mkdirSync(path.join(dir, 'crashguard'));
+    fs.writeFileSync(path.join(dir, 'crashguard', '__init__.py'),
       `open(${JSON.stringify(path.join(dir, 'MARKER'))}, "w").write("ran")\n`);
     return dir;
   };
@@ -114,7 +114,7 @@ describe('probePython (real interpreters, in a folder that plants python_backend
     const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
     const got = await probePython(python, PROBE, dir);
     assert.ok(got.ok);
-    assert.equal(got.info.pythonBackend, false, 'python_backend found: the probe looked in the folder');
+    assert.equal(got.info.pythonBackend, false, 'crashguard found: the probe looked in the folder');
     assert.ok(!fs.existsSync(path.join(dir, 'MARKER')));
   });
   it('explains a missing interpreter', async () => {

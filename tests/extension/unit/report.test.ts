@@ -151,7 +151,7 @@ describe('crash prompt', () => {
 
 describe('protocol levels', () => {
   it('protocol.ts has every level protocol.py can send (forecasts also "full")', () => {
-    const py = fs.readFileSync(path.join(ROOT, 'python_backend', 'sidecar', 'protocol.py'), 'utf8');
+    const py = fs.readFileSync(path.join(ROOT, 'python_backend', 'crashguard', 'sidecar', 'protocol.py'), 'utf8');
     const m = /^NORMAL, WARNING_LEVEL, CRITICAL, FULL = (.+)$/m.exec(py);
     assert.ok(m, 'level constants in protocol.py');
     const pyLevels = [...m[1]!.matchAll(/"(\w+)"/g)].map((x) => x[1]);

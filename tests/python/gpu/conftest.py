@@ -16,11 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "training"))  # training_helpers, ddp_oom_child
-sys.path.insert(0, str(HERE.parent / "sidecar"))  # sidecar_session: the real sidecar over stdio
-
+from locations import CHILDREN
 
 # The table's rows follow the issue's order (files), then each file's order.
 ORDER = ["test_nvml_truth", "test_sidecar_gauge", "test_cuda_training", "test_bench_gpu", "test_sliding_gpu",
@@ -122,7 +118,7 @@ def holder(cuda: Any) -> Iterator[dict[str, Any]]:
     from gpu_helpers import HOLD_MIB
     from training_helpers import child_env
 
-    proc = subprocess.Popen([sys.executable, str(HERE / "vram_holder.py"), str(HOLD_MIB), "--known-holder"],
+    proc = subprocess.Popen([sys.executable, str(CHILDREN / "vram_holder.py"), str(HOLD_MIB), "--known-holder"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env())
     assert proc.stdout is not None and proc.stdin is not None
     line = proc.stdout.readline()
@@ -135,7 +131,7 @@ def holder(cuda: Any) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def gpu_data(cuda: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with a synthetic Task01_BrainTumour of 18 cases of 64³ (padded to the ROI by the transforms)."""
-    from python_backend.training.sample_data import write_sample_dataset
+    from crashguard.training.sample_data import write_sample_dataset
 
     root = tmp_path_factory.mktemp("gpu-data")
     write_sample_dataset(root / "Task01_BrainTumour", cases=18, size=64, seed=3)

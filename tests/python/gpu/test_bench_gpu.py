@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from gpu_helpers import GIB, gpu_config, mib, run_json
+from locations import CHILDREN
 from training_helpers import child_env
 
 pytestmark = pytest.mark.gpu
-HERE = Path(__file__).resolve().parent
 BUDGET = 4 * GIB
 
 
@@ -24,7 +24,7 @@ def test_bench_finds_the_largest_micro_batch_under_a_vram_budget(
     config = tmp_path / "config.json"
     config.write_text(json.dumps(gpu_config(gpu_data, micro_batch=1, effective_batch=32)))
     out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "python_backend", "bench", "--config", str(config), "--device", "cuda",
+    done = subprocess.run([sys.executable, "-m", "crashguard", "bench", "--config", str(config), "--device", "cuda",
                            "--budget", str(BUDGET), "--max-micro", "32", "--steps", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=400, env=child_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -34,7 +34,7 @@ def test_bench_finds_the_largest_micro_batch_under_a_vram_budget(
     assert best is not None and probes[best]["peak"] <= BUDGET
     over = probes.get(best + 1)
     assert best == 32 or (over is not None and (over["oom"] or over["peak"] > BUDGET))
-    capped = run_json([str(HERE / "budget_probe.py"), str(config), str(BUDGET), str(best)], cwd=tmp_path)
+    capped = run_json([str(CHILDREN / "budget_probe.py"), str(config), str(BUDGET), str(best)], cwd=tmp_path)
     assert capped[str(best)]["oom"] is False  # the chosen size runs with the allocator capped at the budget
     record_property("figures", f"micro-batch {best}: peak {mib(probes[best]['peak'])} of {mib(BUDGET)}; "
                                f"{best + 1}: {'OOM' if over and over['oom'] else mib(over and over['peak'])}; "

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from gpu_helpers import GIB, mib, run_json
+from locations import CHILDREN
 
 pytestmark = pytest.mark.gpu
-HERE = Path(__file__).resolve().parent
 
 
 def _step(result: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def _step(result: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.gpu_line("cleanup frees cached VRAM (torch reserved and NVML, before/after)")
 def test_cleanup_gives_cached_vram_back(cuda: Any, tmp_path: Path,
                                         record_property: Callable[[str, object], None]) -> None:
-    result = run_json([str(HERE / "cuda_cleanup.py"), "cache"], cwd=tmp_path)
+    result = run_json([str(CHILDREN / "cuda_cleanup.py"), "cache"], cwd=tmp_path)
     report = result["report"]
     assert _step(result)["done"] is True
     assert report["vram_before"] >= 4 * GIB and report["vram_freed"] >= 4 * GIB
@@ -37,7 +37,7 @@ def test_cleanup_gives_cached_vram_back(cuda: Any, tmp_path: Path,
 @pytest.mark.gpu_line("cleanup after a sticky CUDA error (device-side assert): answered, not raised")
 def test_a_sticky_cuda_error_does_not_escape_the_cleanup(cuda: Any, tmp_path: Path,
                                                          record_property: Callable[[str, object], None]) -> None:
-    result = run_json([str(HERE / "cuda_cleanup.py"), "sticky"], cwd=tmp_path)
+    result = run_json([str(CHILDREN / "cuda_cleanup.py"), "sticky"], cwd=tmp_path)
     assert result["error"] is not None  # the premise: CUDA is poisoned
     step = _step(result)
     assert step["done"] is False and step["detail"].startswith("CUDA error: ")

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from gpu_helpers import GIB, gpu_config, mib, run_json
+from locations import CHILDREN
 from training_helpers import crashguard, records
 
 pytestmark = pytest.mark.gpu
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.gpu_line("CUDA OOM at micro-batch 8 under a VRAM budget, AMP on: steps and effective batch kept")
@@ -22,7 +22,7 @@ def test_a_real_cuda_oom_backs_off_and_loses_no_step(gpu_data: Path, tmp_path: P
                                                       record_property: Callable[[str, object], None]) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(gpu_config(gpu_data)))
-    child = str(HERE / "cuda_budget_train.py")
+    child = str(CHILDREN / "cuda_budget_train.py")
     capped = run_json([child, str(config), "runs", "capped", "--budget"], cwd=tmp_path, timeout=400)
     free = run_json([child, str(config), "runs", "free"], cwd=tmp_path, timeout=400)
     assert capped["exit_code"] == free["exit_code"] == 0 and capped["amp"] and capped["device"].startswith("cuda")

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from gpu_helpers import gpu_config
+from locations import CHILDREN
 from training_helpers import child_env, records
 
 pytestmark = pytest.mark.gpu
-TRAINING = Path(__file__).resolve().parents[1] / "training"
 
 
 def free_port() -> int:
@@ -36,7 +36,7 @@ def test_two_ranks_back_off_together_on_gpus(cuda: Any, gpu_data: Path, tmp_path
     env = {**child_env(), "CRASHGUARD_DIST_BACKEND": backend, "CRASHGUARD_TEST_OOM_RANK": "1",
            "CRASHGUARD_TEST_OOM_ABOVE": "2", "CRASHGUARD_TEST_OOM_KIND": "raised"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(TRAINING / "ddp_oom_child.py"), "train", "--config",
+               "--master_port", str(free_port()), str(CHILDREN / "ddp_oom_child.py"), "train", "--config",
                str(config), "--runs-dir", "runs", "--run-name", "ddp", "--no-progress"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -13,7 +13,7 @@ import pytest
 from gpu_helpers import HOLD_MIB, MIB, mib, pid_namespace_note
 from training_helpers import child_env
 
-from python_backend.monitor.gpu import GPUMonitor
+from crashguard.monitor.gpu import GPUMonitor
 
 pytestmark = pytest.mark.gpu
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 from gpu_helpers import mib, run_json
+from locations import CHILDREN
 
 pytestmark = pytest.mark.gpu
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.gpu_line("inference under a VRAM budget: sw-batch 4 -> 2 -> 1 -> CPU stitching")
 def test_inference_falls_back_to_cpu_stitching(cuda: Any, tmp_path: Path,
                                                record_property: Callable[[str, object], None]) -> None:
-    result = run_json([str(HERE / "sliding_budget.py")], cwd=tmp_path, timeout=400)
+    result = run_json([str(CHILDREN / "sliding_budget.py")], cwd=tmp_path, timeout=400)
     assert result["events"] == [
         "cuda_oom in sliding-window inference: sw_batch_size 4->2",
         "cuda_oom in sliding-window inference: sw_batch_size 2->1",

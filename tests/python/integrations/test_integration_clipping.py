@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from integration_helpers import child_env
+from locations import CHILDREN
 
-CHILD = Path(__file__).with_name("clipping_child.py")
+CHILD = CHILDREN / "clipping_child.py"
 CLIP = 1e-3
 
 

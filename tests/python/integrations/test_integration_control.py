@@ -15,8 +15,8 @@ import pytest
 from integration_helpers import EXAMPLES, INTEGRATIONS, STEPS_PER_EPOCH, child_env, events, status, steps
 from sidecar_session import sidecar
 
-from python_backend.runs.files import read_json
-from python_backend.sidecar import protocol as p
+from crashguard.runs.files import read_json
+from crashguard.sidecar import protocol as p
 
 EPOCHS = 30  # long enough to be controlled while it runs: 120 steps of a few hundredths of a second each
 TOTAL = EPOCHS * STEPS_PER_EPOCH

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from integration_helpers import EXAMPLES, INTEGRATIONS, child_env, events, final_weights, status, steps
+from locations import CHILDREN
 
-HARNESS = Path(__file__).with_name("oom_harness.py")
+HARNESS = CHILDREN / "oom_harness.py"
 
 
 @pytest.mark.slow

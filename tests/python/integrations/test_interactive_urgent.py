@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from integration_helpers import child_env
 
-from python_backend.runs.files import read_json, write_json_atomic
+from crashguard.runs.files import read_json
+from crashguard.util.json_io import write_json_atomic
 
 SESSION = """
 import sys, time, torch

@@ -14,7 +14,7 @@ pl = pytest.importorskip("lightning.pytorch")
 
 from tiny3d import LOSS, SyntheticVolumes, build_model  # noqa: E402
 
-from python_backend.integrations.lightning_callback import CrashGuardCallback  # noqa: E402
+from crashguard.lightning import CrashGuardCallback  # noqa: E402
 
 
 class Automatic(pl.LightningModule):

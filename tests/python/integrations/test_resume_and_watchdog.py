@@ -13,10 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from python_backend.runs.registry import Registry
-from python_backend.runs.resume import resume_command, with_resume_args
-from python_backend.runs.status import valid_resume_command
-from python_backend.runs.watchdog import start_watchdog, zombie_returncode
+from crashguard.runs.registry import Registry
+from crashguard.runs.resume import resume_command, with_resume_args
+from crashguard.runs.status import valid_resume_command
+from crashguard.runs.watchdog import start_watchdog, zombie_returncode
 
 
 def test_resume_arguments_replace_or_append() -> None:
@@ -109,7 +109,7 @@ def test_the_watchdog_leaves_a_run_that_finished_alone(tmp_path: Path) -> None:
 
 
 def test_the_urgent_watcher_claims_only_plain_small_urgent_requests(tmp_path: Path) -> None:
-    from python_backend.runs.urgent import UrgentWatcher
+    from crashguard.runs.urgent import UrgentWatcher
 
     control = tmp_path / "control"
     control.mkdir()

@@ -54,7 +54,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains(tmp_path: Path) -> None
 
     project = tmp_path / "my-project"  # the user's folder: not this repository
     project.mkdir()
-    where = run(python, "-c", "import python_backend, torch; print(python_backend.__file__); print(torch.__version__)",
+    where = run(python, "-c", "import crashguard, torch; print(crashguard.__file__); print(torch.__version__)",
                 cwd=project)
     assert str(venv) in where.splitlines()[0] and "+cpu" in where.splitlines()[1], where
     crashguard = venv / "bin" / "crashguard"

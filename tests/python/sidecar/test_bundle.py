@@ -1,4 +1,4 @@
-"""The sidecar as the extension ships it (bundled/: the launcher, python_backend's sidecar part and its pinned
+"""The sidecar as the extension ships it (bundled/: the launcher, crashguard's sidecar part and its pinned
 dependencies): it serves from any Python >= 3.10 with nothing installed, never imports from the folder it runs in,
 and refuses a client that speaks another protocol version with one clear error."""
 
@@ -15,9 +15,9 @@ from lsprotocol import types as lsp
 from pytest_lsp.client import LanguageClient
 from sidecar_session import sidecar
 
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.handshake import PROTOCOL_VERSION
-from python_backend.sidecar.server import plain_json_converter
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.handshake import PROTOCOL_VERSION
+from crashguard.sidecar.server import plain_json_converter
 
 REPO = Path(__file__).resolve().parents[3]
 BUNDLER = REPO / "scripts" / "package" / "bundle_python.py"
@@ -41,19 +41,19 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def hostile_folder(tmp_path: Path) -> tuple[Path, Path]:
-    """A folder that plants a python_backend package (and a psutil) which would write a marker if imported."""
+    """A folder that plants a crashguard package (and a psutil) which would write a marker if imported."""
     folder = tmp_path / "cloned-repo"
     marker = tmp_path / "MARKER"
-    for package in ("python_backend", "psutil", "pygls"):
+    for package in ("crashguard", "psutil", "pygls"):
         (folder / package).mkdir(parents=True)
         (folder / package / "__init__.py").write_text(PLANTED.format(marker=str(marker)))
     return folder, marker
 
 
 def test_the_bundle_holds_the_sidecar_and_nothing_of_training(bundle: Path) -> None:
-    backend = bundle / "libs" / "python_backend"
-    assert {d.name for d in backend.iterdir() if d.is_dir()} == {"cli", "guard", "monitor", "runs", "sidecar"}
-    assert sorted(f.name for f in (backend / "cli").iterdir()) == ["__init__.py", "serve.py"]
+    backend = bundle / "libs" / "crashguard"
+    assert {d.name for d in backend.iterdir() if d.is_dir()} == {"util", "guard", "monitor", "runs", "sidecar"}
+    assert sorted(f.name for f in backend.iterdir() if f.is_file()) == ["__init__.py"]
     for dependency in ("pygls", "lsprotocol", "attrs", "cattrs", "psutil", "pynvml.py", "exceptiongroup"):
         assert (bundle / "libs" / dependency).exists(), dependency
     assert not list(bundle.rglob("__pycache__"))

@@ -13,7 +13,7 @@ MIB = 2**20
 
 
 def _cleanup(runs_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "python_backend", "cleanup", "--runs-dir", str(runs_dir), *extra],
+    return subprocess.run([sys.executable, "-m", "crashguard", "cleanup", "--runs-dir", str(runs_dir), *extra],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 import memory_hog
 import psutil
 import pytest
+from locations import CHILDREN
 from sidecar_session import sidecar
 
-from python_backend.runs.files import read_json
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.escalation import CLEANUP, STOP
+from crashguard.runs.files import read_json
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.escalation import CLEANUP, STOP
 
-TRAINER = Path(__file__).with_name("slow_trainer.py")
+TRAINER = CHILDREN / "slow_trainer.py"
 STEP_SECONDS = 12.0
 # The ladder waits at most 5 s for a cleanup at critical (a run answers between steps), then sends the urgent stop,
 # which a run notices within 0.2 s and answers with a checkpoint at once: ~5.5 s whatever the step length. The

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from python_backend.runs.control import CleanupResult, StopResult
-from python_backend.runs.registry import RunInfo
-from python_backend.sidecar.escalation import (
+from crashguard.runs.control import CleanupResult, StopResult
+from crashguard.runs.registry import RunInfo
+from crashguard.sidecar.escalation import (
     CLEANUP,
     STOP,
     TERMINATE,
@@ -23,8 +23,8 @@ from python_backend.sidecar.escalation import (
     Timings,
     heaviest,
 )
-from python_backend.sidecar.levels import Level
-from python_backend.sidecar.settings import Settings
+from crashguard.sidecar.levels import Level
+from crashguard.sidecar.settings import Settings
 
 T = Timings(cleanup_timeout=10, critical_cleanup_timeout=5, settle=0.5, stop_timeout=30, cleanup_cooldown=30,
             stop_cooldown=60)

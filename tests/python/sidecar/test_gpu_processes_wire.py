@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from fake_nvml import GIB, MIB, FakeGpu, FakeNvml, uuid
 
-from python_backend.monitor.gpu import GPUMonitor
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.core import Sidecar
-from python_backend.sidecar.settings import Settings
+from crashguard.monitor.gpu import GPUMonitor
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.core import Sidecar
+from crashguard.sidecar.settings import Settings
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from pygls.exceptions import JsonRpcInvalidParams
 from sidecar_session import sidecar
 from trainer_helpers import wait_registered
 
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.core import Sidecar
-from python_backend.sidecar.history import LEVEL, TRAINING, HistoryEvent, HistoryPoint, SampleHistory, capacity
-from python_backend.sidecar.settings import Settings
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.core import Sidecar
+from crashguard.sidecar.history import LEVEL, TRAINING, HistoryEvent, HistoryPoint, SampleHistory, capacity
+from crashguard.sidecar.settings import Settings
 
 
 def _point(t: float) -> HistoryPoint:
@@ -103,7 +103,7 @@ async def test_history_fills_at_the_sample_rate_and_answers_only_the_asked_windo
 
 CHILD = """
 import sys, time
-from python_backend.runs.hook import RunHook
+from crashguard.runs.hook import RunHook
 hook = RunHook(sys.argv[2], runs_dir=sys.argv[1], write_interval=0.2)
 hook.start()
 for step in range(1, 10_000):

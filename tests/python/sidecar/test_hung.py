@@ -14,11 +14,12 @@ import pytest
 from sidecar_session import sidecar
 from trainer_helpers import StartTrainer
 
-from python_backend.runs.files import read_json, write_json_atomic
-from python_backend.runs.hook import RunHook
-from python_backend.runs.registry import Registry
-from python_backend.runs.stall import STEP_FACTOR, hung_after, stalled_seconds, typical_step
-from python_backend.sidecar import protocol as p
+from crashguard.runs.files import read_json
+from crashguard.runs.hook import RunHook
+from crashguard.runs.registry import Registry
+from crashguard.runs.stall import STEP_FACTOR, hung_after, stalled_seconds, typical_step
+from crashguard.sidecar import protocol as p
+from crashguard.util.json_io import write_json_atomic
 
 
 def test_the_hung_threshold_is_many_typical_steps_and_never_below_the_floor() -> None:
@@ -53,7 +54,7 @@ def test_a_live_run_whose_status_is_old_is_hung_and_a_finished_one_never_is(tmp_
     # One real process registers four runs (each holds its lock: the proof a status file alone cannot give);
     # their status files are then aged by hand.
     names = ("slow-steps", "stuck", "fresh", "done")
-    script = ("import sys, time; from python_backend.runs.hook import RunHook\n"
+    script = ("import sys, time; from crashguard.runs.hook import RunHook\n"
               f"hooks = [RunHook(n, runs_dir={str(tmp_path)!r}) for n in {names!r}]\n"
               "[h.start() for h in hooks]\nprint('ready', flush=True)\ntime.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

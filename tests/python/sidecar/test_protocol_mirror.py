@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
 
 REPO = Path(__file__).resolve().parents[3]
 TS = REPO / "extension" / "src" / "protocol.ts"

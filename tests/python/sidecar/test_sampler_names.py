@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from python_backend.monitor.processes import ProcessMemory
-from python_backend.sidecar.core import exit_cause_text
-from python_backend.sidecar.sampler import _named, display_name
+from crashguard.monitor.processes import ProcessMemory
+from crashguard.sidecar.core import exit_cause_text
+from crashguard.sidecar.sampler import _named, display_name
 
 
 def test_display_name_rules() -> None:

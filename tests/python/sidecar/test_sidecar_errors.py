@@ -10,7 +10,7 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcMethodNotFound
 from sidecar_session import SERVER, sidecar
 
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
 
 
 @pytest.mark.parametrize(("method", "params", "field"), [
@@ -60,7 +60,7 @@ async def test_unknown_methods_and_rejected_configuration_keep_the_server_runnin
 async def test_bad_initialization_settings_are_rejected_by_initialize() -> None:
     from pytest_lsp.client import LanguageClient, register_lsp_features
 
-    from python_backend.sidecar.server import plain_json_converter
+    from crashguard.sidecar.server import plain_json_converter
 
     client = LanguageClient(converter_factory=plain_json_converter)
     register_lsp_features(client)

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from sidecar_session import sidecar
 
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
 
-# Runs `python -m python_backend serve` and, when the process exits, writes the names of all loaded modules.
+# Runs `python -m crashguard serve` and, when the process exits, writes the names of all loaded modules.
 WRAPPER = """
 import atexit, runpy, sys
 out = sys.argv.pop(1)
 atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
-sys.argv = ["python_backend", "serve"]
-runpy.run_module("python_backend", run_name="__main__", alter_sys=True)
+sys.argv = ["crashguard", "serve"]
+runpy.run_module("crashguard", run_name="__main__", alter_sys=True)
 """
 
 
@@ -31,6 +31,6 @@ async def test_serving_every_request_never_imports_torch(tmp_path: Path, runs_di
         await s.request(p.STOP_RUN, {"run": "none"})
         await s.request(p.HISTORY, {})
     modules = set(modules_file.read_text().split())
-    assert "python_backend.sidecar.server" in modules and "pygls" in modules  # the file really is from the server
+    assert "crashguard.sidecar.server" in modules and "pygls" in modules  # the file really is from the server
     heavy = sorted(m for m in modules if m.split(".")[0] in {"torch", "monai", "numpy", "nibabel"})
     assert heavy == []

@@ -17,13 +17,13 @@ import pytest
 from sidecar_session import sidecar
 from trainer_helpers import StartTrainer
 
-from python_backend.runs.control import cleanup_runs, stop_run
-from python_backend.runs.files import write_json_atomic
-from python_backend.runs.registry import Registry
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.escalation import CLEANUP, STOP, TERMINATE, Escalation, Observation, Timings
-from python_backend.sidecar.levels import Level
-from python_backend.sidecar.settings import Settings
+from crashguard.runs.control import cleanup_runs, stop_run
+from crashguard.runs.registry import Registry
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.escalation import CLEANUP, STOP, TERMINATE, Escalation, Observation, Timings
+from crashguard.sidecar.levels import Level
+from crashguard.sidecar.settings import Settings
+from crashguard.util.json_io import write_json_atomic
 
 MiB = 2**20
 MAX_HOG = 3 * 2**30  # never more than this, whatever the machine's use

@@ -15,7 +15,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from sidecar_session import sidecar
 from trainer_helpers import TRAINER, wait_registered
 
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
 
 
 @pytest.fixture

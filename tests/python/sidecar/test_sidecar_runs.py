@@ -17,8 +17,8 @@ import pytest
 from sidecar_session import SERVER, sidecar
 from trainer_helpers import StartTrainer
 
-from python_backend.runs.files import write_json_atomic
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
+from crashguard.util.json_io import write_json_atomic
 
 MiB = 2**20
 

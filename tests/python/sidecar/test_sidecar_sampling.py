@@ -12,7 +12,7 @@ import psutil
 from lsprotocol import types as lsp
 from sidecar_session import sidecar
 
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
 
 
 async def test_samples_arrive_at_the_configured_rate_with_ram_close_to_psutil() -> None:

@@ -16,9 +16,9 @@ from pygls.exceptions import JsonRpcException
 from sidecar_session import sidecar
 from trainer_helpers import StartTrainer
 
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.server import RUN_REQUEST_QUEUE, RUN_REQUEST_WORKERS
-from python_backend.sidecar.workers import PoolBusy, Ticker, WorkerPool
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.server import RUN_REQUEST_QUEUE, RUN_REQUEST_WORKERS
+from crashguard.sidecar.workers import PoolBusy, Ticker, WorkerPool
 
 
 # -- the pools --------------------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from python_backend.sidecar import protocol as p
-from python_backend.sidecar.forecast import History, describe, least_squares_slope, next_crossing
-from python_backend.sidecar.levels import Level, LevelTracker, next_level
-from python_backend.sidecar.settings import (
+from crashguard.sidecar import protocol as p
+from crashguard.sidecar.forecast import History, describe, least_squares_slope, next_crossing
+from crashguard.sidecar.levels import Level, LevelTracker, next_level
+from crashguard.sidecar.settings import (
     Settings,
     SettingsError,
     settings_from_configuration,

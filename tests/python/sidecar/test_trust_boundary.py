@@ -23,7 +23,7 @@ import psutil
 import pytest
 from sidecar_session import SERVER, Session, sidecar
 
-from python_backend.sidecar import protocol as p
+from crashguard.sidecar import protocol as p
 
 MiB = 2**20
 NOBODY = 65534
@@ -33,7 +33,7 @@ IS_ROOT = os.geteuid() == 0
 # file and the run does not repair it) and has no SIGTERM handler: a signal would end it.
 REGISTERED = textwrap.dedent("""
     import os, sys, time
-    from python_backend.runs import RunHook
+    from crashguard.runs import RunHook
     hook = RunHook(sys.argv[2], runs_dir=sys.argv[1])
     hook.start()
     if len(sys.argv) > 3:  # become another user, keeping the lock (root only)
@@ -289,7 +289,7 @@ async def test_attack_suite_nothing_is_alive_signalled_or_written_and_each_refus
 
 DIVERGING = textwrap.dedent("""
     import math, sys, time
-    from python_backend.runs import RunHook
+    from crashguard.runs import RunHook
     hook = RunHook(sys.argv[2], runs_dir=sys.argv[1], write_interval=0.1)
     hook.start()
     for step in range(1, 100_000):

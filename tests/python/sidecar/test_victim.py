@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from python_backend.monitor.processes import tree_footprint, tree_rss
-from python_backend.runs.registry import Registry
-from python_backend.sidecar.escalation import heaviest
+from crashguard.monitor.processes import tree_footprint, tree_rss
+from crashguard.runs.registry import Registry
+from crashguard.sidecar.escalation import heaviest
 
 MiB = 2**20
 
@@ -21,7 +21,7 @@ MiB = 2**20
 # The children leave when their parent is gone (no orphan outlives a failed test).
 FORKER = """
 import os, sys, time
-from python_backend.runs import RunHook
+from crashguard.runs import RunHook
 mb, forks, name, runs_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 buf = bytearray(mb * 2**20)
 for i in range(0, len(buf), 4096):

@@ -14,9 +14,9 @@ import pytest
 import torch
 from training_helpers import records
 
-from python_backend.training.backoff import BatchPlan, OutOfMemoryAtMinimum
-from python_backend.training.config import load_config
-from python_backend.training.run import RunPlace, execute, prepare
+from crashguard.step.backoff import BatchPlan, OutOfMemoryAtMinimum
+from crashguard.training.config import load_config
+from crashguard.training.run import RunPlace, execute, prepare
 
 
 def test_batch_plan_keeps_the_effective_batch() -> None:

@@ -11,12 +11,12 @@ import pytest
 import torch
 from training_helpers import tiny_config
 
-from python_backend.training import config as config_module
-from python_backend.training.best import BestTracker
-from python_backend.training.checkpoint import BEST_NAME, list_checkpoints, save_best, save_checkpoint
-from python_backend.training.config import ConfigError, check_extras, parse_config
-from python_backend.training.metrics import MetricsLog, read_metrics
-from python_backend.training.tensorboard import scalars_of
+from crashguard.step.checkpoint import BEST_NAME, list_checkpoints, save_best, save_checkpoint
+from crashguard.training import config as config_module
+from crashguard.training.best import BestTracker
+from crashguard.training.config import ConfigError, check_extras, parse_config
+from crashguard.training.metrics import MetricsLog, read_metrics
+from crashguard.training.tensorboard import scalars_of
 
 
 def test_best_is_the_strict_maximum_and_patience_counts_gains_below_min_delta() -> None:
@@ -104,9 +104,9 @@ def test_trainer_keeps_a_better_best_pt_and_stops_when_the_patience_is_spent(tmp
     """A real Trainer in this process: a best.pt from an earlier attempt that is better than anything the resumed
     run measures is kept; without it the new best is written; a restored count with patience 1 ends the run at
     the next validation without a gain, with a checkpoint that holds the spent patience."""
-    from python_backend.runs.hook import RunHook
-    from python_backend.training.data import load_monai_decathlon_safe
-    from python_backend.training.loop import Trainer
+    from crashguard.runs.hook import RunHook
+    from crashguard.training.data import load_monai_decathlon_safe
+    from crashguard.training.loop import Trainer
 
     torch.set_num_threads(1)
     config = parse_config(json.dumps(tiny_config(data_root, train={"roi_size": [16, 16, 16],

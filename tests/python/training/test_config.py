@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from training_helpers import REPO, crashguard
 
-from python_backend.training.config import ConfigError, load_config, parse_config
-from python_backend.training.schema import SCHEMA_PATH, schema_text
+from crashguard.training.config import ConfigError, load_config, parse_config
+from crashguard.training.schema import SCHEMA_PATH, schema_text
 
 
 def test_committed_schema_matches_the_model() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), \
-        "run: python -m python_backend.training.schema"
+        "run: python -m crashguard.training.schema"
 
 
 def test_preset_is_valid_and_low_memory() -> None:

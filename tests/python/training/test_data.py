@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from training_helpers import crashguard, tiny_config
 
-from python_backend.training.check import check_dataset
-from python_backend.training.data import plan_cache
-from python_backend.training.transforms import region_labels
+from crashguard.training.check import check_dataset
+from crashguard.training.data import plan_cache
+from crashguard.training.transforms import region_labels
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_cache_auto_fits_the_budget() -> None:
 def test_loader_is_reproducible_mid_epoch(data_root: Path) -> None:
     import torch
 
-    from python_backend.training.data import load_monai_decathlon_safe
+    from crashguard.training.data import load_monai_decathlon_safe
 
     torch.set_num_threads(1)
     data = load_monai_decathlon_safe(data_root, batch_size=3, cache_rate="auto", roi_size=(16, 16, 16))
@@ -123,8 +123,8 @@ def test_loader_is_reproducible_mid_epoch(data_root: Path) -> None:
 
 
 def test_download_fails_clearly_offline(tmp_path: Path) -> None:
-    from python_backend.training.check import DataError
-    from python_backend.training.data import ensure_downloaded
+    from crashguard.training.check import DataError
+    from crashguard.training.data import ensure_downloaded
 
     # Only the error path is exercised (the archive is 7 GB): a local port that refuses connections stands in
     # for "no network", so the test never starts a real download even where a network exists.
@@ -137,7 +137,7 @@ def test_workers_are_threads_sharing_the_cache(data_root: Path) -> None:
     import torch
     from monai.data import ThreadDataLoader
 
-    from python_backend.training.data import load_monai_decathlon_safe
+    from crashguard.training.data import load_monai_decathlon_safe
 
     torch.set_num_threads(1)
     threaded = load_monai_decathlon_safe(data_root, batch_size=3, cache_rate=1.0, roi_size=(16, 16, 16), workers=2)

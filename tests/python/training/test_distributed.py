@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from locations import CHILDREN
 from training_helpers import child_env, crashguard, records
 
-from python_backend.training.check import DataError
-from python_backend.training.data import EpochSampler, ShardedEpochSampler
-from python_backend.training.distributed import DistEnv, NoDeviceForRank, dist_backend, weights_digest
-
-HERE = Path(__file__).resolve().parent
+from crashguard.step.distributed import DistEnv, NoDeviceForRank, dist_backend, weights_digest
+from crashguard.training.check import DataError
+from crashguard.training.data import EpochSampler, ShardedEpochSampler
 
 
 def free_port() -> int:
@@ -72,7 +71,7 @@ def test_backend_is_nccl_on_cuda_unless_gloo_is_chosen() -> None:
 
 
 def test_more_ranks_than_gpus_share_them_with_gloo_and_are_refused_with_nccl(monkeypatch: pytest.MonkeyPatch) -> None:
-    from python_backend.training.distributed import pick_rank_device
+    from crashguard.step.distributed import pick_rank_device
 
     chosen: list[int] = []  # a machine with one GPU (none can exist here: torch.cuda answers as such a machine)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -111,7 +110,7 @@ def test_oom_on_rank_1_only_backs_off_every_rank_and_keeps_the_run(kind: str, tm
     config = write_config(train={"roi_size": [16, 16, 16], "epochs": 3, "effective_batch": 4, "micro_batch": 2})
     env = {**child_env(), "CRASHGUARD_TEST_OOM_RANK": "1", "CRASHGUARD_TEST_OOM_ABOVE": "1",
            "CRASHGUARD_TEST_OOM_KIND": kind, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    result = subprocess.run(torchrun([str(HERE / "ddp_oom_child.py")], *train_args(config, "ddp")),
+    result = subprocess.run(torchrun([str(CHILDREN / "ddp_oom_child.py")], *train_args(config, "ddp")),
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp"
@@ -143,7 +142,7 @@ def test_oom_on_rank_1_only_backs_off_every_rank_and_keeps_the_run(kind: str, tm
     # then ran exactly this, so the weights are bit-identical.
     config_mb1 = write_config("mb1.json", train={"roi_size": [16, 16, 16], "epochs": 3, "effective_batch": 4,
                                                  "micro_batch": 1})
-    plain = subprocess.run(torchrun(["-m", "python_backend"], *train_args(config_mb1, "mb1")), cwd=tmp_path,
+    plain = subprocess.run(torchrun(["-m", "crashguard"], *train_args(config_mb1, "mb1")), cwd=tmp_path,
                            env=child_env(), capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert final_digests(tmp_path / "runs" / "mb1") == digests
@@ -162,7 +161,7 @@ def test_kill_of_one_rank_stops_the_other_cleanly_and_both_resume(killed: int, t
                           checkpoint={"every_steps": 5, "keep": 2})
     run_dir = tmp_path / "runs" / "victim"
     survivor_rank = 1 - killed
-    run = subprocess.Popen(torchrun(["-m", "python_backend"], *train_args(config, "victim")), cwd=tmp_path,
+    run = subprocess.Popen(torchrun(["-m", "crashguard"], *train_args(config, "victim")), cwd=tmp_path,
                            env=child_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for(lambda: (run_dir / "checkpoints" / "step-00000010.pt").exists(), run)
@@ -189,7 +188,7 @@ def test_kill_of_one_rank_stops_the_other_cleanly_and_both_resume(killed: int, t
     # names the previous checkpoint, and the resume below takes the newest intact one all the same.
         assert [r["event"] for r in records(run_dir, "event")][-1] == "peer_lost"
 
-    resumed = subprocess.run(torchrun(["-m", "python_backend"], *train_args(config, "victim")), cwd=tmp_path,
+    resumed = subprocess.run(torchrun(["-m", "crashguard"], *train_args(config, "victim")), cwd=tmp_path,
                              env=child_env(), capture_output=True, text=True, timeout=150)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     resume = [r for r in records(run_dir, "event") if r["event"] == "resume"]
@@ -212,7 +211,7 @@ def test_checkpoint_and_stop_sent_to_rank_1_stops_both_ranks_at_the_same_step(
     config = write_config(train={"roi_size": [16, 16, 16], "epochs": 200, "val_every_epochs": 1000},
                           checkpoint={"every_steps": 1000, "keep": 2})
     run_dir = tmp_path / "runs" / "ctl"
-    run = subprocess.Popen(torchrun(["-m", "python_backend"], *train_args(config, "ctl")), cwd=tmp_path,
+    run = subprocess.Popen(torchrun(["-m", "crashguard"], *train_args(config, "ctl")), cwd=tmp_path,
                            env=child_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for(lambda: (run_dir / "status.rank1.json").exists() and status(run_dir, 1)["step"] >= 2, run)
@@ -235,13 +234,13 @@ def test_checkpoint_and_stop_sent_to_rank_1_stops_both_ranks_at_the_same_step(
 
 def test_the_sidecars_registry_and_controls_reach_every_rank(tmp_path: Path,
                                                               write_config: Callable[..., Path]) -> None:
-    from python_backend.runs.control import cleanup_runs, stop_run
-    from python_backend.runs.registry import Registry
+    from crashguard.runs.control import cleanup_runs, stop_run
+    from crashguard.runs.registry import Registry
 
     config = write_config(train={"roi_size": [16, 16, 16], "epochs": 200, "val_every_epochs": 1000},
                           checkpoint={"every_steps": 1000, "keep": 2})
     runs_dir = tmp_path / "runs"
-    run = subprocess.Popen(torchrun(["-m", "python_backend"], *train_args(config, "world")), cwd=tmp_path,
+    run = subprocess.Popen(torchrun(["-m", "crashguard"], *train_args(config, "world")), cwd=tmp_path,
                            env=child_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         registry = Registry(runs_dir)
@@ -269,7 +268,7 @@ def test_oom_at_micro_batch_one_on_rank_1_stops_every_rank_with_a_checkpoint(
         tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"roi_size": [16, 16, 16], "epochs": 3, "effective_batch": 4, "micro_batch": 2})
     env = {**child_env(), "CRASHGUARD_TEST_OOM_RANK": "1", "CRASHGUARD_TEST_OOM_ABOVE": "0"}  # nothing fits
-    result = subprocess.run(torchrun([str(HERE / "ddp_oom_child.py")], *train_args(config, "hopeless")),
+    result = subprocess.run(torchrun([str(CHILDREN / "ddp_oom_child.py")], *train_args(config, "hopeless")),
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert len(re.findall(r"exitcode\s*: 3 ", result.stderr)) == 2, result.stderr[-3000:]  # both ranks: OOM exit
@@ -285,8 +284,8 @@ def test_oom_at_micro_batch_one_on_rank_1_stops_every_rank_with_a_checkpoint(
 def test_the_sidecars_run_events_name_the_rank() -> None:
     from dataclasses import replace
 
-    from python_backend.runs.registry import RunInfo
-    from python_backend.sidecar.core import _run_event_message
+    from crashguard.runs.registry import RunInfo
+    from crashguard.sidecar.core import _run_event_message
 
     info = RunInfo(name="ddp", dir="/runs/ddp", pid=42, rank=1, world_size=2, state="crashed", alive=False, step=7,
                    epoch=0, micro_batch=1, accumulation=2, loss=0.5, peak_rss=1, tree_rss=None, vram=None,
@@ -303,7 +302,7 @@ def test_ranks_wait_for_rank_0s_download_longer_than_a_collective_may_wait() -> 
     download far longer than the collectives' timeout (3 s here, 8 s of work) ends with every rank going on."""
     env = dict(child_env(), CRASHGUARD_DIST_TIMEOUT="3")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(HERE / "rank0_wait_child.py"), "8"]
+               "--master_port", str(free_port()), str(CHILDREN / "rank0_wait_child.py"), "8"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from training_helpers import crashguard
 
-from python_backend.training.inference import infer, label_map
+from crashguard.training.inference import infer, label_map
 
 
 def test_label_map_uses_dataset_numbering() -> None:

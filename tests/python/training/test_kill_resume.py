@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from training_helpers import child_env, crashguard, records
 
-from python_backend.runs.supervisor import mark_crashed
+from crashguard.runs.supervisor import mark_crashed
 
 
 def start_training(config: Path, cwd: Path, name: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "python_backend", "train", "--config", str(config),
+    return subprocess.Popen([sys.executable, "-m", "crashguard", "train", "--config", str(config),
                              "--runs-dir", "runs", "--run-name", name, "--no-progress", *extra],
                             cwd=cwd, env=child_env(), stderr=subprocess.PIPE, text=True)
 

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from python_backend.training.data import plan_cache
-from python_backend.training.memory_plan import MARGIN, MemoryPlan, WorkingSet
+from crashguard.training.data import plan_cache
+from crashguard.training.memory_plan import MARGIN, MemoryPlan, WorkingSet
 
 MIB = 2**20
 
 
 PEAK_CHILD = """
-from python_backend.monitor.peak import PeakRssTracker, lifetime_peak_rss
+from crashguard.monitor.peak import PeakRssTracker, lifetime_peak_rss
 MIB = 2**20
 before = lifetime_peak_rss()
 assert before is not None

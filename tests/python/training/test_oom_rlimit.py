@@ -8,9 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from locations import CHILDREN
 from training_helpers import child_env, records
-
-HERE = Path(__file__).resolve().parent
 
 
 def test_real_cpu_oom_halves_micro_batch_and_keeps_every_step(tmp_path: Path,
@@ -19,7 +18,7 @@ def test_real_cpu_oom_halves_micro_batch_and_keeps_every_step(tmp_path: Path,
                                  "sw_batch_size": 1},
                           data={"cache_rate": 1.0, "workers": 0})
     env = {**child_env(), "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
-    result = subprocess.run([sys.executable, str(HERE / "rlimit_child.py"), str(config), str(tmp_path / "runs")],
+    result = subprocess.run([sys.executable, str(CHILDREN / "rlimit_child.py"), str(config), str(tmp_path / "runs")],
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
     print(result.stderr[-1500:])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from locations import CHILDREN
 from training_helpers import child_env
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.slow
 def test_a_real_oom_in_the_first_optimizer_update_is_undone_and_retried(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    result = subprocess.run([sys.executable, str(HERE / "optimizer_oom_child.py"), str(runs)],
+    result = subprocess.run([sys.executable, str(CHILDREN / "optimizer_oom_child.py"), str(runs)],
                             env={**child_env(), "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"},
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     print(result.stderr[-1500:])

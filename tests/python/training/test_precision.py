@@ -12,10 +12,10 @@ import pytest
 import torch
 from training_helpers import records
 
-from python_backend.training.config import load_config
-from python_backend.training.device_settings import GIB, apply_vram_budget, vram_fraction
-from python_backend.training.precision import resolve_precision
-from python_backend.training.run import RunPlace, execute, prepare
+from crashguard.step.precision import resolve_precision
+from crashguard.training.config import load_config
+from crashguard.training.device_settings import GIB, apply_vram_budget, vram_fraction
+from crashguard.training.run import RunPlace, execute, prepare
 
 
 @pytest.mark.parametrize(("amp", "dtype", "device", "bf16", "expected"), [
@@ -42,7 +42,7 @@ def test_the_vram_budget_is_a_fraction_of_the_cards_total() -> None:
 
 def test_the_vram_budget_is_a_logged_no_op_on_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
     events: list[str] = []
-    with caplog.at_level(logging.INFO, logger="python_backend.training.device_settings"):
+    with caplog.at_level(logging.INFO, logger="crashguard.training.device_settings"):
         assert apply_vram_budget(6.0, torch.device("cpu"), lambda kind, message, fields: events.append(kind)) is None
     assert events == [] and [r.getMessage() for r in caplog.records] == [
         "memory.vram_budget_gb (6 GiB) has no effect on cpu"]

@@ -13,8 +13,8 @@ import pytest
 import torch
 from training_helpers import crashguard, records, tiny_config
 
-from python_backend.training.realistic import make_realistic_case, write_realistic_dataset
-from python_backend.training.transforms import deterministic_transforms, random_transforms, region_labels
+from crashguard.training.realistic import make_realistic_case, write_realistic_dataset
+from crashguard.training.transforms import deterministic_transforms, random_transforms, region_labels
 
 pytestmark = pytest.mark.slow
 LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}

@@ -12,9 +12,9 @@ import pytest
 import torch
 from training_helpers import records
 
-from python_backend.training.config import load_config
-from python_backend.training.run import RunPlace, execute, prepare
-from python_backend.training.schedule import lr_at
+from crashguard.training.config import load_config
+from crashguard.training.run import RunPlace, execute, prepare
+from crashguard.training.schedule import lr_at
 
 
 def test_warm_up_is_a_linear_ramp_that_never_starts_at_zero() -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from training_helpers import child_env, crashguard, records
 
-from python_backend.runs.files import read_json, write_json_atomic
-from python_backend.training.sample_data import write_sample_dataset
+from crashguard.runs.files import read_json
+from crashguard.training.sample_data import write_sample_dataset
+from crashguard.util.json_io import write_json_atomic
 
 BOUND_S = 10.0  # generous for a loaded 2-core machine; typically well under 1 s (poll 0.2 s + the write)
 
@@ -41,7 +42,7 @@ def test_urgent_stop_writes_the_last_completed_step_without_waiting_for_the_step
                                  "sw_batch_size": 1, "val_every_epochs": 100},
                           checkpoint={"every_steps": 100, "keep": 3})
     run_dir = tmp_path / "runs" / "long"
-    trainer = subprocess.Popen([sys.executable, "-m", "python_backend", "train", "--config", str(config),
+    trainer = subprocess.Popen([sys.executable, "-m", "crashguard", "train", "--config", str(config),
                                 "--runs-dir", "runs", "--run-name", "long", "--no-progress"],
                                cwd=tmp_path, env=child_env(), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
@@ -69,7 +70,7 @@ def test_urgent_stop_writes_the_last_completed_step_without_waiting_for_the_step
     assert written_after < step_seconds / 2  # a stop that waited for the step's end would take ~a whole step
 
     command = status["resume_command"]  # what the crash prompt's Resume runs
-    assert command["argv"][:4] == [sys.executable, "-m", "python_backend", "train"]
+    assert command["argv"][:4] == [sys.executable, "-m", "crashguard", "train"]
     assert command["argv"][-2:] == ["--resume", "auto"] and command["cwd"] == str(tmp_path)
     resumed = subprocess.run([*command["argv"], "--no-progress"], cwd=command["cwd"], env=child_env(),
                              capture_output=True, text=True, timeout=300)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from monai.metrics import DiceMetric
 
-from python_backend.training import validation
-from python_backend.training.backoff import OutOfMemoryAtMinimum
-from python_backend.training.validation import guarded_region_dice, region_dice
+from crashguard.step.backoff import OutOfMemoryAtMinimum
+from crashguard.training import validation
+from crashguard.training.validation import guarded_region_dice, region_dice
 
 
 def random_case(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,11 +50,11 @@ def test_validation_with_cpu_stitching_checks_every_device(tmp_path: Path, data_
     an OOM at sw_batch_size 1); at the metric, every tensor is on the logits' device."""
     from training_helpers import tiny_config
 
-    from python_backend.runs.hook import RunHook
-    from python_backend.training.config import parse_config
-    from python_backend.training.data import load_monai_decathlon_safe
-    from python_backend.training.loop import Trainer
-    from python_backend.training.metrics import MetricsLog
+    from crashguard.runs.hook import RunHook
+    from crashguard.training.config import parse_config
+    from crashguard.training.data import load_monai_decathlon_safe
+    from crashguard.training.loop import Trainer
+    from crashguard.training.metrics import MetricsLog
 
     torch.set_num_threads(1)
     config = parse_config(json.dumps(tiny_config(data_root)))

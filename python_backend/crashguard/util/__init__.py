@@ -1,0 +1,2 @@
+"""The ground floor: generic helpers every layer may use (sizes, strict and atomic JSON). Imports nothing of
+Crash Guard."""
