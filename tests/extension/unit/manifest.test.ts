@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs, TRAINING_CONFIG_GLOB as CONFIG_GLOB } from '../../../extension/src/cli';
+import {
+  SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs, TRAINING_CONFIG_GLOB as CONFIG_GLOB, type CrashGuardTaskDefinition,
+} from '../../../extension/src/cli';
 import { DEFAULTS, RESTRICTED_KEYS } from '../../../extension/src/settings';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
@@ -126,9 +128,12 @@ describe('manifest', () => {
   it('.vscode/tasks.json carries the monitor and the cleanup with the provider\'s command lines', () => {
     const tasks = readJsonc(path.join(ROOT, '.vscode', 'tasks.json')) as { tasks: { label: string; args?: string[] }[] };
     const byLabel = new Map(tasks.tasks.map((t) => [t.label, t.args]));
-    assert.deepEqual(byLabel.get('Start Memory Monitor'), taskArgs({ type: 'crashGuard', command: 'monitor' }));
-    assert.deepEqual(byLabel.get('Emergency Cleanup'), taskArgs({ type: 'crashGuard', command: 'cleanup' }));
-    assert.deepEqual(byLabel.get('Safe Training (Low Memory)'), taskArgs({ type: 'crashGuard', command: 'train' }));
+    // The repository's .venv holds crashguard itself (editable): the provider's rule gives `-I -m crashguard`.
+    const isolated = (def: CrashGuardTaskDefinition) => ['-I', '-m', 'crashguard', ...taskArgs(def)];
+    assert.deepEqual(byLabel.get('Start Memory Monitor'), isolated({ type: 'crashGuard', command: 'monitor' }));
+    assert.deepEqual(byLabel.get('Emergency Cleanup'), isolated({ type: 'crashGuard', command: 'cleanup' }));
+    assert.deepEqual(byLabel.get('Safe Training (Low Memory)'), isolated({ type: 'crashGuard', command: 'train' }));
+    assert.deepEqual(byLabel.get('Resume Last Run'), [...isolated({ type: 'crashGuard', command: 'train' }), '--resume', 'auto']);
   });
   it('keeps heavy folders away from the watcher and search (.vscode/settings.json)', () => {
     const settings = readJsonc(path.join(ROOT, '.vscode', 'settings.json')) as Record<string, Record<string, boolean>>;
