@@ -109,5 +109,7 @@ def test_the_probe_describes_an_interpreter_without_running_package_code(hostile
                           check=True)
     info = json.loads(done.stdout)
     assert info["version"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
-    assert info["crashguard"] is not None and info["torch"] is True  # the project venv has the training backend
+    assert info["crashguard"] is not None  # the project venv has the training backend, where -I finds it
+    assert info["found"] == {"crashguard": "isolated", "torch": "isolated", "monai": "isolated"}
+    assert info["crashguardScript"] == str(Path(sys.executable).parent / "crashguard")
     assert not marker.exists()
