@@ -123,6 +123,7 @@ export function activate(context: vscode.ExtensionContext): void {
 
   sidecar = new Sidecar({
     log, outputChannel: log, launcher, cwd, trusted,
+    development: context.extensionMode === vscode.ExtensionMode.Development,
     settings: () => sidecarSettings(config.settings, runsDirectories()),
     interpreter: () => chooseSidecarInterpreter(discovery(), (python) => cwd().then((dir) => probePython(python, probeScript, dir))),
   }, {

@@ -180,7 +180,9 @@ export function trainingState(interpreter: Interpreter, probe: Probe): TrainingS
     : { kind: 'missing', interpreter, info: probe.info, missing };
 }
 
-/** The sidecar's argv: the bundled launcher, isolated from the workspace and the user's site-packages. */
-export function sidecarArgs(launcher: string): string[] {
-  return ['-I', launcher];
+/** The memory monitor's argv: the bundled launcher, isolated from the workspace and the user's site-packages.
+ *  `development` (an extension host started for development): the launcher runs the monitor from the source
+ *  checkout it sits in, if it sits in one (bundled/tool/sidecar.py); a packaged one ignores it. */
+export function sidecarArgs(launcher: string, development = false): string[] {
+  return development ? ['-I', launcher, '--development'] : ['-I', launcher];
 }

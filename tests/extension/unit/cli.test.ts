@@ -10,6 +10,7 @@ import { run } from './fixtures';
 describe('CLI argv', () => {
   it('starts the bundled sidecar isolated from the workspace (-I)', () => {
     assert.deepEqual(sidecarArgs('/ext/bundled/tool/sidecar.py'), ['-I', '/ext/bundled/tool/sidecar.py']);
+    assert.deepEqual(sidecarArgs('/repo/bundled/tool/sidecar.py', true), ['-I', '/repo/bundled/tool/sidecar.py', '--development']);
   });
   it('builds the crashguard arguments of each task (the isolated start comes first: isolation.ts)', () => {
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['monitor']);
