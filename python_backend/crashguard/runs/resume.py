@@ -78,9 +78,9 @@ def crashguard_command() -> list[str]:
 
 def isolated_torchrun(argv: Sequence[str]) -> list[str]:
     """The torchrun command `argv` ([python, torchrun script | -m torch.distributed.run, options, target, args])
-    with nothing imported from its working folder: a `-m crashguard` target becomes `--no-python` + this
-    crashguard's isolated command, and torchrun started as a module is started isolated. Any other shape (a script
-    target, `--no-python` already) is returned as it is: it never resolved crashguard from the folder."""
+    with nothing imported from its working folder: a `-m crashguard` target (or `--no-python crashguard`, which
+    Resume would look up on its PATH) becomes `--no-python` + this crashguard's isolated command, and torchrun
+    started as a module is started isolated. A script target is returned as it is."""
     out = list(argv)
     if len(out) >= 3 and out[1] == "-m" and out[2] in TORCHRUN_MODULES:
         out = [*module_command(out[2], needs=("torch",)), *out[3:]]
@@ -93,11 +93,14 @@ def isolated_torchrun(argv: Sequence[str]) -> list[str]:
     i = 0
     while i < len(rest) and rest[i].startswith("-"):  # torchrun's options, up to its target
         i += 1 if "=" in rest[i] or rest[i] in TORCHRUN_FLAGS else 2
-    options = rest[:i]
-    if i >= len(rest) or rest[i] != "crashguard" or not {"-m", "--module"} & set(options):
-        return out  # a script target, or --no-python already: crashguard was never resolved from the folder
-    options = [a for a in options if a not in ("-m", "--module")]
-    return [*out[:options_from], *options, "--no-python", *crashguard_command(), *rest[i + 1:]]
+    options, target = rest[:i], rest[i] if i < len(rest) else ""
+    as_module = bool({"-m", "--module"} & set(options))
+    as_program = bool({"--no-python", "--no_python"} & set(options))
+    if (target == "crashguard" and as_module) or (as_program and os.path.basename(target) == "crashguard"):
+        # `-m crashguard` imports from the folder; `--no-python crashguard` finds the script on PATH at Resume
+        options = [a for a in options if a not in ("-m", "--module", "--no-python", "--no_python")]
+        return [*out[:options_from], *options, "--no-python", *crashguard_command(), *rest[i + 1:]]
+    return out  # a script target: crashguard is not resolved from the folder
 
 
 def resume_command(resume_args: Sequence[str] = (), argv: Sequence[str] | None = None,

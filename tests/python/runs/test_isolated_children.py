@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -94,8 +95,10 @@ def test_torchrun_commands_start_their_workers_isolated() -> None:
     assert module == [*module_command("torch.distributed.run", needs=("torch",)), "--nproc_per_node", "2",
                       "--no-python", *cg, "train"]
     assert module[1] == "-I"  # torchrun itself imports nothing from the folder either
+    assert isolated_torchrun([python, "/venv/bin/torchrun", "--no-python", "crashguard", "train"]) == \
+        [python, "/venv/bin/torchrun", "--no-python", *cg, "train"]  # not looked up on Resume's PATH
     for unchanged in ([python, "/venv/bin/torchrun", "--nproc_per_node", "2", "train.py", "-m", "crashguard"],
-                      [python, "/venv/bin/torchrun", "--no-python", "crashguard", "train"],
+                      [python, "/venv/bin/torchrun", "--no-python", "/usr/bin/env", "crashguard"],
                       [python, "train.py"]):
         assert isolated_torchrun(unchanged) == unchanged
 
@@ -170,4 +173,32 @@ def test_a_supervised_train_and_its_recorded_resume_import_nothing_from_the_fold
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r for r in records(run_dir, "event") if r["event"] == "resume"]
     assert read_status(run_dir / "status.json")["state"] == "finished"
+    assert not marker.exists(), marker.read_text()
+
+
+@pytest.mark.slow
+def test_a_torchrun_runs_recorded_resume_starts_its_ranks_isolated(
+        tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    config = write_config(train={"epochs": 1})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Started the way docs used to show (torchrun's own -m), from a folder without planted packages yet.
+    first = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                            "127.0.0.1", "--master_port", str(port), "-m", "crashguard", "train", "--config",
+                            str(config), "--runs-dir", "runs", "--run-name", "ddp", "--no-progress"],
+                           cwd=folder, env=plain_env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    command = read_status(folder / "runs" / "ddp" / "status.json")["resume_command"]
+    argv = command["argv"]
+    assert argv[:3] == [sys.executable, "-I", "-m"] and "--no-python" in argv
+    assert argv[argv.index("--no-python") + 1:][:4] == [sys.executable, "-I", "-m", "crashguard"]
+    marker = tmp_path / "MARKER"
+    for name in PLANTED:  # the folder gains packages of its own before the resume
+        (folder / name).mkdir()
+        (folder / name / "__init__.py").write_text(f'open({str(marker)!r}, "a").write("{name} ran\\n")\n')
+    resumed = subprocess.run(argv, cwd=command["cwd"], env=plain_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not marker.exists(), marker.read_text()
