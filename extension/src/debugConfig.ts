@@ -4,7 +4,8 @@
 // launch.json keeps the readable `module: crashguard`; at F5 the configuration is resolved to the training
 // environment's `crashguard` console script as debugpy's `program`, with that environment's interpreter and the
 // pythonArgs of isolation.ts (-I where crashguard is installed in the environment itself): a `module` would be
-// found from the working folder first (debugpy before 1.8.22 puts it on sys.path whatever pythonArgs say).
+// found from the working folder first (debugpy releases before the fix of microsoft/debugpy#1916 put the working
+// folder on sys.path whatever pythonArgs say).
 import { SAFE_TRAINING_DEBUG_ARGS } from './cli';
 import { cleanPythonPath, MODULE, OLD_MODULE, type CrashguardLaunch } from './isolation';
 

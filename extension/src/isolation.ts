@@ -13,8 +13,8 @@
 // 3. else, Python 3.10 (no -P): the installation's `crashguard` console script run by the interpreter: sys.path[0]
 //    is the script's own folder (e.g. ~/.local/bin), never the working folder; PYTHONPATH cleaned likewise.
 // F5 always runs the console script (debugpy's `program`) with the pythonArgs of the rule (-I, -P or none): for a
-// `module`, debugpy before 1.8.22 puts the working folder first whatever pythonArgs say (microsoft/debugpy#1916),
-// for a `program` it puts the program's own folder.
+// `module`, debugpy releases before the fix of microsoft/debugpy#1916 put the working folder first whatever
+// pythonArgs say; for a `program` they put the program's own folder.
 import * as path from 'node:path';
 import { TRAINING_PACKAGES, versionAtLeast, type PythonInfo } from './python';
 
