@@ -81,6 +81,8 @@ export class Training implements vscode.Disposable {
    * `python` (a run's recorded interpreter, a debug configuration's): isolated from the folder (isolation.ts).
    */
   async launch(python?: string): Promise<LaunchChoice> {
+    // Probing runs the interpreter, which may be the workspace's own (.venv): never in Restricted Mode.
+    if (!vscode.workspace.isTrusted) return { ok: false, why: 'the workspace is not trusted (Restricted Mode)' };
     let probe: Probe;
     if (python === undefined) {
       await this.check();
