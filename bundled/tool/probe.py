@@ -3,43 +3,104 @@
 Imports nothing but the standard library and executes no package's code (find_spec of a top-level name only
 looks for it), so probing a workspace's interpreter runs nothing from the workspace. Kept to syntax every
 Python 3 parses, so an old interpreter still says which version it is.
+
+`found` says, for each package training needs, where this interpreter would import it from when started without
+the working folder on its path: "isolated" (what `python -I` finds: the interpreter's own site-packages, a
+virtual environment, an editable install), else "pythonPath" (an absolute entry of $PYTHONPATH), else "userSite"
+(the user's site-packages, outside a virtual environment), else null. The extension picks how to start crashguard
+from it (extension/src/cli.ts, crashguardLaunch). `crashguardScript` is the `crashguard` console script of the
+installation found, if there is one.
 """
 
 import json
+import os
 import sys
 
+PACKAGES = ("crashguard", "torch", "monai")
 
-def _found(name):
+
+def _spec(name, path=None):
     try:
+        import importlib.machinery
         import importlib.util
 
-        return importlib.util.find_spec(name) is not None
+        if path is None:
+            return importlib.util.find_spec(name)
+        return importlib.machinery.PathFinder.find_spec(name, path)
     except Exception:
-        return False
+        return None
 
 
-def _distribution_version(name):
+def _python_path():
+    """$PYTHONPATH's absolute entries: a relative or empty one names the working folder, which is never used."""
+    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)]
+
+
+def _user_site():
+    """The user's site-packages, where a normal start of this interpreter would use it (never in a venv)."""
+    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+        return None
+    try:
+        import site
+
+        return site.getusersitepackages()
+    except Exception:
+        return None
+
+
+def _where(name):
+    if _spec(name) is not None:
+        return "isolated"
+    if _python_path() and _spec(name, _python_path()) is not None:
+        return "pythonPath"
+    user = _user_site()
+    if user and _spec(name, [user]) is not None:
+        return "userSite"
+    return None
+
+
+def _script(where):
+    """The crashguard console script next to the installation found."""
+    try:
+        import sysconfig
+
+        if where == "isolated":
+            scripts = sysconfig.get_path("scripts")
+        elif where == "userSite":
+            scripts = sysconfig.get_path("scripts", "{}_user".format(os.name))
+        else:
+            return None
+    except Exception:
+        return None
+    path = os.path.join(scripts, "crashguard")
+    return path if os.path.isfile(path) else None
+
+
+def _distribution_version(name, where):
     try:
         from importlib import metadata
     except ImportError:  # Python < 3.8
         return None
+    search = {"pythonPath": _python_path(), "userSite": [_user_site()]}.get(where, sys.path)
     try:
-        return metadata.version(name)
+        for dist in metadata.distributions(name=name, path=search):
+            return dist.version
     except Exception:
         return None
+    return None
 
 
 def main():
+    found = dict((name, _where(name)) for name in PACKAGES)
     info = {
         "executable": sys.executable,
         "version": "{}.{}.{}".format(*sys.version_info[:3]),
         "prefix": sys.prefix,
         "virtualEnv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
-        "crashguard": _distribution_version("crashguard"),
-        "pythonBackend": _found("crashguard"),
-                "torch": _found("torch"),
-        "monai": _found("monai"),
-        "pip": _found("pip"),
+        "crashguard": _distribution_version("crashguard", found["crashguard"]),
+        "found": found,
+        "crashguardScript": _script(found["crashguard"]),
+        "pip": _spec("pip") is not None,
     }
     sys.stdout.write(json.dumps(info) + "\n")
     return 0

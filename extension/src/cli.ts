@@ -1,5 +1,6 @@
-// argv for the crashguard CLI (python -m crashguard, from the user's training environment). Pure: no
-// 'vscode' import.
+// Arguments for the crashguard CLI in the user's training environment (what follows the isolated start of
+// isolation.ts: `python -I -m crashguard <these>`), and the task definitions the extension runs. Pure: no 'vscode'
+// import.
 import type { RunInfo } from './protocol';
 
 export const SAFE_TRAINING_CONFIG = 'config/safe_training.json';
@@ -23,9 +24,9 @@ export interface CrashGuardTaskDefinition {
   runDir?: string;
 }
 
-/** argv after the interpreter for a crashguard command (`resume` has none: the run recorded its own). */
+/** The crashguard arguments of a task (`resume` has none: the run recorded its own command). */
 export function taskArgs(def: CrashGuardTaskDefinition): string[] {
-  const args = ['-m', 'crashguard', def.command];
+  const args: string[] = [def.command];
   switch (def.command) {
     case 'monitor':
       if (def.interval !== undefined) args.push('--interval', String(def.interval));
@@ -43,6 +44,25 @@ export function taskArgs(def: CrashGuardTaskDefinition): string[] {
       throw new Error('a resume task runs the command its run recorded');
   }
   return args;
+}
+
+/** The tasks a folder that trains with Crash Guard offers ("Run Task"), for its absolute runs directory. */
+export function folderTaskDefinitions(runsDir: string): CrashGuardTaskDefinition[] {
+  return [
+    { type: 'crashGuard', command: 'monitor' },
+    cleanupDefinition(runsDir),
+    trainDefinition(runsDir),
+  ];
+}
+
+/** Emergency Cleanup while the memory monitor is down: the CLI reaches the runs through their control folders. */
+export function cleanupDefinition(runsDir: string): CrashGuardTaskDefinition {
+  return { type: 'crashGuard', command: 'cleanup', runsDir };
+}
+
+/** "Start Safe Training": the folder's starter config, registering in its runs directory. */
+export function trainDefinition(runsDir: string): CrashGuardTaskDefinition {
+  return { type: 'crashGuard', command: 'train', config: SAFE_TRAINING_CONFIG, runsDir };
 }
 
 /** Task definition that resumes a crashed/stopped run from its last checkpoint; undefined without a config. */

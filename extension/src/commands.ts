@@ -1,6 +1,6 @@
 // The palette commands (category "Crash Guard").
 import * as vscode from 'vscode';
-import { lastResumableRun, SAFE_TRAINING_CONFIG } from './cli';
+import { cleanupDefinition, lastResumableRun, SAFE_TRAINING_CONFIG, trainDefinition } from './cli';
 import { cleanupSummary, formatBytes, stopSummary } from './format';
 import type { Log } from './logger';
 import * as P from './protocol';
@@ -10,7 +10,7 @@ import type { Report } from './report/panel';
 import { addSafeTraining, TRAINING_TASK_LABEL } from './scaffold';
 import type { Sidecar } from './sidecar';
 import type { StatusBar } from './statusBar';
-import { runTask, TASK_TYPE, type TaskDeps } from './tasks';
+import { runTask, type TaskDeps } from './tasks';
 import type { Training } from './training';
 
 export interface CommandDeps {
@@ -46,8 +46,8 @@ async function emergencyCleanup(deps: CommandDeps): Promise<void> {
         .then((c) => c && void deps.sidecar.restart());
       return;
     }
-    deps.log.warn('sidecar not running: running the cleanup task instead');
-    await runTask(deps.tasks, { type: TASK_TYPE, command: 'cleanup', runsDir: deps.tasks.runsDirectory(folder) }, undefined, folder);
+    deps.log.warn('memory monitor not running: running the cleanup task instead');
+    await runTask(deps.tasks, cleanupDefinition(deps.tasks.runsDirectory(folder)), undefined, folder);
     return;
   }
   try {
@@ -144,8 +144,7 @@ async function startSafeTraining(deps: CommandDeps): Promise<void> {
     await deps.training.setUp();
     return;
   }
-  await runTask(deps.tasks, { type: TASK_TYPE, command: 'train', config: SAFE_TRAINING_CONFIG,
-    runsDir: deps.tasks.runsDirectory(folder) }, 'Safe Training (Low Memory)', folder);
+  await runTask(deps.tasks, trainDefinition(deps.tasks.runsDirectory(folder)), 'Safe Training (Low Memory)', folder);
 }
 
 export function registerCommands(context: vscode.ExtensionContext, deps: CommandDeps): void {

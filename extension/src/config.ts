@@ -1,11 +1,13 @@
 // Reads crashGuard.* from VS Code into the typed settings (settings.ts) and reports live changes.
 import * as vscode from 'vscode';
 import type { Log } from './logger';
-import { diffSettings, resolveSettings, SECTION, type ExtensionSettings, type SettingsChange } from './settings';
+import { DEFAULTS, diffSettings, resolveSettings, SECTION, type ExtensionSettings, type SettingsChange } from './settings';
 
 export class Config implements vscode.Disposable {
-  private current: ExtensionSettings;
+  private current: ExtensionSettings = DEFAULTS;
   private readonly subscription: vscode.Disposable;
+  /** The problems last shown: a value stays wrong across unrelated changes without being shown again. */
+  private shown = new Set<string>();
 
   constructor(private readonly log: Log, onChange: (settings: ExtensionSettings, change: SettingsChange) => void) {
     this.current = this.read();
@@ -24,8 +26,14 @@ export class Config implements vscode.Disposable {
 
   private read(): ExtensionSettings {
     const cfg = vscode.workspace.getConfiguration(SECTION);
-    const { settings, problems } = resolveSettings((key) => cfg.get(key));
+    const { settings, problems } = resolveSettings((key) => cfg.get(key), this.current);
     for (const p of problems) this.log.warn(`setting ignored: ${p}`);
+    const fresh = problems.filter((p) => !this.shown.has(p));
+    this.shown = new Set(problems);
+    if (fresh.length > 0) {
+      void vscode.window.showWarningMessage(`Crash Guard: ${fresh.join('; ')}.`, 'Open Settings')
+        .then((c) => c && void vscode.commands.executeCommand('workbench.action.openSettings', SECTION));
+    }
     return settings;
   }
 

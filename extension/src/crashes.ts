@@ -3,6 +3,7 @@
 // prompt survives restarts of the sidecar and of the window; crashes older than the age cap, and runs the user
 // said "don't ask again" about, are left alone.
 import { resumeDefinition, runsDirOf, type CrashGuardTaskDefinition } from './cli';
+import { OLD_MODULE, recordedLaunch } from './isolation';
 import type { RunInfo } from './protocol';
 
 /** Crashes older than this are history, not news. */
@@ -31,14 +32,30 @@ export function shouldAsk(run: RunInfo, memory: CrashMemory, nowSeconds: number,
 export type ResumePlan =
   /** Contract 9: the argv the run recorded (argv[0] is its interpreter), run in its cwd without a shell. */
   | { kind: 'recorded'; argv: string[]; cwd: string }
-  /** A run of an older backend: `train --resume auto` of its config, with the training interpreter. */
+  /** A command recorded by Crash Guard before it started itself isolated (`python -m crashguard …`, or
+   *  `python -m python_backend …` before 0.1.0): `crashguard <args>` with that interpreter, started isolated
+   *  (isolation.ts), in its cwd. */
+  | { kind: 'relaunch'; interpreter: string; args: string[]; cwd: string; recordedModule: string }
+  /** A run of a backend that records no command: `train --resume auto` of its config, with the training interpreter. */
   | { kind: 'train'; definition: CrashGuardTaskDefinition; cwd: string }
   | { kind: 'none'; why: string };
 
 /** How to resume `run`; `folderOf` gives the workspace folder a path belongs to (the run's folder is its cwd). */
 export function resumePlan(run: RunInfo, folderOf: (path: string) => string | undefined): ResumePlan {
   const recorded = run.resumeCommand;
-  if (recorded && recorded.argv.length > 0) return { kind: 'recorded', argv: [...recorded.argv], cwd: recorded.cwd };
+  if (recorded && recorded.argv.length > 0) {
+    const how = recordedLaunch(recorded.argv);
+    if (how.kind === 'unisolated') {
+      return { kind: 'relaunch', interpreter: how.interpreter, args: how.args, cwd: recorded.cwd, recordedModule: how.module };
+    }
+    if (how.kind === 'torchrun') {
+      return { kind: 'none', why: `run ${run.name} was recorded as torchrun … -m ${how.module}, which starts every rank ` +
+        `with its folder first on the import path${how.module.startsWith(OLD_MODULE) ? ' (and by the name Crash Guard had before 0.1.0)' : ''}; ` +
+        `resume it from a terminal in ${recorded.cwd} as torchrun … --no-python <python> -I -m crashguard train … --resume auto ` +
+        '(docs/distributed.md)' };
+    }
+    return { kind: 'recorded', argv: [...recorded.argv], cwd: recorded.cwd };
+  }
   const definition = resumeDefinition(run, runsDirOf(run));
   const cwd = folderOf(run.dir) ?? runsDirOf(run);
   if (!definition || !cwd) return { kind: 'none', why: `run ${run.name} recorded no resume command and no config` };

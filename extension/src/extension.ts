@@ -92,7 +92,8 @@ export function activate(context: vscode.ExtensionContext): void {
   const statusBar = new StatusBar(log, activatedAt, () => config.settings.sampleIntervalMs, () => training.pythonLines(),
     () => config.settings.topProcesses);
   const taskDeps: TaskDeps = {
-    interpreter: () => resolveTrainingInterpreter(discovery()),
+    log,
+    launch: (python) => training.launch(python),
     trainingFolders: () => folders.folders,
     folder: () => {
       const active = vscode.window.activeTextEditor && vscode.workspace.getWorkspaceFolder(vscode.window.activeTextEditor.document.uri);
@@ -122,6 +123,7 @@ export function activate(context: vscode.ExtensionContext): void {
 
   sidecar = new Sidecar({
     log, outputChannel: log, launcher, cwd, trusted,
+    development: context.extensionMode === vscode.ExtensionMode.Development,
     settings: () => sidecarSettings(config.settings, runsDirectories()),
     interpreter: () => chooseSidecarInterpreter(discovery(), (python) => cwd().then((dir) => probePython(python, probeScript, dir))),
   }, {
@@ -179,9 +181,10 @@ export function activate(context: vscode.ExtensionContext): void {
     }),
   );
   registerLaunch(context, {
+    log,
     isTrainingFolder: (folder) => folders.has(folder),
     runsDirectorySetting: (folder) => vscode.workspace.getConfiguration(SECTION, folder?.uri).get<string>('runsDirectory') ?? 'runs',
-    trainingPython: () => config.settings.pythonPath || undefined,
+    launch: (python) => training.launch(python),
   });
   registerCommands(context, {
     log, sidecar, statusBar, report, recovery, tasks: taskDeps, training, folders,

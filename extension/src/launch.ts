@@ -1,31 +1,20 @@
 // F5 "Safe Training (Low Memory)": a debug configuration for the Python debugger (debugpy), offered only in
 // folders that train with Crash Guard (folders.ts) — as the initial launch.json and in the F5 list — and added
-// to any folder on request ("Add Safe Training to this Folder"). The run registers where the sidecar looks.
+// to any folder on request ("Add Safe Training to this Folder"). At F5 it is resolved to the training
+// environment's console script, isolated from the folder (debugConfig.ts); the run registers where the monitor looks.
 import * as vscode from 'vscode';
-import { SAFE_TRAINING_DEBUG_ARGS } from './cli';
+import { resolveSafeTraining, safeTrainingConfiguration, startsCrashGuard } from './debugConfig';
+import type { LaunchChoice } from './isolation';
+import type { Log } from './logger';
 import { DEFAULTS } from './settings';
 
-export const SAFE_TRAINING_NAME = 'Safe Training (Low Memory)';
-
-export function safeTrainingConfiguration(): vscode.DebugConfiguration {
-  return {
-    name: SAFE_TRAINING_NAME,
-    type: 'debugpy',
-    request: 'launch',
-    module: 'crashguard',
-    args: [...SAFE_TRAINING_DEBUG_ARGS],
-    cwd: '${workspaceFolder}',
-    console: 'integratedTerminal',
-    justMyCode: true,
-  };
-}
-
 export interface LaunchDeps {
+  log: Log;
   isTrainingFolder(folder: vscode.WorkspaceFolder): boolean;
   /** The folder's runs directory setting (as written, relative to the folder). */
   runsDirectorySetting(folder: vscode.WorkspaceFolder | undefined): string;
-  /** crashGuard.pythonPath when set: the training environment debugpy should use. */
-  trainingPython(): string | undefined;
+  /** How crashguard starts in the training environment, or in `python` when the configuration names one. */
+  launch(python?: string): Promise<LaunchChoice>;
 }
 
 export class SafeTrainingDebugProvider implements vscode.DebugConfigurationProvider {
@@ -35,17 +24,26 @@ export class SafeTrainingDebugProvider implements vscode.DebugConfigurationProvi
     return folder && this.deps.isTrainingFolder(folder) ? [safeTrainingConfiguration()] : [];
   }
 
-  /** A crashguard training run registers where the sidecar looks, with the training environment. */
-  resolveDebugConfiguration(folder: vscode.WorkspaceFolder | undefined,
-    config: vscode.DebugConfiguration): vscode.DebugConfiguration {
-    const args = config.args as unknown;
-    if (config.module !== 'crashguard' || !Array.isArray(args) || args[0] !== 'train') return config;
-    const out = { ...config };
-    const runsDir = this.deps.runsDirectorySetting(folder);
-    if (!args.includes('--runs-dir') && runsDir !== DEFAULTS.runsDirectory) out.args = [...(args as string[]), '--runs-dir', runsDir];
-    const python = this.deps.trainingPython();
-    if (python && out.python === undefined) out.python = python;
-    return out;
+  /** A configuration that starts crashguard runs its console script, isolated, in the training environment. */
+  async resolveDebugConfiguration(folder: vscode.WorkspaceFolder | undefined,
+    config: vscode.DebugConfiguration): Promise<vscode.DebugConfiguration | undefined> {
+    if (!startsCrashGuard(config)) return config;
+    if (!vscode.workspace.isTrusted) return undefined; // nothing of the folder's runs in Restricted Mode
+    const python = typeof config.python === 'string' && config.python ? config.python : undefined;
+    const choice = await this.deps.launch(python);
+    const resolved = choice.ok
+      ? resolveSafeTraining(config, choice.launch, this.deps.runsDirectorySetting(folder),
+        DEFAULTS.runsDirectory, process.env)
+      : choice;
+    if (!resolved.ok) {
+      this.deps.log.warn(`F5 ${config.name}: ${resolved.why}`);
+      void vscode.window.showErrorMessage(`Crash Guard: cannot start ${config.name}: ${resolved.why}.`,
+        'Set Up Crash Guard Training…').then((c) => c && void vscode.commands.executeCommand('crashGuard.setUpTraining'));
+      return undefined; // cancels this start
+    }
+    this.deps.log.info(`F5 ${config.name}: ${String(resolved.config.python)} ${(resolved.config.pythonArgs as string[]).join(' ')} ` +
+      `${String(resolved.config.program)} (${choice.ok ? choice.launch.how : ''})`);
+    return resolved.config;
   }
 }
 

@@ -13,6 +13,16 @@ export interface Interpreter {
   source: InterpreterSource;
 }
 
+/**
+ * Where an interpreter imports a package from when the working folder is not on its path (bundled/tool/probe.py):
+ * what `python -I` finds (its own site-packages: a virtual environment, conda, a system or an editable install),
+ * else an absolute entry of $PYTHONPATH, else the user's site-packages; null: nowhere.
+ */
+export type Found = 'isolated' | 'pythonPath' | 'userSite' | null;
+export const FOUND_VALUES: readonly Found[] = ['isolated', 'pythonPath', 'userSite', null];
+export const TRAINING_PACKAGES = ['crashguard', 'torch', 'monai'] as const;
+export type TrainingPackage = typeof TRAINING_PACKAGES[number];
+
 /** What bundled/tool/probe.py says about an interpreter. */
 export interface PythonInfo {
   executable: string;
@@ -21,9 +31,10 @@ export interface PythonInfo {
   virtualEnv: boolean;
   /** The installed crashguard distribution's version, or null. */
   crashguard: string | null;
-  pythonBackend: boolean;
-  torch: boolean;
-  monai: boolean;
+  /** Where each package training needs is found (cli.ts's crashguardLaunch picks how to start crashguard by it). */
+  found: Record<TrainingPackage, Found>;
+  /** The `crashguard` console script of the installation found, or null. */
+  crashguardScript: string | null;
   pip: boolean;
 }
 
@@ -112,7 +123,7 @@ export async function chooseSidecarInterpreter(inputs: DiscoveryInputs, probe: P
 }
 
 const INFO_KEYS: readonly (keyof PythonInfo)[] = ['executable', 'version', 'prefix', 'virtualEnv', 'crashguard',
-  'pythonBackend', 'torch', 'monai', 'pip'];
+  'found', 'crashguardScript', 'pip'];
 
 export function parseProbe(stdout: string): PythonInfo | undefined {
   let raw: unknown;
@@ -126,8 +137,11 @@ export function parseProbe(stdout: string): PythonInfo | undefined {
   if (!INFO_KEYS.every((k) => k in o)) return undefined;
   if (typeof o.executable !== 'string' || typeof o.version !== 'string' || typeof o.prefix !== 'string') return undefined;
   if (o.crashguard !== null && typeof o.crashguard !== 'string') return undefined;
-  const flags = ['virtualEnv', 'pythonBackend', 'torch', 'monai', 'pip'] as const;
-  if (!flags.every((k) => typeof o[k] === 'boolean')) return undefined;
+  if (o.crashguardScript !== null && typeof o.crashguardScript !== 'string') return undefined;
+  if (typeof o.virtualEnv !== 'boolean' || typeof o.pip !== 'boolean') return undefined;
+  const found = o.found as Record<string, unknown> | null;
+  if (typeof found !== 'object' || found === null ||
+      !TRAINING_PACKAGES.every((k) => (FOUND_VALUES as readonly unknown[]).includes(found[k]))) return undefined;
   return o as unknown as PythonInfo;
 }
 
@@ -161,14 +175,14 @@ export type TrainingState =
 export function trainingState(interpreter: Interpreter, probe: Probe): TrainingState {
   if (!probe.ok) return { kind: 'unusable', interpreter, reason: probe.reason };
   const missing: string[] = [];
-  if (!probe.info.crashguard && !probe.info.pythonBackend) missing.push('crashguard');
-  if (!probe.info.torch) missing.push('torch');
-  if (!probe.info.monai) missing.push('monai');
+  for (const name of TRAINING_PACKAGES) if (probe.info.found[name] === null) missing.push(name);
   return missing.length === 0 ? { kind: 'ready', interpreter, info: probe.info }
     : { kind: 'missing', interpreter, info: probe.info, missing };
 }
 
-/** The sidecar's argv: the bundled launcher, isolated from the workspace and the user's site-packages. */
-export function sidecarArgs(launcher: string): string[] {
-  return ['-I', launcher];
+/** The memory monitor's argv: the bundled launcher, isolated from the workspace and the user's site-packages.
+ *  `development` (an extension host started for development): the launcher runs the monitor from the source
+ *  checkout it sits in, if it sits in one (bundled/tool/sidecar.py); a packaged one ignores it. */
+export function sidecarArgs(launcher: string, development = false): string[] {
+  return development ? ['-I', launcher, '--development'] : ['-I', launcher];
 }

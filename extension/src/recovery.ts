@@ -4,6 +4,7 @@
 import * as vscode from 'vscode';
 import { crashKey, resumePlan, shouldAsk, type CrashMemory } from './crashes';
 import { crashPrompt } from './format';
+import { crashguardProcess, OLD_MODULE } from './isolation';
 import type { Log } from './logger';
 import type { RunEventParams, RunInfo } from './protocol';
 import { runProcessTask, runTask, type TaskDeps } from './tasks';
@@ -71,11 +72,26 @@ export class Recovery {
       return;
     }
     const scope = this.folderOf(run.dir) ?? vscode.TaskScope.Workspace;
-    this.log.info(`resuming ${run.name} in ${plan.cwd} (${plan.kind === 'recorded' ? 'its recorded command' : 'train --resume auto'})`);
+    const name = `Resume ${run.name}`;
+    const def = { type: 'crashGuard', command: 'resume', runDir: run.dir } as const;
+    this.log.info(`resuming ${run.name} in ${plan.cwd} (${plan.kind === 'recorded' ? 'its recorded command'
+      : plan.kind === 'relaunch' ? `crashguard ${plan.args.join(' ')}, recorded as -m ${plan.recordedModule}` : 'train --resume auto'})`);
     if (plan.kind === 'recorded') {
-      await runProcessTask(`Resume ${run.name}`, plan.argv, plan.cwd, scope, { type: 'crashGuard', command: 'resume', runDir: run.dir });
+      await runProcessTask(name, plan.argv, plan.cwd, scope, def);
+    } else if (plan.kind === 'relaunch') {
+      // Recorded by a Crash Guard that started itself without isolation: the same arguments, started isolated.
+      const choice = await this.tasks.launch(plan.interpreter);
+      if (!choice.ok) {
+        const older = plan.recordedModule.startsWith(OLD_MODULE) ? ` by Crash Guard before 0.1.0 (python -m ${OLD_MODULE})` : '';
+        void vscode.window.showErrorMessage(`Crash Guard: cannot resume ${run.name}, recorded${older} with ` +
+          `${plan.interpreter}: ${choice.why}.`, 'Set Up Crash Guard Training…')
+          .then((c) => c && void vscode.commands.executeCommand('crashGuard.setUpTraining'));
+        return;
+      }
+      const child = crashguardProcess(choice.launch, plan.args);
+      await runProcessTask(name, [child.command, ...child.args], plan.cwd, scope, def, child.env);
     } else {
-      await runTask(this.tasks, plan.definition, `Resume ${run.name}`, scope, plan.cwd);
+      await runTask(this.tasks, plan.definition, name, scope, plan.cwd);
     }
   }
 }

@@ -3,7 +3,7 @@
 // Code's configuration API, which keeps the files' comments and other entries.
 import * as vscode from 'vscode';
 import { SAFE_TRAINING_CONFIG } from './cli';
-import { SAFE_TRAINING_NAME, safeTrainingConfiguration } from './launch';
+import { SAFE_TRAINING_NAME, safeTrainingConfiguration } from './debugConfig';
 import type { Log } from './logger';
 import { TASK_TYPE } from './tasks';
 

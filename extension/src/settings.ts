@@ -1,5 +1,10 @@
 // Typed settings: package.json `contributes.configuration` → ExtensionSettings → the sidecar's SidecarSettings.
 // Pure (no 'vscode' import): the reader is passed in, so the resolution is unit-tested.
+// package.json is the one declaration of every setting's default and range; DEFAULTS and RANGES here, and the
+// monitor's crashguard/sidecar/settings.py, are checked against it by tests (manifest.test.ts,
+// tests/python/sidecar/test_settings_manifest.py) that fail when either drifts.
+// One rule for "critical below warning", on both sides: refused. Here the pair keeps its previous values (at
+// start, the defaults) and the user is told; the monitor rejects such an update naming the field.
 import * as path from 'node:path';
 import { CRITICAL_ACTIONS, type CriticalAction, type SidecarSettings } from './protocol';
 
@@ -47,6 +52,29 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   pressureSeconds: 10,
 });
 
+export interface Range {
+  min: number;
+  max: number;
+  integer: boolean;
+}
+
+/** Each numeric setting's range (package.json's minimum, maximum and integer/number type). */
+export const RANGES = {
+  sampleIntervalMs: { min: 200, max: 60000, integer: true },
+  ramWarningPercent: { min: 1, max: 100, integer: false },
+  ramCriticalPercent: { min: 1, max: 100, integer: false },
+  vramWarningPercent: { min: 1, max: 100, integer: false },
+  vramCriticalPercent: { min: 1, max: 100, integer: false },
+  topProcesses: { min: 0, max: 20, integer: true },
+  hungAfterSeconds: { min: 1, max: 86400, integer: false },
+  notificationCooldownMinutes: { min: 0, max: 1440, integer: false },
+  pressureSomePercent: { min: 1, max: 100, integer: false },
+  pressureFullPercent: { min: 1, max: 100, integer: false },
+  pressureSeconds: { min: 2, max: 300, integer: false },
+} as const satisfies Partial<Record<keyof ExtensionSettings, Range>>;
+
+type NumericKey = keyof typeof RANGES;
+
 /** Settings that can make Crash Guard stop, signal, write or run something: ignored from an untrusted workspace
  *  (package.json `restrictedConfigurations`, checked by a test). */
 export const RESTRICTED_KEYS: readonly (keyof ExtensionSettings)[] = [
@@ -68,9 +96,9 @@ export interface Resolved {
 
 type Reader = (key: keyof ExtensionSettings) => unknown;
 
-function num(read: Reader, key: keyof ExtensionSettings, min: number, max: number, integer: boolean,
-  problems: string[]): number {
-  const fallback = DEFAULTS[key] as number;
+function num(read: Reader, key: NumericKey, problems: string[]): number {
+  const { min, max, integer } = RANGES[key];
+  const fallback = DEFAULTS[key];
   const raw = read(key);
   if (raw === undefined || raw === null) return fallback;
   if (typeof raw !== 'number' || !Number.isFinite(raw)) {
@@ -105,21 +133,26 @@ function str(read: Reader, key: keyof ExtensionSettings, problems: string[]): st
   return raw.trim();
 }
 
-/** Reads every setting through `read`, falling back to defaults and keeping critical >= warning. */
-export function resolveSettings(read: Reader): Resolved {
+/** A warning/critical pair: refused as a whole when critical is below warning (the previous pair stays). */
+function levels(read: Reader, kind: 'ram' | 'vram', previous: Readonly<ExtensionSettings>, problems: string[]):
+  [warning: number, critical: number] {
+  const warningKey = `${kind}WarningPercent` as const;
+  const criticalKey = `${kind}CriticalPercent` as const;
+  const warning = num(read, warningKey, problems);
+  const critical = num(read, criticalKey, problems);
+  if (critical >= warning) return [warning, critical];
+  const kept: [number, number] = [previous[warningKey], previous[criticalKey]];
+  problems.push(`${SECTION}.${criticalKey} (${critical}) is below ${SECTION}.${warningKey} (${warning}): ` +
+    `the ${kind.toUpperCase()} levels stay at ${kept[0]} / ${kept[1]} %`);
+  return kept;
+}
+
+/** Reads every setting through `read`, falling back to defaults; a critical level below its warning level keeps
+ *  the `previous` pair (the settings in force; at start, the defaults). */
+export function resolveSettings(read: Reader, previous: Readonly<ExtensionSettings> = DEFAULTS): Resolved {
   const problems: string[] = [];
-  const ramWarning = num(read, 'ramWarningPercent', 1, 100, false, problems);
-  let ramCritical = num(read, 'ramCriticalPercent', 1, 100, false, problems);
-  const vramWarning = num(read, 'vramWarningPercent', 1, 100, false, problems);
-  let vramCritical = num(read, 'vramCriticalPercent', 1, 100, false, problems);
-  if (ramCritical < ramWarning) {
-    problems.push(`${SECTION}.ramCriticalPercent (${ramCritical}) is below the warning level; using ${ramWarning}`);
-    ramCritical = ramWarning;
-  }
-  if (vramCritical < vramWarning) {
-    problems.push(`${SECTION}.vramCriticalPercent (${vramCritical}) is below the warning level; using ${vramWarning}`);
-    vramCritical = vramWarning;
-  }
+  const [ramWarning, ramCritical] = levels(read, 'ram', previous, problems);
+  const [vramWarning, vramCritical] = levels(read, 'vram', previous, problems);
   const actionRaw = read('criticalAction');
   let criticalAction: CriticalAction = DEFAULTS.criticalAction;
   if ((CRITICAL_ACTIONS as readonly unknown[]).includes(actionRaw)) {
@@ -131,7 +164,7 @@ export function resolveSettings(read: Reader): Resolved {
   return {
     settings: {
       pythonPath: str(read, 'pythonPath', problems),
-      sampleIntervalMs: num(read, 'sampleIntervalMs', 200, 60000, true, problems),
+      sampleIntervalMs: num(read, 'sampleIntervalMs', problems),
       ramWarningPercent: ramWarning,
       ramCriticalPercent: ramCritical,
       vramWarningPercent: vramWarning,
@@ -140,12 +173,12 @@ export function resolveSettings(read: Reader): Resolved {
       criticalAction,
       showNotifications: bool(read, 'showNotifications', problems),
       runsDirectory,
-      topProcesses: num(read, 'topProcesses', 0, 20, true, problems),
-      hungAfterSeconds: num(read, 'hungAfterSeconds', 1, 86400, false, problems),
-      notificationCooldownMinutes: num(read, 'notificationCooldownMinutes', 0, 1440, false, problems),
-      pressureSomePercent: num(read, 'pressureSomePercent', 1, 100, false, problems),
-      pressureFullPercent: num(read, 'pressureFullPercent', 1, 100, false, problems),
-      pressureSeconds: num(read, 'pressureSeconds', 2, 300, false, problems),
+      topProcesses: num(read, 'topProcesses', problems),
+      hungAfterSeconds: num(read, 'hungAfterSeconds', problems),
+      notificationCooldownMinutes: num(read, 'notificationCooldownMinutes', problems),
+      pressureSomePercent: num(read, 'pressureSomePercent', problems),
+      pressureFullPercent: num(read, 'pressureFullPercent', problems),
+      pressureSeconds: num(read, 'pressureSeconds', problems),
     },
     problems,
   };

@@ -37,6 +37,9 @@ export interface SidecarDeps {
   interpreter(): Promise<SidecarChoice | { passedOver: string[] }>;
   /** bundled/tool/sidecar.py inside the installed extension. */
   launcher: string;
+  /** An extension host started for development (F5 "Run Crash Guard Extension"): the monitor may run from the
+   *  source checkout the launcher sits in (never from a packaged extension). */
+  development: boolean;
   /** A working directory outside every workspace folder (the extension's global storage). */
   cwd(): Promise<string>;
   /** Whether the workspace is trusted: the sidecar never starts in Restricted Mode. */
@@ -242,7 +245,7 @@ export class Sidecar implements vscode.Disposable {
   }
 
   private createClient(python: string, cwd: string, settings: P.SidecarSettings): LanguageClient {
-    const args = sidecarArgs(this.deps.launcher);
+    const args = sidecarArgs(this.deps.launcher, this.deps.development);
     this.deps.log.info(`starting sidecar: ${displayCommand(python, args)} (cwd ${cwd})`);
     // -I already ignores PYTHON* variables; dropping them keeps the logged environment honest too.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PYTHON')));

@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import * as vscode from 'vscode';
 import type { PythonLines } from './format';
 import type { Log } from './logger';
-import { probePython, trainingState, type Interpreter, type SidecarChoice, type TrainingState } from './python';
+import { crashguardLaunch, type LaunchChoice } from './isolation';
+import { probePython, trainingState, type Interpreter, type Probe, type SidecarChoice, type TrainingState } from './python';
 import { hasPythonExtension, pickWithPythonExtension } from './pythonExtension';
 import { SECTION } from './settings';
 
@@ -75,6 +76,26 @@ export class Training implements vscode.Disposable {
     return this.checking;
   }
 
+  /**
+   * How crashguard starts in the training environment (probed now: what was installed since counts), or in
+   * `python` (a run's recorded interpreter, a debug configuration's): isolated from the folder (isolation.ts).
+   */
+  async launch(python?: string): Promise<LaunchChoice> {
+    // Probing runs the interpreter, which may be the workspace's own (.venv): never in Restricted Mode.
+    if (!vscode.workspace.isTrusted) return { ok: false, why: 'the workspace is not trusted (Restricted Mode)' };
+    let probe: Probe;
+    if (python === undefined) {
+      await this.check();
+      const s = this.state;
+      if (!s || s.kind === 'unusable') return { ok: false, why: s ? s.reason : 'no training interpreter' };
+      probe = { ok: true, info: s.info };
+    } else {
+      probe = await probePython(python, this.deps.probeScript, await this.deps.cwd());
+      if (!probe.ok) return { ok: false, why: probe.reason };
+    }
+    return crashguardLaunch(probe.info, process.env);
+  }
+
   /** The tooltip's lines: which Python runs the monitor, and the training environment. */
   pythonLines(): PythonLines {
     const m = this.deps.monitor();
@@ -117,7 +138,7 @@ export class Training implements vscode.Disposable {
     if (s && s.kind !== 'unusable' && s.info.pip) {
       items.push({ label: `$(cloud-download) Install crashguard[train] into ${python}`,
         detail: this.deps.wheel ? `from the wheel shipped with the extension (${path.basename(this.deps.wheel)})` : 'from your package index',
-        run: () => this.install(s.interpreter, s.info.torch) });
+        run: () => this.install(s.interpreter, s.info.found.torch !== null) });
     }
     items.push({ label: '$(copy) Copy the install command', detail: this.installCommand(python).join(' '),
       run: async () => {

@@ -20,7 +20,9 @@ REQUIRED = [
     "bundled/libs/crashguard/sidecar/server.py", "bundled/libs/pygls/__init__.py",
     "bundled/libs/lsprotocol/types.py", "bundled/libs/psutil/__init__.py", "bundled/libs/pynvml.py",
 ]
-FORBIDDEN = re.compile(r"(^|/)(__pycache__|\.venv|node_modules|\.e2e|tests|crashguard/training)(/|$)|\.pyc$")
+# python_backend/ beside bundled/ would also make the launcher's development mode take it (bundled/tool/sidecar.py).
+FORBIDDEN = re.compile(r"(^|/)(__pycache__|\.venv|node_modules|\.e2e|tests|crashguard/training|python_backend)(/|$)"
+                       r"|\.pyc$")
 
 
 def main(path: str) -> int:

@@ -233,9 +233,10 @@ export async function setSetting(page, key, title, value, tab = 'User') {
   log(`set ${key} = ${value} in the Settings editor`);
 }
 
-/** A stand-in training run (TRAINER) registering in `runsDir`, started with the test's python. */
+/** A stand-in training run (TRAINER) registering in `runsDir`, started with the test's python (isolated: a folder
+ *  may plant a crashguard package, which `-c` would import from the working directory). */
 export function startTrainer(runsDir, config, name, cwd) {
-  return spawn(PYTHON, ['-c', TRAINER, runsDir, config, name], { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(PYTHON, ['-I', '-c', TRAINER, runsDir, config, name], { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 export async function waitRegistered(runsDir, name, minStep = 2) {

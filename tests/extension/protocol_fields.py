@@ -68,7 +68,7 @@ def main() -> int:
     announced = handshake.announcement()["crashGuard"]
     payloads["Announcement"] = {key: kind(type(value)) for key, value in announced.items()}
     print(json.dumps({"protocolVersion": handshake.PROTOCOL_VERSION, "payloads": payloads,
-                      "settings": sorted(settings._FIELDS)}))
+                      "settings": sorted(settings.FIELDS)}))
     return 0
 
 

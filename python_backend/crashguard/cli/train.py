@@ -14,7 +14,7 @@ limit and a high mark below it (runs/containment.py; docs/defences.md): the OOM 
 processes only, and the trainer cleans up, backs off and checkpoints-and-stops by itself over its high mark. The
 trainer always volunteers to the OOM killer (`--oom-score-adj`, default the config's memory.oom_score_adj, 500).
 
-Under torchrun (`torchrun --nproc_per_node N -m crashguard train --config ...`, RANK/WORLD_SIZE set) each
+Under torchrun (`torchrun --nproc_per_node N --no-python crashguard train --config ...`, RANK/WORLD_SIZE set) each
 rank trains in its own process and torchrun is the supervisor: no supervisor of ours is started (see
 docs/distributed.md).
 """

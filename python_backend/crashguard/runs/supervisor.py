@@ -27,6 +27,7 @@ from ..util.json_io import write_json_atomic
 from .containment import ContainedGroup, Containment, scope_group
 from .files import read_json
 from .oom_cause import oom_cause, read_counters
+from .resume import crashguard_command
 from .status import RunState
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,9 @@ def supervise(command: Sequence[str], status_file: Path, containment: Containmen
 
 
 def trainer_command(argv: Sequence[str]) -> list[str]:
-    """`python -m crashguard <argv>` with this interpreter (argv must ask for the unsupervised trainer)."""
-    return [sys.executable, "-m", "crashguard", *argv]
+    """`python -I -m crashguard <argv>` with this interpreter, isolated from the working folder (util/isolated.py);
+    argv must ask for the unsupervised trainer."""
+    return [*crashguard_command(), *argv]
 
 
 __all__ = ["describe_exit", "exit_code", "mark_crashed", "supervise", "trainer_command"]

@@ -5,9 +5,10 @@ a terminal state it marks it `crashed` with the cause.
 The cause is exact when the watchdog reads the exit status from the run's zombie (`/proc/<pid>/stat`, field 52)
 before the run's parent reaps it (a Python parent that has not waited yet, a notebook server between polls); a
 shell reaps at once, and then the cause says the run was killed or aborted, with host RAM just before (the
-kernel's OOM killer is the usual culprit when it was near 100 %). Never imports torch; ~20 MB.
+kernel's OOM killer is the usual culprit when it was near 100 %). Never imports torch; ~20 MB. Started isolated
+(util/isolated.py): the run's folder is its working directory, and a `crashguard/` there is never imported.
 
-usage: python -m crashguard.runs.watchdog --status FILE --pid PID --create-time T
+usage: python -I -m crashguard.runs.watchdog --status FILE --pid PID --create-time T
 """
 
 from __future__ import annotations
@@ -22,23 +23,23 @@ from pathlib import Path
 
 import psutil
 
+from ..util.isolated import module_command
 from .files import read_json
 from .liveness import CREATE_TIME_TOLERANCE
 from .status import RunState
 from .supervisor import describe_exit, mark_crashed
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {s.value for s in RunState if s.terminal}
 
 
 def start_watchdog(status_file: Path, pid: int, create_time: float) -> subprocess.Popen[bytes] | None:
     """Start the watchdog for this registration (its own session: a Ctrl-C to the run's group spares it)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]))
     try:
-        return subprocess.Popen([sys.executable, "-m", "crashguard.runs.watchdog", "--status", str(status_file),
-                                 "--pid", str(pid), "--create-time", repr(create_time)],
+        return subprocess.Popen([*module_command("crashguard.runs.watchdog", needs=("psutil",)),
+                                 "--status", str(status_file.resolve()), "--pid", str(pid),
+                                 "--create-time", repr(create_time)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True, env=env)
+                                start_new_session=True, close_fds=True)
     except OSError:
         return None  # no watchdog: a crash is still reported, with an unknown cause
 

@@ -1,5 +1,9 @@
 """The sidecar's settings: a frozen dataclass, built from the client's camelCase JSON with validation that names
 the offending field. A rejected update leaves the previous settings in force (the caller keeps the old object).
+
+The extension's package.json (`contributes.configuration`) is the one declaration of every setting's default,
+range and choices; the defaults and FIELDS here are checked against it (tests/python/sidecar/
+test_settings_manifest.py). A critical level below its warning level is refused, as the extension refuses it.
 """
 
 from __future__ import annotations
@@ -65,9 +69,9 @@ class Settings:
             raise SettingsError("settings", f"expected an object, got {_type_name(changes)}")
         values = dataclasses.asdict(self)
         for key, raw in changes.items():
-            spec = _FIELDS.get(key)
+            spec = FIELDS.get(key)
             if spec is None:
-                raise SettingsError(str(key), f"unknown setting (known: {', '.join(sorted(_FIELDS))})")
+                raise SettingsError(str(key), f"unknown setting (known: {', '.join(sorted(FIELDS))})")
             values[spec.name] = spec.check(key, raw)
         for kind in ("ram", "vram"):
             warning, critical = values[f"{kind}_warning_percent"], values[f"{kind}_critical_percent"]
@@ -81,7 +85,9 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class _Field:
+class Field:
+    """How one camelCase setting maps and is checked: its Settings attribute, kind, and range (numbers)."""
+
     name: str
     kind: str  # "int", "number", "bool", "choice", "path", "paths"
     low: float = 0
@@ -114,23 +120,23 @@ class _Field:
         return raw if self.kind == "int" else float(raw)
 
 
-_FIELDS = {
-    "sampleIntervalMs": _Field("sample_interval_ms", "int", 200, 60000),
-    "ramWarningPercent": _Field("ram_warning_percent", "number", 1, 100),
-    "ramCriticalPercent": _Field("ram_critical_percent", "number", 1, 100),
-    "vramWarningPercent": _Field("vram_warning_percent", "number", 1, 100),
-    "vramCriticalPercent": _Field("vram_critical_percent", "number", 1, 100),
-    "autoCleanup": _Field("auto_cleanup", "bool"),
-    "criticalAction": _Field("critical_action", "choice"),
-    "runsDirectory": _Field("runs_directory", "path"),
-    "topProcesses": _Field("top_processes", "int", 0, 20),
-    "hungAfterSeconds": _Field("hung_after_seconds", "number", 1, 86400),
-    "runsDirectories": _Field("runs_directories", "paths", 0, 64),
-    "pressureSomePercent": _Field("pressure_some_percent", "number", 1, 100),
-    "pressureFullPercent": _Field("pressure_full_percent", "number", 1, 100),
-    "pressureSeconds": _Field("pressure_seconds", "number", 2, 300),
+FIELDS = {
+    "sampleIntervalMs": Field("sample_interval_ms", "int", 200, 60000),
+    "ramWarningPercent": Field("ram_warning_percent", "number", 1, 100),
+    "ramCriticalPercent": Field("ram_critical_percent", "number", 1, 100),
+    "vramWarningPercent": Field("vram_warning_percent", "number", 1, 100),
+    "vramCriticalPercent": Field("vram_critical_percent", "number", 1, 100),
+    "autoCleanup": Field("auto_cleanup", "bool"),
+    "criticalAction": Field("critical_action", "choice"),
+    "runsDirectory": Field("runs_directory", "path"),
+    "topProcesses": Field("top_processes", "int", 0, 20),
+    "hungAfterSeconds": Field("hung_after_seconds", "number", 1, 86400),
+    "runsDirectories": Field("runs_directories", "paths", 0, 64),
+    "pressureSomePercent": Field("pressure_some_percent", "number", 1, 100),
+    "pressureFullPercent": Field("pressure_full_percent", "number", 1, 100),
+    "pressureSeconds": Field("pressure_seconds", "number", 2, 300),
 }
-_CAMEL = {spec.name: key for key, spec in _FIELDS.items()}
+_CAMEL = {spec.name: key for key, spec in FIELDS.items()}
 
 
 def _absolute_paths(key: str, raw: Any, most: int) -> tuple[str, ...] | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import torch
 from ..guard.high_mark import HighMarkWatch
 from ..monitor.peak import lifetime_peak_rss
 from ..runs.hook import RunHook
-from ..runs.resume import resume_command
+from ..runs.resume import crashguard_command, resume_command
 from ..runs.status import RunState
 from ..runs.urgent import UrgentStop
 from ..step.backoff import EXIT_OOM, OutOfMemoryAtMinimum
@@ -258,10 +257,11 @@ def plan_memory(config: TrainingConfig, device: torch.device, coord: Coordinator
 
 
 def train_resume_command(place: RunPlace) -> dict[str, Any] | None:
-    """`crashguard train` of this run with --resume auto (under torchrun: the torchrun command, likewise)."""
+    """`crashguard train` of this run with --resume auto, isolated from the run's folder (runs/resume.py; under
+    torchrun: the torchrun command, likewise)."""
     if coordinator_env_present():
         return resume_command(["--resume", "auto"])
-    argv = [sys.executable, "-m", "crashguard", "train"]
+    argv = [*crashguard_command(), "train"]
     if place.config_path is not None:
         argv += ["--config", str(Path(place.config_path).resolve())]
     argv += ["--run-name", place.name, "--runs-dir", str(place.runs_dir.resolve()), "--resume", "auto"]

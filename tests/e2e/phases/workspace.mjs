@@ -60,6 +60,16 @@ export async function twoFolderWorkspace() {
   for (const dir of [a, b]) fs.mkdirSync(path.join(dir, 'runs'), { recursive: true });
   fs.writeFileSync(path.join(a, 'README.md'), '# folder 1\n');
   fs.writeFileSync(path.join(b, 'README.md'), '# folder 2\n');
+  // Issue 19: both (trusted) folders hold packages of their own named crashguard and python_backend, which write a
+  // marker file if anything imports them: no command, task or Resume of Crash Guard may run them.
+  const marker = path.join(root, 'MARKER');
+  for (const dir of [a, b]) {
+    for (const pkg of ['crashguard', 'python_backend']) {
+      fs.mkdirSync(path.join(dir, pkg), { recursive: true });
+      fs.writeFileSync(path.join(dir, pkg, '__init__.py'),
+        `open(${JSON.stringify(marker)}, "a").write(${JSON.stringify(`${pkg} of ${dir} ran\n`)})\n`);
+    }
+  }
   const file = path.join(root, 'two-folders.code-workspace');
   fs.writeFileSync(file, JSON.stringify({ folders: [{ path: 'app-a' }, { path: 'app-b' }], settings: {} }, null, 2));
   const runsA = path.join(a, 'runs');
@@ -187,6 +197,8 @@ export async function twoFolderWorkspace() {
     log(`resume: ${resumed.cmdline.join(' ')} (cwd ${resumed.cwd})`);
     check(resumed.cwd === b && resumed.cmdline.includes('--resume') && resumed.cmdline.includes(runsB),
       'Resume runs in folder 2, with folder 2\'s runs directory');
+    check(resumed.cmdline.slice(1, 4).join(' ') === '-I -m crashguard',
+      'Resume starts crashguard isolated from the folder (python -I -m crashguard)');
     await page.screenshot({ path: path.join(SHOTS, 'resume.png') });
     await runCommand(page, 'Notifications: Clear All Notifications');
 
@@ -196,6 +208,20 @@ export async function twoFolderWorkspace() {
     await waitRegistered(runsA, 'a-late');
     await runCommand(page, 'Crash Guard: Stop Memory Monitor');
     await until(() => sidecarPids(server.pid).length === 0, 10_000, 'the sidecar to stop');
+    // Emergency Cleanup with the monitor down: the cleanup task, in a folder that plants crashguard/.
+    let cleanup;
+    const watchCleanup = (async () => {
+      cleanup = await until(() => {
+        const p = descendants(server.pid).find((x) => x.cmdline.includes('cleanup') && x.cmdline.includes('--runs-dir'));
+        return p ? { ...p, cwd: cwdOf(p.pid) } : undefined;
+      }, 20_000, 'the cleanup task', 20);
+    })();
+    await runCommand(page, 'Crash Guard: Emergency Cleanup');
+    await watchCleanup;
+    log(`cleanup task: ${cleanup.cmdline.join(' ')} (cwd ${cleanup.cwd})`);
+    check([a, b].includes(cleanup.cwd) && cleanup.cmdline.slice(1, 4).join(' ') === '-I -m crashguard',
+      'Emergency Cleanup with the monitor down runs the cleanup task isolated (python -I -m crashguard) in the folder');
+    await until(() => !descendants(server.pid).some((x) => x.pid === cleanup.pid), 30_000, 'the cleanup task to finish', 100);
     late.kill('SIGKILL');
     await sleep(500);
     await runCommand(page, 'Crash Guard: Restart Sidecar');
@@ -244,6 +270,7 @@ export async function twoFolderWorkspace() {
     check((await toastTexts(page)).every((x) => !/error/i.test(x)), 'no error toast: the monitor fell back to the machine\'s python3');
     await page.screenshot({ path: path.join(SHOTS, 'set-up-training.png') });
 
+    check(!fs.existsSync(marker), 'no command, task or Resume imported the folders\' own crashguard/ or python_backend/');
     for (const p of [...wb.consoleProblems, ...wb.cspProblems]) log(`console: ${p}`);
     check(wb.cspProblems.length === 0, 'no Content Security Policy violations');
     check(wb.consoleProblems.length === 0, 'the workbench console has no errors or warnings about Crash Guard');

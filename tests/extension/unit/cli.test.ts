@@ -1,29 +1,33 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { displayCommand, lastResumableRun, resumeDefinition, runsDirOf, taskArgs } from '../../../extension/src/cli';
+import {
+  cleanupDefinition, displayCommand, folderTaskDefinitions, lastResumableRun, resumeDefinition, runsDirOf, taskArgs,
+  trainDefinition,
+} from '../../../extension/src/cli';
 import { sidecarArgs } from '../../../extension/src/python';
 import { run } from './fixtures';
 
 describe('CLI argv', () => {
   it('starts the bundled sidecar isolated from the workspace (-I)', () => {
     assert.deepEqual(sidecarArgs('/ext/bundled/tool/sidecar.py'), ['-I', '/ext/bundled/tool/sidecar.py']);
+    assert.deepEqual(sidecarArgs('/repo/bundled/tool/sidecar.py', true), ['-I', '/repo/bundled/tool/sidecar.py', '--development']);
   });
-  it('builds the task command lines', () => {
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['-m', 'crashguard', 'monitor']);
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor', interval: 2 }),
-      ['-m', 'crashguard', 'monitor', '--interval', '2']);
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup' }), ['-m', 'crashguard', 'cleanup']);
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup', runsDir: '/ws/runs' }),
-      ['-m', 'crashguard', 'cleanup', '--runs-dir', '/ws/runs']);
+  it('builds the crashguard arguments of each task (the isolated start comes first: isolation.ts)', () => {
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['monitor']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor', interval: 2 }), ['monitor', '--interval', '2']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'cleanup' }), ['cleanup']);
+    assert.deepEqual(taskArgs(cleanupDefinition('/ws/runs')), ['cleanup', '--runs-dir', '/ws/runs']);
     assert.throws(() => taskArgs({ type: 'crashGuard', command: 'resume', runDir: '/ws/runs/x' }), /recorded/);
-    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'train' }),
-      ['-m', 'crashguard', 'train', '--config', 'config/safe_training.json']);
+    assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'train' }), ['train', '--config', 'config/safe_training.json']);
+    assert.deepEqual(taskArgs(trainDefinition('/ws/runs')),
+      ['train', '--config', 'config/safe_training.json', '--runs-dir', '/ws/runs']);
+    assert.deepEqual(folderTaskDefinitions('/ws/runs').map((d) => d.command), ['monitor', 'cleanup', 'train']);
   });
   it('resumes a crashed run from its last checkpoint', () => {
     const r = run({ state: 'crashed', alive: false });
     const def = resumeDefinition(r, runsDirOf(r));
     assert.ok(def);
-    assert.deepEqual(taskArgs(def), ['-m', 'crashguard', 'train', '--config', '/ws/config/safe_training.json',
+    assert.deepEqual(taskArgs(def), ['train', '--config', '/ws/config/safe_training.json',
       '--run-name', 'brats-safe', '--resume', 'auto', '--runs-dir', '/ws/runs']);
     assert.equal(resumeDefinition(run({ config: null })), undefined);
   });

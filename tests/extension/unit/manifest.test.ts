@@ -4,8 +4,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs, TRAINING_CONFIG_GLOB as CONFIG_GLOB } from '../../../extension/src/cli';
-import { DEFAULTS, RESTRICTED_KEYS } from '../../../extension/src/settings';
+import {
+  SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs, TRAINING_CONFIG_GLOB as CONFIG_GLOB, type CrashGuardTaskDefinition,
+} from '../../../extension/src/cli';
+import { CRITICAL_ACTIONS } from '../../../extension/src/protocol';
+import { DEFAULTS, RANGES, RESTRICTED_KEYS } from '../../../extension/src/settings';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
 
@@ -23,7 +26,7 @@ interface Manifest {
   capabilities: { untrustedWorkspaces: { supported: string | boolean; restrictedConfigurations: string[] } };
   contributes: {
     commands: { command: string; title: string; category: string }[];
-    configuration: { properties: Record<string, { default: unknown; scope?: string }> };
+    configuration: { properties: Record<string, { type?: string; default: unknown; scope?: string; minimum?: number; maximum?: number; enum?: string[] }> };
     taskDefinitions: { type: string; properties: { command: { enum: string[] } } }[];
     jsonValidation: { fileMatch: string[]; url: string }[];
     debuggers?: unknown[];
@@ -56,6 +59,41 @@ function readJsonc(file: string): unknown {
   return JSON.parse(out);
 }
 
+interface Declared {
+  type?: string;
+  default?: unknown;
+  minimum?: number;
+  maximum?: number;
+  enum?: readonly string[];
+}
+
+/** Where settings.ts differs from package.json's `contributes.configuration` (the one declaration). */
+function settingsDrift(properties: Record<string, Declared | undefined>): string[] {
+  const out: string[] = [];
+  const declared = new Map(Object.entries(properties).map(([k, v]) => [k.replace(/^crashGuard\./, ''), v ?? {}]));
+  for (const key of Object.keys(DEFAULTS)) if (!declared.has(key)) out.push(`${key}: in settings.ts, not declared`);
+  for (const [key, d] of declared) {
+    if (!(key in DEFAULTS)) {
+      out.push(`${key}: declared in package.json, unknown to settings.ts`);
+      continue;
+    }
+    const value = DEFAULTS[key as keyof typeof DEFAULTS];
+    if (JSON.stringify(d.default) !== JSON.stringify(value)) out.push(`${key}: default ${String(d.default)}, settings.ts ${String(value)}`);
+    const range = (RANGES as Record<string, { min: number; max: number; integer: boolean } | undefined>)[key];
+    if (range) {
+      const type = range.integer ? 'integer' : 'number';
+      if (d.type !== type) out.push(`${key}: type ${String(d.type)}, settings.ts ${type}`);
+      if (d.minimum !== range.min) out.push(`${key}: minimum ${String(d.minimum)}, settings.ts ${range.min}`);
+      if (d.maximum !== range.max) out.push(`${key}: maximum ${String(d.maximum)}, settings.ts ${range.max}`);
+    } else if (d.type !== typeof value || d.minimum !== undefined || d.maximum !== undefined) {
+      out.push(`${key}: type ${String(d.type)}, settings.ts ${typeof value} without a range`);
+    }
+    const choices = key === 'criticalAction' ? CRITICAL_ACTIONS : undefined;
+    if (String(d.enum) !== String(choices)) out.push(`${key}: enum ${String(d.enum)}, settings.ts ${String(choices)}`);
+  }
+  return out;
+}
+
 describe('manifest', () => {
   it('is a workspace extension bundled into dist/', () => {
     assert.deepEqual(manifest.extensionKind, ['workspace']);
@@ -75,12 +113,21 @@ describe('manifest', () => {
       assert.ok(titles.includes(t), t);
     }
   });
-  it('declares every setting with the default settings.ts uses', () => {
+  it('is the one declaration of every setting: settings.ts has its defaults, ranges and choices', () => {
+    assert.deepEqual(settingsDrift(manifest.contributes.configuration.properties), []);
+  });
+  it('notices any drift of a default, a range, an integer type, a choice or a key', () => {
     const props = manifest.contributes.configuration.properties;
-    assert.deepEqual(Object.keys(props).sort(), Object.keys(DEFAULTS).map((k) => `crashGuard.${k}`).sort());
-    for (const [key, value] of Object.entries(DEFAULTS)) {
-      assert.deepEqual(props[`crashGuard.${key}`]?.default, value, key);
-    }
+    const drifted = (key: string, change: Record<string, unknown>) =>
+      settingsDrift({ ...props, [`crashGuard.${key}`]: { ...props[`crashGuard.${key}`], ...change } });
+    assert.deepEqual(drifted('ramWarningPercent', { default: 75 }), ['ramWarningPercent: default 75, settings.ts 80']);
+    assert.deepEqual(drifted('sampleIntervalMs', { minimum: 100 }), ['sampleIntervalMs: minimum 100, settings.ts 200']);
+    assert.deepEqual(drifted('topProcesses', { maximum: 50 }), ['topProcesses: maximum 50, settings.ts 20']);
+    assert.deepEqual(drifted('hungAfterSeconds', { type: 'integer' }), ['hungAfterSeconds: type integer, settings.ts number']);
+    assert.deepEqual(drifted('criticalAction', { enum: ['none', 'checkpointAndStop', 'kill'] }),
+      ['criticalAction: enum none,checkpointAndStop,kill, settings.ts none,checkpointAndStop']);
+    assert.deepEqual(settingsDrift({ ...props, 'crashGuard.newThing': { type: 'boolean', default: false } }),
+      ['newThing: declared in package.json, unknown to settings.ts']);
   });
   it('defines the crashGuard task type for the monitor, the cleanup, training and resume', () => {
     const def = manifest.contributes.taskDefinitions.find((d) => d.type === 'crashGuard');
@@ -126,9 +173,12 @@ describe('manifest', () => {
   it('.vscode/tasks.json carries the monitor and the cleanup with the provider\'s command lines', () => {
     const tasks = readJsonc(path.join(ROOT, '.vscode', 'tasks.json')) as { tasks: { label: string; args?: string[] }[] };
     const byLabel = new Map(tasks.tasks.map((t) => [t.label, t.args]));
-    assert.deepEqual(byLabel.get('Start Memory Monitor'), taskArgs({ type: 'crashGuard', command: 'monitor' }));
-    assert.deepEqual(byLabel.get('Emergency Cleanup'), taskArgs({ type: 'crashGuard', command: 'cleanup' }));
-    assert.deepEqual(byLabel.get('Safe Training (Low Memory)'), taskArgs({ type: 'crashGuard', command: 'train' }));
+    // The repository's .venv holds crashguard itself (editable): the provider's rule gives `-I -m crashguard`.
+    const isolated = (def: CrashGuardTaskDefinition) => ['-I', '-m', 'crashguard', ...taskArgs(def)];
+    assert.deepEqual(byLabel.get('Start Memory Monitor'), isolated({ type: 'crashGuard', command: 'monitor' }));
+    assert.deepEqual(byLabel.get('Emergency Cleanup'), isolated({ type: 'crashGuard', command: 'cleanup' }));
+    assert.deepEqual(byLabel.get('Safe Training (Low Memory)'), isolated({ type: 'crashGuard', command: 'train' }));
+    assert.deepEqual(byLabel.get('Resume Last Run'), [...isolated({ type: 'crashGuard', command: 'train' }), '--resume', 'auto']);
   });
   it('keeps heavy folders away from the watcher and search (.vscode/settings.json)', () => {
     const settings = readJsonc(path.join(ROOT, '.vscode', 'settings.json')) as Record<string, Record<string, boolean>>;

@@ -13,9 +13,9 @@ const VENV_PYTHON = path.join(ROOT, '.venv', 'bin', 'python');
 const PROBE = path.join(ROOT, 'bundled', 'tool', 'probe.py');
 const none = () => Promise.resolve(undefined);
 
-function info(version: string, extra: Partial<PythonInfo> = {}): PythonInfo {
+function info(version: string, extra: Partial<PythonInfo> = {}, found: Partial<PythonInfo['found']> = {}): PythonInfo {
   return { executable: `/usr/bin/python${version}`, version, prefix: '/usr', virtualEnv: false, crashguard: null,
-    pythonBackend: false, torch: false, monai: false, pip: true, ...extra };
+    found: { crashguard: null, torch: null, monai: null, ...found }, crashguardScript: null, pip: true, ...extra };
 }
 
 describe('interpreter discovery', () => {
@@ -79,10 +79,11 @@ describe('the monitor\'s interpreter', () => {
 describe('the training environment', () => {
   const py = { path: '/ws/.venv/bin/python', source: 'setting crashGuard.pythonPath' } as const;
   it('is ready with crashguard, torch and MONAI', () => {
-    assert.equal(trainingState(py, { ok: true, info: info('3.11.7', { crashguard: '0.1.0', torch: true, monai: true }) }).kind, 'ready');
+    const all = { crashguard: 'isolated', torch: 'isolated', monai: 'userSite' } as const;
+    assert.equal(trainingState(py, { ok: true, info: info('3.11.7', { crashguard: '0.1.0' }, all) }).kind, 'ready');
   });
   it('says what is missing, or why the interpreter is unusable', () => {
-    const missing = trainingState(py, { ok: true, info: info('3.11.7', { torch: true }) });
+    const missing = trainingState(py, { ok: true, info: info('3.11.7', {}, { torch: 'pythonPath' }) });
     assert.deepEqual(missing.kind === 'missing' && missing.missing, ['crashguard', 'monai']);
     assert.equal(trainingState(py, { ok: false, reason: 'interpreter not found' }).kind, 'unusable');
   });
@@ -90,6 +91,9 @@ describe('the training environment', () => {
     assert.equal(parseProbe('hello'), undefined);
     assert.equal(parseProbe('{"executable": "x"}'), undefined);
     assert.deepEqual(parseProbe(`noise\n${JSON.stringify(info('3.12.1'))}\n`), info('3.12.1'));
+    const where = (found: unknown) => parseProbe(JSON.stringify({ ...info('3.12.1'), found }));
+    assert.equal(where({ crashguard: 'cwd', torch: null, monai: null }), undefined);
+    assert.equal(where({ crashguard: null, torch: null }), undefined);
   });
 });
 
@@ -106,7 +110,9 @@ describe('probePython (real interpreters, in a folder that plants crashguard)', 
       const dir = planted();
       const got = await probePython(VENV_PYTHON, PROBE, dir);
       assert.ok(got.ok);
-      assert.ok(got.info.crashguard && got.info.torch && got.info.monai && got.info.virtualEnv);
+      assert.ok(got.info.crashguard && got.info.virtualEnv);
+      assert.deepEqual(got.info.found, { crashguard: 'isolated', torch: 'isolated', monai: 'isolated' });
+      assert.equal(got.info.crashguardScript, path.join(ROOT, '.venv', 'bin', 'crashguard'));
       assert.ok(!fs.existsSync(path.join(dir, 'MARKER')));
     });
   it('describes a Python without the package', async () => {
@@ -114,7 +120,7 @@ describe('probePython (real interpreters, in a folder that plants crashguard)', 
     const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
     const got = await probePython(python, PROBE, dir);
     assert.ok(got.ok);
-    assert.equal(got.info.pythonBackend, false, 'crashguard found: the probe looked in the folder');
+    assert.equal(got.info.found.crashguard, null, 'crashguard found: the probe looked in the folder');
     assert.ok(!fs.existsSync(path.join(dir, 'MARKER')));
   });
   it('explains a missing interpreter', async () => {

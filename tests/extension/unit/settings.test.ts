@@ -33,19 +33,24 @@ describe('resolveSettings', () => {
     const { settings, problems } = resolveSettings(reader({ sampleIntervalMs: 50, ramWarningPercent: 150,
       topProcesses: 3.6, vramWarningPercent: 'high' }));
     assert.equal(settings.sampleIntervalMs, 200);
-    assert.equal(settings.ramWarningPercent, 100);
-    assert.equal(settings.ramCriticalPercent, 100); // raised to stay >= warning
+    assert.equal(settings.ramWarningPercent, 80); // clamped to 100, above critical 90: the pair is refused
+    assert.equal(settings.ramCriticalPercent, 90);
     assert.equal(settings.topProcesses, 4);
     assert.equal(settings.vramWarningPercent, 85);
     assert.equal(problems.length, 4);
     assert.ok(problems.some((p) => p.includes('crashGuard.sampleIntervalMs')));
     assert.ok(problems.some((p) => p.includes('crashGuard.vramWarningPercent')));
-    assert.ok(problems.some((p) => p.includes('ramCriticalPercent')));
+    assert.ok(problems.some((p) => p.includes('crashGuard.ramCriticalPercent (90) is below crashGuard.ramWarningPercent (100)')));
   });
-  it('keeps critical >= warning', () => {
-    const { settings, problems } = resolveSettings(reader({ vramWarningPercent: 90, vramCriticalPercent: 50 }));
-    assert.equal(settings.vramCriticalPercent, 90);
-    assert.equal(problems.length, 1);
+  it('refuses a critical level below its warning level: the pair in force stays (as the monitor does)', () => {
+    const first = resolveSettings(reader({ vramWarningPercent: 90, vramCriticalPercent: 50 }));
+    assert.deepEqual([first.settings.vramWarningPercent, first.settings.vramCriticalPercent], [85, 95]); // the defaults
+    assert.deepEqual(first.problems, ['crashGuard.vramCriticalPercent (50) is below crashGuard.vramWarningPercent (90): ' +
+      'the VRAM levels stay at 85 / 95 %']);
+    const inForce = resolveSettings(reader({ ramWarningPercent: 60, ramCriticalPercent: 70 })).settings;
+    const next = resolveSettings(reader({ ramWarningPercent: 60, ramCriticalPercent: 50 }), inForce);
+    assert.deepEqual([next.settings.ramWarningPercent, next.settings.ramCriticalPercent], [60, 70]);
+    assert.equal(resolveSettings(reader({ ramWarningPercent: 70, ramCriticalPercent: 70 })).problems.length, 0);
   });
   it('rejects unknown critical actions and wrong types', () => {
     const { settings, problems } = resolveSettings(reader({ criticalAction: 'kill', autoCleanup: 'yes', runsDirectory: 7 }));

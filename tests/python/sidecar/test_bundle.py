@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,5 +110,35 @@ def test_the_probe_describes_an_interpreter_without_running_package_code(hostile
                           check=True)
     info = json.loads(done.stdout)
     assert info["version"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
-    assert info["crashguard"] is not None and info["torch"] is True  # the project venv has the training backend
+    assert info["crashguard"] is not None  # the project venv has the training backend, where -I finds it
+    assert info["found"] == {"crashguard": "isolated", "torch": "isolated", "monai": "isolated"}
+    assert info["crashguardScript"] == str(Path(sys.executable).parent / "crashguard")
+    assert not marker.exists()
+
+
+def test_a_packaged_launcher_refuses_a_foreign_crashguard_even_when_asked_for_development(
+        bundle: Path, tmp_path: Path, hostile_folder: tuple[Path, Path]) -> None:
+    folder, marker = hostile_folder
+    (folder / "python_backend" / "crashguard").mkdir(parents=True)  # a "checkout" in the workspace: not the launcher's
+    (folder / "python_backend" / "crashguard" / "__init__.py").write_text(
+        PLANTED.format(marker=str(marker)))
+    packaged = tmp_path / "extension" / "bundled"
+    shutil.copytree(bundle, packaged)
+    shutil.rmtree(packaged / "libs" / "crashguard")  # now `import crashguard` finds the venv's: a foreign one
+    done = subprocess.run([sys.executable, "-I", str(packaged / "tool" / "sidecar.py"), "--development"], cwd=folder,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 4, done.stderr
+    assert f"not from {packaged / 'libs'}" in done.stderr
+    assert not marker.exists()
+
+
+async def test_a_development_host_runs_the_monitor_from_the_checkout_the_launcher_sits_in(
+        hostile_folder: tuple[Path, Path], runs_dir: Path) -> None:
+    """A contributor's F5 ("Run Crash Guard Extension") from a fresh clone: no `npm run bundle` needed."""
+    folder, marker = hostile_folder
+    command = [sys.executable, "-I", str(REPO / "bundled" / "tool" / "sidecar.py"), "--development"]
+    async with sidecar({"runsDirectories": [str(runs_dir)], "sampleIntervalMs": 200}, cwd=str(folder),
+                       command=command) as s:
+        sample = (await s.wait_samples(1))[0]
+        assert 0 < sample["ram"]["percent"] <= 100
     assert not marker.exists()

@@ -70,7 +70,7 @@ def test_urgent_stop_writes_the_last_completed_step_without_waiting_for_the_step
     assert written_after < step_seconds / 2  # a stop that waited for the step's end would take ~a whole step
 
     command = status["resume_command"]  # what the crash prompt's Resume runs
-    assert command["argv"][:4] == [sys.executable, "-m", "crashguard", "train"]
+    assert command["argv"][:5] == [sys.executable, "-I", "-m", "crashguard", "train"]  # isolated from its folder
     assert command["argv"][-2:] == ["--resume", "auto"] and command["cwd"] == str(tmp_path)
     resumed = subprocess.run([*command["argv"], "--no-progress"], cwd=command["cwd"], env=child_env(),
                              capture_output=True, text=True, timeout=300)
