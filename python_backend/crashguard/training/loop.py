@@ -116,7 +116,7 @@ class Trainer:
         self.run = GuardedRun(hook.status.name, hook=hook, guarded=self.guarded, model=self.net, coord=self.coord,
                               checkpoint=self._checkpoint, keep=config.checkpoint.keep,
                               checkpoint_every_steps=config.checkpoint.every_steps, watchdog=watchdog,
-                              ram_thresholds=RamThresholds(memory.ram_warning, memory.ram_critical))
+                              ram_thresholds=RamThresholds(memory.log_ram_fraction, memory.backoff_ram_fraction))
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
         self.validated_at = -1
         # The best validation and the early-stopping count (in every checkpoint); best.pt holds that model.

@@ -104,7 +104,7 @@ def test_sliding_window_backs_off(make_trainer) -> None:
 def test_ram_over_critical_halves_the_micro_batch_before_an_oom(make_trainer) -> None:
     # Thresholds below any real reading: every step sees "critical" RAM, even after the cleanup.
     trainer, resumed = make_trainer("pressed", micro_batch=4, epochs=1,
-                                    memory={"ram_warning": 0.001, "ram_critical": 0.001})
+                                    memory={"log_ram_fraction": 0.001, "backoff_ram_fraction": 0.001})
     outcome = execute(trainer, resumed)
     assert outcome.exit_code == 0
     backoffs = events(trainer.hook.run_dir, "ram_backoff")

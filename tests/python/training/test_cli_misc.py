@@ -119,3 +119,15 @@ def test_a_watchdog_records_a_crash_only_where_no_supervisor_of_ours_does(
                 process.kill()
             process.wait(timeout=30)
 
+
+@pytest.mark.slow
+def test_a_config_with_the_old_threshold_names_trains_and_says_so_once(
+        tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    config = write_config(train={"epochs": 1, "max_steps": 1}, memory={"ram_warning": 0.8, "ram_critical": 0.9})
+    done = crashguard("train", "--config", str(config), "--runs-dir", "runs", cwd=tmp_path)  # supervised
+    assert done.returncode == 0, done.stderr[-2000:]
+    notes = [line for line in done.stderr.splitlines() if "is deprecated" in line]
+    assert notes == [f"crashguard: {config}: memory.ram_warning is deprecated: rename it to memory.log_ram_fraction "
+                     "(same meaning, a fraction of the machine's RAM)",
+                     f"crashguard: {config}: memory.ram_critical is deprecated: rename it to "
+                     "memory.backoff_ram_fraction (same meaning, a fraction of the machine's RAM)"]
