@@ -71,11 +71,11 @@ class MemoryWatch:
             report = self._cleanup()
             ram = read_ram()
             if ram.fraction >= limits.backoff_fraction and can_back_off:
-                return ram.percent, (f"RAM at {ram.percent:.0f}% (back-off at {limits.backoff_fraction:.0%}) after "
-                                     f"cleanup (freed {report.rss_freed / 2**20:.0f} MiB)")
+                return ram.percent, (f"RAM at {ram.percent:.0f}% (backoff_ram_fraction {limits.backoff_fraction:.0%}) "
+                                     f"after cleanup (freed {report.rss_freed / 2**20:.0f} MiB)")
         elif ram.fraction >= limits.log_fraction and time.monotonic() - self._noted_at > RAM_NOTE_INTERVAL_S:
             self._noted_at = time.monotonic()
-            self._event("ram_warning", f"RAM at {ram.percent:.0f}% (event at {limits.log_fraction:.0%})")
+            self._event("ram_warning", f"RAM at {ram.percent:.0f}% (log_ram_fraction {limits.log_fraction:.0%})")
         return ram.percent, None
 
     def _check_high_mark(self, can_back_off: bool) -> tuple[str | None, str | None]:

@@ -188,8 +188,18 @@ def test_ram_thresholds_halve_the_micro_batch_before_an_oom(tmp_path: Path) -> N
             one_step()
     backoffs = [e["message"] for e in history(run) if e["event"] == "ram_backoff"]
     assert [m.split(": ")[-1] for m in backoffs] == ["micro-batch 4->2", "micro-batch 2->1"]
-    assert backoffs[0].startswith("RAM at ") and "(back-off at 0%) after cleanup" in backoffs[0]
+    assert backoffs[0].startswith("RAM at ") and "(backoff_ram_fraction 0%) after cleanup" in backoffs[0]
     assert status(run)["micro_batch"] == 1 and run.memory.ram_percent is not None
+
+
+def test_ram_over_the_log_fraction_only_is_an_event_at_most_once_a_minute(tmp_path: Path) -> None:
+    run, one_step = make_run(tmp_path, micro_batch=4, ram_thresholds=RamThresholds(0.001, 1.0))
+    with run:
+        for _ in range(3):
+            one_step()
+    notes = [e for e in history(run) if e["event"].startswith("ram_")]
+    assert [e["event"] for e in notes] == ["ram_warning"] and "(log_ram_fraction 0%)" in notes[0]["message"]
+    assert status(run)["micro_batch"] == 4  # no back-off below the back-off fraction
 
 
 def test_the_signals_are_taken_at_start_and_given_back_at_the_end(tmp_path: Path) -> None:
