@@ -128,7 +128,8 @@ def guard_overhead(trainer: Any, metrics_path: Path, iterations: int = 200) -> f
     samples = []
     for i in range(iterations):
         started = time.perf_counter()
-        ram, _pressed = trainer._watch_memory()
+        trainer.run.memory.check(can_back_off=trainer.plan.micro > 1)  # the run's between-steps memory reading
+        ram = trainer.run.memory.ram_percent
         trainer.metrics.write("step", step=i, epoch=0, loss=0.5, micro_batch=4, accumulation=1, ram_percent=ram,
                               seconds=0.4)
         trainer.hook.step_boundary(step=i, epoch=0, loss=0.5, micro_batch=4, accumulation=1, peak_vram=None)

@@ -83,6 +83,8 @@ class CrashGuardCallback(pl.Callback):
         self.run.completed_steps = trainer.global_step
         if self._restored_rng is not None:
             self.run.guarded.boundary_rng = self._restored_rng
+        if trainer.ckpt_path:  # fit(..., ckpt_path=...) restored that checkpoint before this hook
+            self.run.resumed(Path(trainer.ckpt_path))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run is not None:
@@ -118,7 +120,7 @@ class CrashGuardCallback(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._release()
         if self.run is not None:
-            self.run._end(None)
+            self.run.end()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._release()
@@ -128,7 +130,7 @@ class CrashGuardCallback(pl.Callback):
         if is_oom(exception):  # automatic optimization: the step failed before its update
             exception = OutOfMemoryAtMinimum("a Lightning training step (automatic optimization: no back-off)",
                                              describe_failure(exception), limit="with the batch as given")
-        run._end(exception)
+        run.end(exception)
 
     def _release(self) -> None:
         if self._holding_lock and self.run is not None:

@@ -28,7 +28,7 @@ from ignite.engine import Engine, Events
 from .step.batches import batch_size
 from .step.checkpoint import list_checkpoints, restore_rng, save_checkpoint
 from .step.guarded_step import GuardedStep, StepResult
-from .step.lifecycle import Boundary, GuardedRun
+from .step.lifecycle import Boundary, GuardedRun, ends_quietly
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,13 @@ class CrashGuardHandler:
 
     # -- events ----------------------------------------------------------------------------------------
     def _started(self, engine: Engine) -> None:
-        run = self.run if self.run is not None and not self.run._started else self._set_up(engine)
+        run = self.run if self.run is not None and not self.run.started else self._set_up(engine)
         self._guarded_iterations = getattr(engine, "_process_function", None) == self.iteration
-        if self.resume:
-            self._load_newest(engine)
         run.start()
+        resumed_from = self._load_newest(engine) if self.resume else None
         run.completed_steps = engine.state.iteration
+        if resumed_from is not None:
+            run.resumed(resumed_from)
 
     def _epoch_started(self, engine: Engine) -> None:
         self._require_run().epoch = max(0, engine.state.epoch - 1)
@@ -127,7 +128,7 @@ class CrashGuardHandler:
             engine.terminate()
 
     def _completed(self, engine: Engine) -> None:
-        self._require_run()._end(None)
+        self._require_run().end()
 
     def _release(self) -> None:
         if self._holding_lock and self.run is not None:
@@ -139,7 +140,8 @@ class CrashGuardHandler:
         run = self.run
         if run is None:  # failed before the run registered: nothing to record
             raise exc
-        if run._end(exc):
+        run.end(exc)
+        if ends_quietly(exc):
             return  # an urgent stop in an interactive session: already checkpointed and answered
         raise exc
 
@@ -221,7 +223,8 @@ class CrashGuardHandler:
         state["crashguard"] = {"step": boundary.step, "rng": boundary.rng}
         return save_checkpoint(self.checkpoint_dir, state, boundary.step, self.keep)
 
-    def _load_newest(self, engine: Engine) -> None:
+    def _load_newest(self, engine: Engine) -> Path | None:
+        """Load the newest readable checkpoint of this run into the engine and its objects; its path."""
         from ignite.handlers import Checkpoint
 
         for path in reversed(list_checkpoints(self.checkpoint_dir)):
@@ -232,13 +235,11 @@ class CrashGuardHandler:
                 continue
             Checkpoint.load_objects(to_load=self._objects(), checkpoint=state)
             extra = state.get("crashguard") or {}
-            run = self._require_run()
             if extra.get("rng"):
                 restore_rng(extra["rng"])
-                run.guarded.boundary_rng = extra["rng"]
-            run.last_checkpoint = path
-            log.info("resumed from %s at iteration %d", path, engine.state.iteration)
-            return
+                self._require_run().guarded.boundary_rng = extra["rng"]
+            return path
+        return None
 
 
 def _samples(batch: Any) -> int:

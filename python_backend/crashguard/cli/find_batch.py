@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             help="find the largest micro-batch that fits under the memory budget")
     parser.add_argument("--config", type=Path, required=True, help="training config (model, ROI, thresholds)")
     parser.add_argument("--budget", type=parse_size, default=None, metavar="SIZE",
-                        help="peak memory allowed (e.g. 6GB); default: up to the warning threshold")
+                        help="peak memory allowed (e.g. 6GB); default: up to memory.log_ram_fraction of RAM")
     parser.add_argument("--gpu-warning", type=float, default=0.85, help="VRAM warning fraction (default 0.85)")
     parser.add_argument("--max-micro", type=int, default=32, help="largest micro-batch to try (default 32)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per probe (default 2)")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _default_budget(device_type: str, ram_warning: float, gpu_warning: float, torch: object) -> int:
+def _default_budget(device_type: str, ram_fraction: float, gpu_warning: float, torch: object) -> int:
     """How far this process may grow before the resource reaches its warning threshold."""
     if device_type == "cuda":
         _, total = torch.cuda.mem_get_info()  # type: ignore[attr-defined]
@@ -35,7 +35,7 @@ def _default_budget(device_type: str, ram_warning: float, gpu_warning: float, to
     from ..monitor.processes import own_rss
 
     ram = read_ram()
-    return own_rss() + max(0, int(ram_warning * ram.total) - ram.used)
+    return own_rss() + max(0, int(ram_fraction * ram.total) - ram.used)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     probe = TrainStepProbe(config, device, ProbeSettings(steps=args.steps))
     probe.warm_up()
     resource = "VRAM (reserved)" if device.type == "cuda" else "RAM (process RSS)"
-    budget = args.budget or _default_budget(device.type, config.memory.ram_warning, args.gpu_warning, torch)
+    budget = args.budget or _default_budget(device.type, config.memory.log_ram_fraction, args.gpu_warning, torch)
     result = search_micro_batch(probe, budget, max_micro=args.max_micro)
     print(f"inputs: {probe.crops.source}")
     print(table(result, resource))

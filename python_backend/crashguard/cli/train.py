@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not args.checkpoint.is_file():  # before the supervisor, torch and the data
         return fail(f"--checkpoint {args.checkpoint}: no such checkpoint file")
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, warn=not _supervised())  # the supervisor has warned already
         check_data_location(config)
         check_extras(config)
     except ConfigError as exc:
@@ -165,6 +165,13 @@ def _containment(config: object, name: str) -> object:
     return plan(top, high, name)
 
 
+def _supervised() -> bool:
+    """This process is the trainer a supervisor of ours started (runs/supervisor.py)."""
+    from ..runs.supervisor import SUPERVISED_ENV
+
+    return os.environ.get(SUPERVISED_ENV) == "1"
+
+
 def _under_torchrun() -> bool:
     # The same test as training.distributed.DistEnv.detect, without importing torch for the supervisor.
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -172,17 +179,21 @@ def _under_torchrun() -> bool:
 
 def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume: str, progress: bool,
            evaluate: bool = False) -> int:
+    from ..runs.files import RefusedFile
+    from ..runs.lock import RunLocked
     from ..step.distributed import PeerLost, shutdown
+    from ..step.lifecycle import EXIT_PEER_LOST
     from ..training.check import DataError
     from ..training.evaluate import evaluate_checkpoint
-    from ..training.run import EXIT_PEER_LOST, EXIT_REFUSED, RunPlace, RunRefused, execute, prepare
+    from ..training.run import EXIT_REFUSED, RunPlace, RunRefused, execute, prepare
 
     place = RunPlace(runs_dir=runs_dir, name=name, config_path=config_path)
     try:
         try:
+            # A watchdog records a crash where no supervisor of ours does (--no-supervise by hand, torchrun).
             trainer, resumed = prepare(config, place, resume=resume, progress=progress,  # type: ignore[arg-type]
-                                       evaluate=evaluate)
-        except (RunRefused, DataError) as exc:
+                                       evaluate=evaluate, watchdog=not _supervised())
+        except (RunRefused, DataError, RefusedFile) as exc:  # RefusedFile: a planted link in the run folder
             print(f"crashguard train: {exc}", file=sys.stderr)
             return EXIT_REFUSED
         except PeerLost as exc:  # another rank refused or died before the run registered
@@ -192,7 +203,11 @@ def _train(config: object, config_path: Path, name: str, runs_dir: Path, resume:
             assert resumed is not None  # prepare refuses an evaluation without a checkpoint
             exit_code = evaluate_checkpoint(trainer, resumed)
         else:
-            outcome = execute(trainer, resumed)
+            try:
+                outcome = execute(trainer, resumed)
+            except (RefusedFile, RunLocked) as exc:  # refused at registration: nothing of the run was written
+                print(f"crashguard train: {exc}", file=sys.stderr)
+                return EXIT_REFUSED
             print(f"crashguard train: {outcome.message}", file=sys.stderr)
             exit_code = outcome.exit_code
         if trainer.coord.distributed:

@@ -1,12 +1,16 @@
-"""All plots for one training run, from its metrics.jsonl (steps with RAM %, validations, events)."""
+"""All plots for one training run: steps (with RAM %) and validations from its metrics.jsonl, the timeline's events
+from its event log, events.jsonl (runs/event_log.py; a run written by an earlier version kept them in
+metrics.jsonl)."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..runs.event_log import EVENTS_FILE, read_events
 from .curves import plot_training_curves
 from .overlay import plot_segmentation_overlay
 from .timeline import MemoryPoint, TimelineEvent, plot_memory_timeline
@@ -23,6 +27,21 @@ def _records(metrics: Path) -> Iterable[dict[str, Any]]:
                 continue  # a line torn by a kill
             if isinstance(record, dict):
                 yield record
+
+
+def _number(value: Any) -> float | None:
+    """A finite number of a record, or None (the files are a run folder's: any type may stand there)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _timeline_event(record: dict[str, Any]) -> TimelineEvent | None:
+    time = _number(record.get("time"))
+    if time is None:
+        return None
+    label = record.get("message") or record.get("event") or "event"
+    return TimelineEvent(time, _event_kind(record), str(label)[:40])
 
 
 def _event_kind(record: dict[str, Any]) -> str:
@@ -43,24 +62,27 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, warning_per
         raise FileNotFoundError(f"{metrics}: no metrics for this run")
     out = Path(out_dir) if out_dir is not None else run_dir / "plots"
     points: list[MemoryPoint] = []
-    events: list[TimelineEvent] = []
+    found: list[TimelineEvent | None] = []
     losses: list[tuple[int, float]] = []
     dice: dict[str, list[tuple[int, float]]] = {region: [] for region in REGIONS}
     for record in _records(metrics):
-        kind, time = record.get("type"), float(record.get("time", 0.0))
-        if kind == "step":
-            if record.get("ram_percent") is not None:
-                points.append(MemoryPoint(time, float(record["ram_percent"])))
-            if record.get("loss") is not None:
-                losses.append((int(record["step"]), float(record["loss"])))
+        kind, time, step = record.get("type"), _number(record.get("time")), _number(record.get("step"))
+        if kind == "step" and time is not None and step is not None:
+            ram, loss = _number(record.get("ram_percent")), _number(record.get("loss"))
+            if ram is not None:
+                points.append(MemoryPoint(time, ram))
+            if loss is not None:
+                losses.append((int(step), loss))
         elif kind == "val" and not record.get("evaluation"):  # an evaluation of a checkpoint is no curve point
+            epoch = _number(record.get("epoch")) or 0.0
             for region in REGIONS:
-                value = record.get(f"dice_{region.lower()}")
+                value = _number(record.get(f"dice_{region.lower()}"))
                 if value is not None:
-                    dice[region].append((int(record.get("epoch", 0)), float(value)))
-        elif kind == "event":
-            label = str(record.get("message") or record.get("event") or "event")
-            events.append(TimelineEvent(time, _event_kind(record), label[:40]))
+                    dice[region].append((int(epoch), value))
+        elif kind == "event":  # a run from before the event log
+            found.append(_timeline_event(record))
+    found += [_timeline_event(record) for record in read_events(run_dir / EVENTS_FILE)]
+    events = sorted((e for e in found if e is not None), key=lambda e: e.time)
     written = []
     if points:
         written.append(plot_memory_timeline(points, out / "memory.png", events, warning_percent, critical_percent))

@@ -37,6 +37,7 @@ from ..guard.cleanup import CleanupReport, emergency_cleanup
 from ..guard.oom_score import DEFAULT_OOM_SCORE_ADJ, check_oom_score_adj, volunteer
 from ..util.json_io import write_json_atomic
 from . import lock
+from .event_log import EVENTS_FILE, EventLog
 from .files import RefusedFile, check_private, read_json
 from .status import (
     REQUEST_ID,
@@ -84,6 +85,8 @@ class RunHook:
         self._write_lock = threading.RLock()
         self._urgent: UrgentWatcher | None = None
         self._process = psutil.Process(os.getpid())
+        # The run's history (events.jsonl), kept by rank 0 alone: the ranks act on the same agreed decisions.
+        self.events = EventLog(self.run_dir / EVENTS_FILE) if rank == 0 else None
         self.status = RunStatus(
             name=name, pid=os.getpid(), create_time=self._process.create_time(), rank=rank,
             world_size=world_size, config=str(Path(config).resolve()) if config else None,
@@ -96,6 +99,8 @@ class RunHook:
         control folder is a symlink or belongs to someone else."""
         _private_dir(self.run_dir)
         self._acquire_lock()
+        if self.events is not None:
+            self.events.open()  # a planted link refuses the run here, before anything else is written
         _private_dir(self._control_dir)
         for stale in self._control_dir.glob("*.json"):  # requests addressed to an earlier process
             stale.unlink(missing_ok=True)
@@ -119,6 +124,8 @@ class RunHook:
             self._answer(request_id, ControlAction.CHECKPOINT_AND_STOP, ok=state is RunState.STOPPED,
                          report={"checkpoint": self.status.checkpoint, "state": state.value})
         self._pending_stop.clear()
+        if self.events is not None:
+            self.events.close()
         if state.terminal:
             # The run is over and never controlled again: free its name for the next run (in this process or
             # another). A process that dies without finish() loses the lock with its last descriptor.
@@ -145,16 +152,19 @@ class RunHook:
                          report={"checkpoint": self.status.checkpoint, "state": self.status.state})
             return
         self.event("urgent checkpoint-and-stop: abandoning the step in flight", state=RunState.STOPPING.value)
+        self.log("urgent_stop", "urgent checkpoint-and-stop: abandoning the step in flight")
         try:
             path = checkpoint()
         except Exception as exc:  # the run cannot be saved: say so, and still end it (memory is critical)
             cause = f"urgent checkpoint-and-stop failed to write a checkpoint: {type(exc).__name__}: {exc}"[:500]
             log.error("%s", cause)
+            self.log("failed", cause)
             self._pending_stop.append(request_id)
             self.finish(RunState.FAILED, exit_cause=cause)
             code = 1
         else:
             self._pending_stop.append(request_id)
+            self.log("stopped", f"stopped urgently at step {self.status.step}", checkpoint=str(path) if path else None)
             self.finish(RunState.STOPPED, checkpoint=path,
                         exit_cause="checkpoint-and-stop (urgent: the step in flight was abandoned)")
             code = 0
@@ -200,6 +210,12 @@ class RunHook:
             setattr(self.status, key, coerce_field(key, value))
         self._write()
 
+    def log(self, kind: str, message: str, step: int | None = None, **fields: Any) -> None:
+        """Append an event to the run's history, events.jsonl (rank 0; runs/event_log.py). `step`: the optimizer
+        steps completed when it happened (default: the status's step)."""
+        if self.events is not None:
+            self.events.append(kind, message, self.status.step if step is None else step, **fields)
+
     def step_boundary(self, **fields: Any) -> None:
         """Call between optimizer steps: updates the status and handles waiting control requests."""
         self.update(**fields)
@@ -224,11 +240,14 @@ class RunHook:
     def _handle(self, request_id: str, action: Any) -> None:
         if action == ControlAction.CLEANUP.value:
             report = self._cleanup()
-            self.event(f"cleanup on request: freed {report.rss_freed / 2**20:.0f} MiB RSS")
+            message = f"cleanup on request: freed {report.rss_freed / 2**20:.0f} MiB RSS"
+            self.event(message)
+            self.log("cleanup", message, rss_freed=report.rss_freed)
             self._answer(request_id, ControlAction.CLEANUP, ok=True, report=report.to_dict())
         elif action == ControlAction.CHECKPOINT_AND_STOP.value:
             self._pending_stop.append(request_id)
             self.event("checkpoint-and-stop requested", state=RunState.STOPPING.value)
+            self.log("stop_requested", "checkpoint-and-stop requested")
         else:
             self._answer(request_id, None, ok=False, error=f"unknown action {action!r}")
 

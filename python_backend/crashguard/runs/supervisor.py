@@ -32,6 +32,8 @@ from .status import RunState
 
 log = logging.getLogger(__name__)
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Set for the supervised trainer: it then starts no watchdog of its own (this supervisor records its crash).
+SUPERVISED_ENV = "CRASHGUARD_SUPERVISED"
 POLL_SECONDS = 0.5  # how often the OOM-kill counters are read while the child runs
 
 
@@ -72,15 +74,16 @@ def _say(message: str) -> None:
 def _popen(argv: list[str], preexec: Callable[[], None] | None) -> subprocess.Popen[bytes]:
     """Popen in a process group of its own, running `preexec` in the child before exec (process_group= is
     Python 3.11+; os.setpgrp in the child is the same on 3.10)."""
-    if sys.version_info >= (3, 11):
-        return subprocess.Popen(argv, process_group=0, preexec_fn=preexec)  # no threads here: preexec_fn is safe
+    env = {**os.environ, SUPERVISED_ENV: "1"}
+    if sys.version_info >= (3, 11):  # no threads here: preexec_fn is safe
+        return subprocess.Popen(argv, process_group=0, preexec_fn=preexec, env=env)
 
     def in_child() -> None:
         os.setpgrp()
         if preexec is not None:
             preexec()
 
-    return subprocess.Popen(argv, preexec_fn=in_child)
+    return subprocess.Popen(argv, preexec_fn=in_child, env=env)
 
 
 def _start(command: Sequence[str], containment: Containment | None, oom_score_adj: int | None
@@ -171,4 +174,4 @@ def trainer_command(argv: Sequence[str]) -> list[str]:
     return [*crashguard_command(), *argv]
 
 
-__all__ = ["describe_exit", "exit_code", "mark_crashed", "supervise", "trainer_command"]
+__all__ = ["SUPERVISED_ENV", "describe_exit", "exit_code", "mark_crashed", "supervise", "trainer_command"]

@@ -1,23 +1,28 @@
 """The one run lifecycle: `GuardedRun`, what every front door stands on (`crashguard train`, `guarded_run`, the MONAI
 handler, the Lightning callback).
 
-A run registers (status, control, exit cause, a resume command), each step is one guarded optimizer step
-(step/guarded_step.py: micro-batches, OOM back-off that loses no sample, the same step redone), cleanup requests are
-answered at step boundaries, a checkpoint-and-stop writes a checkpoint at the next boundary, an urgent one at once
-(the step in flight is abandoned), and the run ends in exactly one terminal state with its cause. The public face
-for a plain loop or a notebook is `crashguard.run.guarded_run`.
+A run registers (status, control, exit cause, a resume command, the urgent watcher, signals, a watchdog where no
+supervisor records a crash), each step is one guarded optimizer step (step/guarded_step.py: micro-batches, OOM
+back-off that loses no sample, the same step redone), and at each boundary the run updates its status, answers
+cleanup requests, reacts to memory (step/memory_watch.py) and, with the other ranks, agrees on stopping and on a
+pre-emptive back-off. A checkpoint-and-stop writes a checkpoint at the next boundary, an urgent one at once (the
+step in flight is abandoned); checkpoints go through step/run_checkpoints.py. The run ends in exactly one terminal
+state with its cause and an exit code (`end`, an `Outcome`), and its history is one event log, events.jsonl
+(runs/event_log.py). The public face for a plain loop or a notebook is `crashguard.run.guarded_run`.
+
+Exit codes (`Outcome.exit_code`, what `crashguard train` exits with): 0 finished or stopped, 3 out of memory at
+the smallest batch or stopped at the memory cgroup's high mark, 4 another rank of a torchrun world was lost, 1 any
+other failure.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +32,24 @@ from typing import Any
 import torch
 
 from ..guard.cleanup import CleanupReport, emergency_cleanup
+from ..guard.high_mark import HighMarkWatch
 from ..runs.hook import RunHook
 from ..runs.resume import resume_command
 from ..runs.status import RunState, status_path
 from ..runs.urgent import UrgentStop
 from ..runs.watchdog import start_watchdog
-from .backoff import OutOfMemoryAtMinimum
+from .backoff import EXIT_OOM, OutOfMemoryAtMinimum
 from .checkpoint import latest_intact, restore_rng, save_checkpoint
-from .distributed import Coordinator
+from .distributed import Coordinator, PeerLost
 from .guarded_step import GuardedStep, LossOf, StepResult
+from .memory_watch import MemoryVerdict, MemoryWatch, RamThresholds
+from .run_checkpoints import Boundary, RunCheckpoints
 
 log = logging.getLogger(__name__)
 StepFn = LossOf
+EXIT_FAILED = 1
+EXIT_PEER_LOST = 4
+MAX_CAUSE = 500  # characters of an exit cause in the status
 
 
 class RunStopped(BaseException):
@@ -47,23 +58,31 @@ class RunStopped(BaseException):
 
 
 @dataclass(frozen=True)
-class Boundary:
-    """What a checkpoint function saves with the model: the step boundary it belongs to."""
+class Outcome:
+    """How a run ended: its terminal state, the exit code for it, what happened, and the newest checkpoint."""
 
-    step: int  # optimizer steps completed
-    rng: dict[str, Any] | None  # RNG states (python, numpy, torch, cuda) at that boundary: restore_rng(rng)
-    urgent: bool  # written by the urgent stop, from the watcher thread, while a step was in flight
-    run_dir: Path  # runs/<name>: a good place for checkpoints
-
-    def default_path(self) -> Path:
-        return self.run_dir / "checkpoints" / f"step-{self.step:08d}.pt"
+    state: str  # a RunState value
+    exit_code: int
+    message: str
+    checkpoint: Path | None
 
 
 CheckpointFn = Callable[[Boundary], "str | os.PathLike[str] | None"]
 
 
+def ends_quietly(exc: BaseException | None) -> bool:
+    """Whether a run that ended with `exc` ended as asked (a stop), so the exception is not the caller's to see."""
+    return exc is None or isinstance(exc, (RunStopped, UrgentStop))
+
+
 class GuardedRun:
-    """A registered training run of the user's own loop (see the module docstring)."""
+    """A registered training run (see the module docstring).
+
+    `hook`: a RunHook built by the caller (`crashguard train` records its own resume command; an evaluation holds
+    the lock only); by default one is made from `name`, `runs_dir` and `config`. `ram_thresholds`: react to the
+    machine's RAM between steps (`crashguard train`'s memory settings); `watch_high_mark`: react to the run's
+    memory cgroup's high mark, when it has one; `checkpoint_every_steps`: a checkpoint every N steps.
+    """
 
     def __init__(self, name: str, *, model: torch.nn.Module | None = None,
                  optimizer: torch.optim.Optimizer | None = None, checkpoint: CheckpointFn | None = None,
@@ -72,7 +91,9 @@ class GuardedRun:
                  resume_args: Sequence[str] = (), keep: int = 3, coord: Coordinator | None = None,
                  cleanup: Callable[[], CleanupReport] = emergency_cleanup, watchdog: bool = True,
                  handle_signals: bool = True, config: str | os.PathLike[str] | None = None,
-                 guarded: GuardedStep | None = None, grad_clip_norm: float | None = None) -> None:
+                 guarded: GuardedStep | None = None, grad_clip_norm: float | None = None,
+                 hook: RunHook | None = None, ram_thresholds: RamThresholds | None = None,
+                 watch_high_mark: bool = True, checkpoint_every_steps: int | None = None) -> None:
         if optimizer is None and guarded is None:
             raise TypeError("guarded_run needs the optimizer (it runs the optimizer step)")
         self.model = model
@@ -81,22 +102,29 @@ class GuardedRun:
         self._checkpoint_fn = checkpoint
         self.keep = keep
         self.scaler = scaler
-        self.hook = RunHook(name, runs_dir=runs_dir, config=config, rank=self.coord.rank,
-                            world_size=self.coord.world_size, cleanup=cleanup)
-        self.hook.status.resume_command = resume_command(resume_args) if self.coord.is_main else None
+        if hook is None:
+            hook = RunHook(name, runs_dir=runs_dir, config=config, rank=self.coord.rank,
+                           world_size=self.coord.world_size, cleanup=cleanup)
+            hook.status.resume_command = resume_command(resume_args) if self.coord.is_main else None
+        self.hook = hook
         self.guarded = guarded or GuardedStep(self.optimizer, micro_batch=micro_batch, coord=self.coord,
                                               scaler=scaler, before_update=before_update, cleanup=cleanup,
                                               grad_clip_norm=grad_clip_norm)
         self.guarded.on_event = self._step_event
+        self.checkpoints = RunCheckpoints(self.hook, self.coord, self.guarded.lock, self._write_boundary,
+                                          model=model, every_steps=checkpoint_every_steps)
+        self.memory = MemoryWatch(ram_thresholds, None, cleanup, self.event, self.hook.update)
         self.epoch = 0  # set it from the loop to see epochs in the status
-        self.should_stop = False  # a checkpoint-and-stop was asked: the checkpoint follows at the next boundary
-        self.last_checkpoint: Path | None = None
+        self.should_stop = False  # a checkpoint-and-stop was agreed on: the checkpoint follows at this boundary
+        self._stop_cause: str | None = None  # why the run stops itself (None: it was asked to)
+        self._stop_exit = 0
         self._watchdog = watchdog
+        self._watch_high_mark = watch_high_mark
         self._handle_signals = handle_signals
         self._previous_handlers: dict[int, Any] = {}
         self._started = False
         self._last: StepResult | None = None
-        self._saved_step = -1
+        self.outcome: Outcome | None = None  # how the run ended, once it has
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @property
@@ -109,15 +137,30 @@ class GuardedRun:
         self.guarded.completed = value
         self.hook.update(step=value)
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return self.checkpoints.last
+
     def start(self) -> GuardedRun:
+        """Register the run: signals (SIGTERM, the first Ctrl-C and, under torchrun, SIGHUP: checkpoint and stop at
+        the next boundary), the status and lock, the urgent watcher, the memory cgroup's high mark, a watchdog."""
         if self._started:
             return self
         if self._handle_signals and threading.current_thread() is threading.main_thread():
-            wanted = (signal.SIGTERM, signal.SIGINT)
+            # A closed terminal or SSH session hangs up torchrun and its ranks alike.
+            wanted = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if self.coord.distributed else ())
             self._previous_handlers = {s: signal.getsignal(s) for s in wanted}
-            self.hook.stop_on_signals(wanted)  # SIGTERM / first Ctrl-C: checkpoint and stop at the next step
+            self.hook.stop_on_signals(wanted)
         self.hook.start()
         self.hook.watch_urgent(self._urgent_checkpoint)
+        if self._watch_high_mark:
+            self.memory.high_mark = HighMarkWatch.for_this_process()
+            if self.memory.high_mark is not None:
+                log.info("memory group %s: the run reacts to its high mark", self.memory.high_mark.group.path)
         if self._watchdog:
             status = self.hook.status
             start_watchdog(status_path(self.hook.run_dir, status.rank), status.pid, status.create_time)
@@ -129,40 +172,104 @@ class GuardedRun:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
+        self.end(exc)
+        return ends_quietly(exc)
+
+    def request_stop(self, cause: str | None = None, exit_code: int = 0) -> None:
+        """Checkpoint and stop at this boundary. `cause`: why the run stops itself (None: it was asked to)."""
+        self.should_stop = True
+        if cause is not None and self._stop_cause is None:
+            self._stop_cause, self._stop_exit = cause, exit_code
+
+    # -- the end ---------------------------------------------------------------------------------------
+    def end(self, exc: BaseException | None = None, message: str | None = None) -> Outcome:
+        """End the run in its one terminal state: `exc` is what ended the loop (None: it ran out of steps, or left
+        at a stop). `message`: how a finished run ended (default "finished at step N")."""
         try:
-            return self._end(exc)
+            outcome = self._ending(exc, message)
+        except PeerLost as lost:  # a checkpoint every rank takes found a rank gone
+            outcome = self._peer_lost(lost)
+        except BaseException as failure:
+            self._finish(RunState.FAILED, EXIT_FAILED, f"ending the run failed: {type(failure).__name__}: "
+                         f"{failure}", self.last_checkpoint)
+            raise
         finally:
             for signum, handler in self._previous_handlers.items():
                 with contextlib.suppress(ValueError, TypeError):
                     signal.signal(signum, handler)
+            self._previous_handlers = {}
+        self.outcome = outcome
+        return outcome
 
-    def _end(self, exc: BaseException | None) -> bool:
+    def _ending(self, exc: BaseException | None, message: str | None) -> Outcome:
+        step = self.completed_steps
         if exc is None or isinstance(exc, RunStopped):
-            if self.should_stop or self.hook.stop_requested:
-                self._stop_here()
-            else:  # a final checkpoint: Resume of a finished run then has nothing left to redo
-                final = self.last_checkpoint if self._saved_now() else self.checkpoint_now()
-                self.hook.finish(RunState.FINISHED, checkpoint=final or self.last_checkpoint)
-            return True
-        if isinstance(exc, UrgentStop):
-            return True  # the watcher thread checkpointed, answered and marked the run stopped
+            if self.should_stop or (not self.coord.distributed and self.hook.stop_requested):
+                return self._stop_here()
+            # A final checkpoint: Resume of a finished run then has nothing left to redo.
+            return self._finish(RunState.FINISHED, 0, message or f"finished at step {step}", self._save())
+        if isinstance(exc, UrgentStop):  # the watcher thread checkpointed, answered and marked the run stopped
+            return Outcome(RunState.STOPPED.value, 0, f"stopped urgently at step {step}", self.last_checkpoint)
+        if isinstance(exc, PeerLost):
+            return self._peer_lost(exc)
         if isinstance(exc, OutOfMemoryAtMinimum):
-            path = self.last_checkpoint
-            if exc.weights_intact:
-                with contextlib.suppress(Exception):
-                    path = self.checkpoint_now() or path
-            self.hook.finish(RunState.FAILED, checkpoint=path, exit_cause=f"{exc}"[:500])
-            return False
+            return self._out_of_memory(exc)
         cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        self.hook.finish(RunState.FAILED, checkpoint=self.last_checkpoint, exit_cause=cause[:500])
-        return False
+        return self._finish(RunState.FAILED, EXIT_FAILED, cause, self.last_checkpoint)
 
-    def _saved_now(self) -> bool:
-        return self._saved_step == self.completed_steps and self.last_checkpoint is not None
+    def _stop_here(self) -> Outcome:
+        path, step = self._save(), self.completed_steps
+        if self._stop_cause is not None:
+            message = f"stopped at step {step}: {self._stop_cause}"
+            return self._finish(RunState.STOPPED, self._stop_exit, message, path, exit_cause=message)
+        return self._finish(RunState.STOPPED, 0, f"stopped on request at step {step}", path,
+                            exit_cause="checkpoint-and-stop")
 
-    def _stop_here(self) -> None:
-        path = self.last_checkpoint if self._saved_now() else self.checkpoint_now()
-        self.hook.finish(RunState.STOPPED, checkpoint=path, exit_cause="checkpoint-and-stop")
+    def _out_of_memory(self, exc: OutOfMemoryAtMinimum) -> Outcome:
+        """The failed step never changed the weights (or its update was undone): the model is the last completed
+        step's, safe to keep. Only an update torn half-way leaves nothing to save but the last checkpoint."""
+        saved: Path | None = None
+        if exc.weights_intact:
+            try:
+                saved = self._save()
+            except PeerLost:
+                raise
+            except Exception as error:  # the earlier checkpoint still stands
+                log.error("could not checkpoint after running out of memory: %s", error)
+        path = saved or self.last_checkpoint
+        message = (f"{exc}; stopped with a checkpoint at step {self.completed_steps} ({path})" if saved
+                   else f"{exc}; stopped, the last good checkpoint is {path}")
+        return self._finish(RunState.FAILED, EXIT_OOM, message, path, kind="oom_stop")
+
+    def _peer_lost(self, exc: PeerLost) -> Outcome:
+        """Another rank is gone. The model is the last completed step's on every rank (an optimizer step follows
+        only a completed gradient all-reduce), so rank 0 checkpoints it alone; the others end without one."""
+        coord, step = self.coord, self.completed_steps
+        path = self.last_checkpoint
+        if coord.is_main and not self.checkpoints.saved_at(step):
+            try:
+                path = self.checkpoint_now() or path
+            except Exception as error:  # the earlier checkpoint still stands
+                log.error("could not checkpoint after losing a peer: %s", error)
+        message = (f"rank {coord.rank} of {coord.world_size}: another rank is gone ({exc}); stopped at step {step}"
+                   + (f", last checkpoint {path}" if path else ", no checkpoint yet"))
+        return self._finish(RunState.FAILED, EXIT_PEER_LOST, message, path, kind="peer_lost")
+
+    def _finish(self, state: RunState, exit_code: int, message: str, path: Path | None,
+                exit_cause: str | None = None, kind: str | None = None) -> Outcome:
+        """The ending's event, then the terminal status (which frees the run's name for the next process)."""
+        fields = {"checkpoint": str(path)} if path is not None else {}
+        self.hook.log(kind or state.value, message, step=self.completed_steps, **fields)
+        if state is RunState.FAILED:
+            exit_cause = message[:MAX_CAUSE]
+        self.hook.finish(state, checkpoint=path, exit_cause=exit_cause)
+        return Outcome(state.value, exit_code, message, path)
+
+    def _save(self) -> Path | None:
+        """The checkpoint of this boundary, written by every rank's agreement unless it already is."""
+        if self.checkpoints.saved_at(self.completed_steps):
+            return self.last_checkpoint
+        return self.checkpoint_now(every_rank=True) or self.last_checkpoint
 
     # -- the loop ------------------------------------------------------------------------------------
     def step(self, batch: Any, step_fn: StepFn) -> float:
@@ -180,46 +287,62 @@ class GuardedRun:
         return self._last
 
     def after_step(self, result: StepResult) -> None:
-        """Status and control at the boundary (the integrations call this after their own step)."""
+        """The boundary after a step (the integrations call this after their own step): status, control requests,
+        memory, then what every rank agrees on (stop, pre-emptive back-off), then a periodic checkpoint."""
         self._last = result
+        plan = self.guarded.plan
+        verdict = self.memory.check(can_back_off=plan.used_micro > 1) if self.memory.active else MemoryVerdict()
         peak_vram = torch.cuda.max_memory_reserved() if torch.cuda.is_available() and torch.cuda.is_initialized() \
             else None
         loss = result.loss if math.isfinite(result.loss) else None  # non-finite numbers are null in files
         self.hook.step_boundary(step=self.completed_steps, epoch=self.epoch, loss=loss,
                                 micro_batch=result.micro_batch, accumulation=result.accumulation,
                                 peak_vram=peak_vram)
-        if self.hook.stop_requested:
-            self.should_stop = True
+        # A stop request or memory pressure reaches one rank; every rank acts on it at this same step.
+        stop, halve = self.coord.agree(self.hook.stop_requested or verdict.stop is not None,
+                                       verdict.halve is not None)
+        if halve:
+            self._back_off(verdict.halve)
+        if stop and verdict.stop is not None:
+            self.request_stop(verdict.stop, EXIT_OOM)
+        elif stop:
+            self.request_stop()
+        elif self.checkpoints.due(self.completed_steps):
+            self.checkpoint_now(every_rank=True)
+
+    def _back_off(self, reason: str | None) -> None:
+        plan = self.guarded.plan
+        old = plan.used_micro
+        if not plan.halve():
+            return
+        self.hook.update(micro_batch=plan.used_micro, accumulation=plan.accumulation)
+        self.event("ram_backoff", f"{reason or 'memory pressure on another rank'}: micro-batch {old}->"
+                   f"{plan.used_micro}")
 
     # -- checkpoints -----------------------------------------------------------------------------------
-    def checkpoint_now(self) -> Path | None:
-        """Write the checkpoint of the last completed step (under the step's lock)."""
-        with self.guarded.lock:
-            return self._write_checkpoint(urgent=False)
+    def checkpoint_now(self, every_rank: bool = False) -> Path | None:
+        """Write the checkpoint of the last completed step (under the step's lock; rank 0 writes). `every_rank`:
+        all ranks call this at this boundary (they then compare their weights)."""
+        return self.checkpoints.save(self._boundary, every_rank=every_rank)
 
     def _urgent_checkpoint(self) -> Path | None:
-        with self.guarded.lock:  # waits for an update in progress; the step in flight is abandoned
-            return self._write_checkpoint(urgent=True)
+        return self.checkpoints.save(self._boundary, urgent=True)
 
-    def _write_checkpoint(self, urgent: bool) -> Path | None:
-        if not self.coord.is_main:
-            return None
-        boundary = Boundary(self.completed_steps, self.guarded.boundary_rng, urgent, self.hook.run_dir)
+    def _boundary(self, urgent: bool) -> Boundary:
+        return Boundary(self.completed_steps, self.guarded.boundary_rng, urgent, self.hook.run_dir)
+
+    def _write_boundary(self, boundary: Boundary) -> Path | None:
         if self._checkpoint_fn is not None:
             written = self._checkpoint_fn(boundary)
-            path = Path(written) if written is not None else None
-        elif self.model is not None:
-            path = save_checkpoint(boundary.default_path().parent, self.state_dict(boundary), boundary.step,
+            return Path(written) if written is not None else None
+        if self.model is not None:
+            return save_checkpoint(boundary.default_path().parent, self.state_dict(boundary), boundary.step,
                                    self.keep)
-        else:
-            return None
-        self.last_checkpoint = path
-        self._saved_step = boundary.step
-        if path is not None:
-            self.log_event("checkpoint", f"checkpoint at step {boundary.step}", path=str(path), urgent=urgent)
-            self.hook.event(f"checkpoint at step {boundary.step}" + (" (urgent)" if urgent else ""),
-                            checkpoint=str(path))
-        return path
+        return None
+
+    def mark_changed(self) -> None:
+        """What a checkpoint holds changed without a step (e.g. a validation's best model): write it again."""
+        self.checkpoints.changed()
 
     def state_dict(self, boundary: Boundary) -> dict[str, Any]:
         """The default checkpoint: model, optimizer, scaler, step and the boundary's RNG states."""
@@ -247,26 +370,30 @@ class GuardedRun:
             self.guarded.boundary_rng = state["rng"]
         self.guarded.plan.micro = min(self.guarded.plan.micro, int(state.get("micro_batch") or 2**62))
         self.completed_steps = int(state["step"])
-        self.last_checkpoint = path
-        self.hook.event(f"resumed from {path.name} at step {self.completed_steps}", checkpoint=str(path))
+        self.resumed(path)
         return self.completed_steps
 
+    def resumed(self, path: Path, note: str = "") -> None:
+        """The run continues from checkpoint `path` (its state is loaded and completed_steps set): recorded as the
+        run's newest checkpoint, and as a `resume` event (`note` adds to its message)."""
+        self.checkpoints.resumed(path, self.completed_steps)
+        self.event("resume", f"resumed from {path.name} at step {self.completed_steps}{note}", checkpoint=str(path))
+
     # -- events ----------------------------------------------------------------------------------------
+    def event(self, kind: str, message: str, notify: bool = True, **fields: Any) -> None:
+        """An event in the run's history (events.jsonl) and, with `notify`, the status's last event (what the
+        sidecar shows; it reads only the latest, so routine news must not push a memory event out of sight)."""
+        self.hook.log(kind, message, step=self.completed_steps, **fields)
+        if notify:
+            self.hook.event(message)
+        else:
+            log.info("%s", message)
+
     def _step_event(self, kind: str, message: str, fields: dict[str, Any]) -> None:
-        if kind == "oom_backoff":
-            self.hook.update(micro_batch=self.guarded.plan.used_micro, accumulation=self.guarded.plan.accumulation)
-        self.log_event(kind, message, **fields)
-        self.hook.event(message)
-
-    def log_event(self, kind: str, message: str, **fields: Any) -> None:
-        """Append to runs/<name>/events.jsonl (back-offs, checkpoints, stops): the run's history, kept with it."""
-        if not self.coord.is_main:
-            return
-        record = {"time": round(time.time(), 3), "step": self.completed_steps, "event": kind, "message": message,
-                  **fields}
-        with contextlib.suppress(OSError), (self.hook.run_dir / "events.jsonl").open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
+        plan = self.guarded.plan
+        self.hook.update(micro_batch=plan.used_micro, accumulation=plan.accumulation)
+        self.event(kind, message, **fields)
 
 
-
-__all__ = ["Boundary", "CheckpointFn", "GuardedRun", "RunStopped", "StepFn"]
+__all__ = ["EXIT_FAILED", "EXIT_OOM", "EXIT_PEER_LOST", "Boundary", "CheckpointFn", "GuardedRun", "Outcome",
+           "RamThresholds", "RunStopped", "StepFn", "ends_quietly"]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..runs.status import valid_run_name
 
 TASK = "Task01_BrainTumour"
+DEPRECATION_NOTES = "deprecation_notes"  # the validation context's list that collects them
 DEFAULT_DATA_ROOT = Path("data")
 
 
@@ -160,10 +162,39 @@ class LoggingConfig(_Strict):
                               "'crashguard[tensorboard]'); metrics.jsonl stays the record.")
 
 
+# Old names of the trainer's RAM thresholds: they read like the editor's crashGuard.ramWarningPercent /
+# ramCriticalPercent (the monitor's warnings and ladder), a different knob in another unit. Still accepted.
+RENAMED_MEMORY_FIELDS = {"ram_warning": "log_ram_fraction", "ram_critical": "backoff_ram_fraction"}
+
+
+def _fraction_not_percent(value: float) -> float:
+    if value > 1.0:
+        raise ValueError(f"a fraction of the machine's RAM in (0, 1], not a percent: e.g. 0.9 for 90%, got {value}")
+    return value
+
+
+def _deprecated_properties(schema: dict[str, Any]) -> None:
+    """The old names in the editor's schema too, marked deprecated: a config from before stays valid there."""
+    for old, new in RENAMED_MEMORY_FIELDS.items():
+        schema["properties"][old] = {"deprecated": True, "type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0,
+                                     "description": f"Deprecated: the old name of {new}."}
+
+
 class MemoryConfig(_Strict):
-    ram_warning: float = Field(0.80, gt=0.0, le=1.0, description="RAM fraction that logs a warning event.")
-    ram_critical: float = Field(0.90, gt=0.0, le=1.0, description="RAM fraction that triggers cleanup and a "
-                                "pre-emptive micro-batch halving.")
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, json_schema_extra=_deprecated_properties)
+
+    # The trainer's own reaction to the machine's RAM between steps (step/memory_watch.py), not the editor's
+    # thresholds: fractions, not percents, and named for what they do.
+    log_ram_fraction: float = Field(
+        0.80, gt=0.0, json_schema_extra={"maximum": 1.0},
+        description="Share of the machine's RAM (0-1] at which the trainer records a ram_warning event in its event "
+        "log (at most once a minute). The trainer's own knob, not the editor's crashGuard.ramWarningPercent. Was "
+        "memory.ram_warning.")
+    backoff_ram_fraction: float = Field(
+        0.90, gt=0.0, json_schema_extra={"maximum": 1.0},
+        description="Share of the machine's RAM (0-1] at which the trainer runs its cleanup between steps and, if "
+        "still at or over it, halves its micro-batch before an out-of-memory. The trainer's own knob, not the "
+        "editor's crashGuard.ramCriticalPercent. Was memory.ram_critical.")
     ram_budget_gb: float | Literal["auto"] = Field("auto", description="Peak RSS the whole training process may "
                                                    "reach (cache + working set); 'auto': available RAM at start "
                                                    "minus ram_headroom_gb.")
@@ -182,6 +213,30 @@ class MemoryConfig(_Strict):
                                       "OOM killer with this oom_score_adj (raised, never lowered), so the editor "
                                       "is not the one killed; null: leave the score alone.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any, info: ValidationInfo) -> Any:
+        """memory.ram_warning / ram_critical: read as the new fields, with a note for the caller to show."""
+        if not isinstance(data, dict) or not RENAMED_MEMORY_FIELDS.keys() & data.keys():
+            return data
+        data = dict(data)
+        for old, new in RENAMED_MEMORY_FIELDS.items():
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(f"{old} is the old name of {new}: give only {new}")
+            data[new] = data.pop(old)
+            notes = (info.context or {}).get(DEPRECATION_NOTES)
+            if isinstance(notes, list):
+                notes.append(f"memory.{old} is deprecated: rename it to memory.{new} (same meaning, a fraction "
+                             "of the machine's RAM)")
+        return data
+
+    @field_validator("log_ram_fraction", "backoff_ram_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        return _fraction_not_percent(value)
+
     @field_validator("ram_budget_gb")
     @classmethod
     def _budget_positive(cls, value: float | str) -> float | str:
@@ -191,8 +246,9 @@ class MemoryConfig(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> MemoryConfig:
-        if self.ram_warning > self.ram_critical:
-            raise ValueError(f"ram_warning ({self.ram_warning}) must not exceed ram_critical ({self.ram_critical})")
+        if self.log_ram_fraction > self.backoff_ram_fraction:
+            raise ValueError(f"log_ram_fraction ({self.log_ram_fraction}) must not exceed backoff_ram_fraction "
+                             f"({self.backoff_ram_fraction})")
         if self.high_gb is not None and (self.max_gb is None or self.high_gb >= self.max_gb):
             raise ValueError(f"high_gb ({self.high_gb}) must lie below max_gb ({self.max_gb})")
         return self
@@ -255,22 +311,30 @@ def _one_line(error: ValidationError) -> str:
     return f"{field}: {message}"
 
 
-def parse_config(text: str) -> TrainingConfig:
+def parse_config(text: str, notes: list[str] | None = None) -> TrainingConfig:
+    """The config in `text`; ConfigError names the field. `notes` collects deprecation notes (old field names)."""
     try:
-        return TrainingConfig.model_validate_json(text)
+        return TrainingConfig.model_validate_json(text, context={DEPRECATION_NOTES: notes if notes is not None
+                                                                 else []})
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             raise ConfigError(f"not valid JSON: {exc.errors()[0]['msg']}") from None
         raise ConfigError(_one_line(exc)) from None
 
 
-def load_config(path: str | Path) -> TrainingConfig:
+def load_config(path: str | Path, warn: bool = True) -> TrainingConfig:
+    """The config file at `path`. `warn`: a one-line warning on stderr for each deprecated field name."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return parse_config(text)
+    notes: list[str] = []
+    config = parse_config(text, notes)
+    if warn:
+        for note in notes:
+            print(f"crashguard: {path}: {note}", file=sys.stderr)
+    return config
 
 
 def installed(package: str) -> bool:

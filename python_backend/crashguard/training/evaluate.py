@@ -47,8 +47,8 @@ def resolve_evaluation(checkpoint_dir: Path, choice: str) -> tuple[Path, dict[st
 
 
 class EvaluationHook(RunHook):
-    """An evaluation is not a training run: it holds the run's lock but never writes status.json; events are
-    only logged (and recorded in metrics.jsonl by the trainer)."""
+    """An evaluation is not a training run: it holds the run's lock but never writes status.json; its events are
+    logged and kept in the run's events.jsonl."""
 
     def start(self) -> None:
         _private_dir(self.run_dir)
@@ -62,6 +62,8 @@ class EvaluationHook(RunHook):
 
     def finish(self, state: RunState = RunState.FINISHED, checkpoint: str | Path | None = None,
                exit_cause: str | None = None) -> None:
+        if self.events is not None:
+            self.events.close()
         lock.release(self._lock_file)
 
 
@@ -81,7 +83,7 @@ def evaluate_checkpoint(trainer: Trainer, picked: tuple[Path, dict[str, Any]]) -
             dice = trainer.validate(evaluation=True, checkpoint=str(path))
         except OutOfMemoryAtMinimum as exc:
             message = f"evaluation of {path} stopped: {exc}"
-            trainer.metrics.write("event", step=trainer.step, event="oom_stop", message=message)
+            trainer.run.event("oom_stop", message)
             print(f"crashguard train: {message}", file=sys.stderr)
             return EXIT_OOM
         if trainer.coord.is_main:

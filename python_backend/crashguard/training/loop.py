@@ -1,9 +1,11 @@
-"""The guarded training loop: MONAI model + loss.py, OOM back-off that loses no step, checkpoints, control.
+"""The MONAI recipe's training loop: data, model, loss, learning rate, validation, best.pt, early stopping, and
+the metrics of steps and validations.
 
-One optimizer step always sees `effective_batch` samples. The step itself is `GuardedStep` (guarded_step.py):
-micro-batches weighted by their share of the step, an OOM halves the micro-batch (doubling the accumulation) and
-the *same* step is redone. An urgent checkpoint-and-stop does not wait for the step in flight: the hook's watcher
-thread takes the step's lock and writes the checkpoint of the last completed step (`urgent_checkpoint`).
+Everything else of a run is the one run lifecycle every front door shares, `GuardedRun` (step/lifecycle.py): the
+guarded step (step/guarded_step.py: one optimizer step always sees `effective_batch` samples; an OOM halves the
+micro-batch, doubling the accumulation, and the *same* step is redone), registration, status, control, memory
+reactions, stops (urgent ones too), checkpoints, the ending states and the event log. The trainer gives it its
+checkpoint (`_checkpoint`: everything a resume needs) and its thresholds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,23 @@ import torch
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from ..guard.cleanup import emergency_cleanup
 from ..guard.failures import Failure, FailureKind
-from ..guard.high_mark import HighMarkAction, HighMarkWatch
 from ..monitor.host import read_ram
 from ..runs.hook import RunHook
-from ..step.backoff import EXIT_OOM, BatchPlan, OutOfMemoryAtMinimum
+from ..step.backoff import BatchPlan, OutOfMemoryAtMinimum
 from ..step.checkpoint import (
     BEST_NAME,
     CheckpointError,
-    checkpoint_name,
     load_checkpoint,
     restore_rng,
     rng_state,
     save_best,
     save_checkpoint,
 )
-from ..step.distributed import Coordinator, weights_digest
+from ..step.distributed import Coordinator
 from ..step.guarded_step import GuardedStep, StepResult
+from ..step.lifecycle import Boundary, GuardedRun
+from ..step.memory_watch import RamThresholds
 from ..step.precision import precision_for
 from .best import BestTracker
 from .config import TrainingConfig
@@ -54,14 +54,6 @@ from .validation import guarded_region_dice
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Outcome:
-    state: str  # a RunState value
-    exit_code: int
-    message: str
-    checkpoint: Path | None
 
 
 def _norm(done: StepResult) -> dict[str, float]:
@@ -92,16 +84,20 @@ def check_compatible(config: TrainingConfig, state: dict[str, Any]) -> None:
 
 
 class Trainer:
+    """`hook`: the run's registration (prepare() builds it; an evaluation's holds the lock only). `watchdog`: start
+    one at registration (no supervisor of ours records a crash: --no-supervise, torchrun)."""
+
     def __init__(self, config: TrainingConfig, data: DecathlonData, hook: RunHook, metrics: MetricsLog,
-                 device: torch.device, progress: bool = True, coord: Coordinator | None = None) -> None:
+                 device: torch.device, progress: bool = True, coord: Coordinator | None = None,
+                 watchdog: bool = False) -> None:
         self.coord = coord or Coordinator()  # single process unless run.prepare found torchrun
         self.config = config
         self.data = data
-        self.hook = hook
         self.metrics = metrics
         self.device = device
         self.progress = progress
         self.checkpoint_dir = hook.run_dir / "checkpoints"
+        memory = config.memory
         train = config.train
         set_determinism(seed=train.seed)
         self.net = build_model(config.model).to(device)  # the model itself (checkpoints, validation)
@@ -115,17 +111,17 @@ class Trainer:
         share = train.effective_batch // self.coord.world_size
         self.guarded = GuardedStep(self.optimizer, micro_batch=min(train.micro_batch, share), expected_batch=share,
                                    coord=self.coord, sync_model=self.model if self.coord.distributed else None,
-                                   scaler=self.scaler, on_event=self._step_event,
-                                   grad_clip_norm=train.grad_clip_norm)
+                                   scaler=self.scaler, grad_clip_norm=train.grad_clip_norm)
+        # The run's lifecycle; rank 0 writes the checkpoints, every `every_steps` and at a stop or the end.
+        self.run = GuardedRun(hook.status.name, hook=hook, guarded=self.guarded, model=self.net, coord=self.coord,
+                              checkpoint=self._checkpoint, keep=config.checkpoint.keep,
+                              checkpoint_every_steps=config.checkpoint.every_steps, watchdog=watchdog,
+                              ram_thresholds=RamThresholds(memory.log_ram_fraction, memory.backoff_ram_fraction))
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
-        self.last_checkpoint: Path | None = None
         self.validated_at = -1
         # The best validation and the early-stopping count (in every checkpoint); best.pt holds that model.
         self.best = BestTracker(train.early_stopping_patience, train.early_stopping_min_delta)
         self.best_on_disk: float | None = None  # best.pt's metric when resuming: never overwritten by a worse one
-        self._validated_since_save = False
-        self._warned_ram = 0.0
-        self.high_mark: HighMarkWatch | None = None  # set when the run has a memory cgroup with a high mark
         steps = config.train.epochs * data.steps_per_epoch
         self.total_steps = min(steps, train.max_steps) if train.max_steps else steps
         self.lr = self.lr_for(self.step)  # the learning rate of the step in flight (or the next one)
@@ -142,13 +138,13 @@ class Trainer:
         return self.guarded.plan
 
     @property
-    def step(self) -> int:
-        """Optimizer steps completed (counted by the guarded step, under its lock)."""
-        return self.guarded.completed
+    def hook(self) -> RunHook:
+        return self.run.hook
 
-    @step.setter
-    def step(self, value: int) -> None:
-        self.guarded.completed = value
+    @property
+    def step(self) -> int:
+        """Optimizer steps completed: the run's count (`run.completed_steps`, set when resuming)."""
+        return self.run.completed_steps
 
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self, rng: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -172,7 +168,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty from a run without float16 scaling: this one starts a fresh scale
             self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
+        self.run.completed_steps = int(state["step"])
         self.plan.micro = min(int(state["micro_batch"]), self.plan.micro)  # a learned limit sticks
         self.window.sw_batch_size = min(int(state["sw_batch_size"]), self.window.sw_batch_size)
         self.validated_at = int(state.get("validated_at", -1))
@@ -186,7 +182,7 @@ class Trainer:
         """The model of a checkpoint, to evaluate it (nothing of its training state)."""
         check_model(self.config, state)
         self.net.load_state_dict(state["model"])
-        self.step = int(state["step"])
+        self.run.completed_steps = int(state["step"])
         self.window.sw_batch_size = min(int(state.get("sw_batch_size", self.window.sw_batch_size)),
                                         self.window.sw_batch_size)
 
@@ -203,51 +199,12 @@ class Trainer:
             return None
         return None if metric is None else float(metric)
 
-    def save(self, coordinated: bool = True) -> Path:
-        """Rank 0 writes the checkpoint; under torchrun every rank then reports the weights' digest (which also
-        waits for the write). `coordinated=False`: rank 0 alone, when the other ranks are gone."""
-        path = self.checkpoint_dir / checkpoint_name(self.step)
-        if self.coord.is_main:
-            path = save_checkpoint(self.checkpoint_dir, self.state_dict(), self.step, self.config.checkpoint.keep)
-        extra: dict[str, Any] = {}
-        if self.coord.distributed and coordinated:
-            digests = self.coord.gather(weights_digest(self.net))
-            extra["weights_sha256"] = digests
-            if len(set(digests)) > 1:  # cannot happen while the all-reduce works; say so loudly if it does
-                log.error("ranks hold different weights at step %d: %s", self.step, digests)
-                self.metrics.write("event", step=self.step, event="ranks_diverged", weights_sha256=digests)
-        self._saved(path, **extra)
-        return path
-
-    def urgent_checkpoint(self) -> Path | None:
-        """The checkpoint of the last completed step, written now, from the hook's watcher thread, while the main
-        thread may be in the middle of a step: under the step's lock the parameters, optimizer and step counter
-        are the last completed step's, and the RNG state is the one recorded at that boundary. Rank 0 writes it
-        (every rank is at that step or one past it, with the same weights); other ranks return None."""
-        with self.guarded.lock:
-            if not self.coord.is_main:
-                return None
-            if self._saved_now() and self.last_checkpoint is not None:
-                return self.last_checkpoint
-            state = self.state_dict(rng=self.guarded.boundary_rng)
-            path = save_checkpoint(self.checkpoint_dir, state, self.step, self.config.checkpoint.keep)
-            self._saved(path, urgent=True)
-            return path
-
-    def _saved(self, path: Path, **extra: Any) -> None:
-        self.last_checkpoint = path
-        self._validated_since_save = False
-        self.metrics.write("event", step=self.step, event="checkpoint", path=str(path), **extra)
-        self.hook.event(f"checkpoint at step {self.step}", checkpoint=str(path))
-
-    def event(self, kind: str, message: str, notify: bool = True, **fields: Any) -> None:
-        """An event in metrics.jsonl and, with `notify`, the status's last event (what the sidecar shows; it reads
-        only the latest, so routine news such as a new best must not push a memory event out of its sight)."""
-        self.metrics.write("event", step=self.step, event=kind, message=message, **fields)
-        if notify:
-            self.hook.event(message)
-        else:
-            log.info("%s", message)
+    def _checkpoint(self, boundary: Boundary) -> Path:
+        """The run's checkpoint writer (rank 0, under the step's lock, from the urgent watcher thread too: the
+        parameters, optimizer and step counter are then the last completed step's, the RNG state that boundary's).
+        """
+        return save_checkpoint(self.checkpoint_dir, self.state_dict(rng=boundary.rng), boundary.step,
+                               self.config.checkpoint.keep)
 
     # -- one optimizer step -----------------------------------------------------------------------
     def _loss_of(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -256,10 +213,6 @@ class Trainer:
         with self.precision.context(self.device.type):
             return self.loss_fn(self.model(x), y)
 
-    def _step_event(self, kind: str, message: str, fields: dict[str, Any]) -> None:
-        self.hook.update(micro_batch=self.plan.used_micro, accumulation=self.plan.accumulation)
-        self.event(kind, message, **fields)
-
     def lr_for(self, step: int) -> float:
         """The learning rate of optimizer step `step` (0-based): a pure function of it (schedule.py), so a resumed
         run and a retried step get the rate the uninterrupted run had; no scheduler state is saved."""
@@ -267,50 +220,16 @@ class Trainer:
         return lr_at(step, base_lr=train.learning_rate, total_steps=self.total_steps, schedule=train.lr_schedule,
                      warmup_steps=train.warmup_steps, min_lr=train.min_lr)
 
-    def train_step(self, batch: dict[str, torch.Tensor],
-                   on_commit: Callable[[StepResult], None] | None = None) -> float:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        """One guarded optimizer step outside the run's loop (no boundary); its loss."""
+        return self._guarded_step(batch).loss
+
+    def _guarded_step(self, batch: dict[str, torch.Tensor],
+                      on_commit: Callable[[StepResult], None] | None = None) -> StepResult:
         self.lr = self.lr_for(self.step)  # set before the step; its OOM retries keep it
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        return self.guarded.run({"image": batch["image"], "label": batch["label"]}, self._loss_of,
-                                on_commit).loss
-
-    # -- memory and control between steps -----------------------------------------------------------
-    def _watch_memory(self) -> tuple[float, str | None]:
-        """(RAM percent, why the micro-batch should be halved pre-emptively, or None)."""
-        mem = self.config.memory
-        ram = read_ram()
-        if ram.fraction >= mem.ram_critical:
-            report = emergency_cleanup()
-            ram = read_ram()
-            if ram.fraction >= mem.ram_critical and self.plan.micro > 1:
-                return ram.percent, (f"RAM at {ram.percent:.0f}% (critical {mem.ram_critical:.0%}) after cleanup "
-                                     f"(freed {report.rss_freed / 2**20:.0f} MiB)")
-        elif ram.fraction >= mem.ram_warning and time.monotonic() - self._warned_ram > 60:
-            self._warned_ram = time.monotonic()
-            self.event("ram_warning", f"RAM at {ram.percent:.0f}% (warning {mem.ram_warning:.0%})")
-        return ram.percent, None
-
-    def _watch_high_mark(self) -> tuple[str | None, str | None]:
-        """(why to halve the micro-batch, why to checkpoint and stop): the run's own reaction to its memory
-        cgroup's high mark, before the hard limit where the kernel's OOM killer acts (guard/high_mark.py)."""
-        if self.high_mark is None:
-            return None, None
-        check = self.high_mark.check(can_back_off=self.plan.micro > 1, cleanup=emergency_cleanup)
-        self.hook.update(**self.high_mark.status_fields())
-        if check.message:
-            self.event("memory_high", check.message)
-        if check.action is HighMarkAction.BACKOFF:
-            return check.message, None
-        return None, check.message if check.action is HighMarkAction.STOP else None
-
-    def _ram_backoff(self, reason: str | None) -> None:
-        old = self.plan.micro
-        if not self.plan.halve():
-            return
-        reason = reason or "RAM critical on another rank"
-        self.hook.update(micro_batch=self.plan.micro, accumulation=self.plan.accumulation)
-        self.event("ram_backoff", f"{reason}: micro-batch {old}->{self.plan.micro}")
+        return self.guarded.run({"image": batch["image"], "label": batch["label"]}, self._loss_of, on_commit)
 
     # -- validation ---------------------------------------------------------------------------------
     def validate(self, **tags: Any) -> dict[str, float | None]:
@@ -319,15 +238,16 @@ class Trainer:
         self.model.eval()
         scores: list[torch.Tensor] = []
         failure: Failure | None = None
+        event = self.run.event
         try:
             with torch.no_grad():
                 for batch in self.data.val_loader:
                     image = batch["image"].to(self.device)
                     # The bare model: DDP's forward may talk to the other ranks, which validate other cases.
                     logits = guarded_sliding_window(image, self.net, self.config.train.roi_size, self.window,
-                                                    self.precision, lambda m: self.event("sw_backoff", m))
+                                                    self.precision, lambda m: event("sw_backoff", m))
                     # Scored where the logits are (the CPU after a CPU-stitch fallback), labels moved there.
-                    scores.append(guarded_region_dice(logits, batch["label"], lambda m: self.event("val_backoff", m)))
+                    scores.append(guarded_region_dice(logits, batch["label"], lambda m: event("val_backoff", m)))
                     del logits
         except OutOfMemoryAtMinimum as exc:
             failure = exc.failure
@@ -369,19 +289,20 @@ class Trainer:
         written before its validation): the resumed run does it first, so best and count follow the same path."""
         return self._validation_due() and self.validated_at != self.step
 
-    def _validate_and_track(self) -> Outcome | None:
-        """Validate, keep best.pt, and end the run (with a checkpoint) when the early-stopping patience is spent."""
+    def _validate_and_track(self) -> str | None:
+        """Validate and keep best.pt; when the early-stopping patience is spent, why the run ends (its final
+        checkpoint, written by the run's end, holds the spent patience)."""
         mean = self.validate()["mean"]
         with self.guarded.lock:  # an urgent checkpoint sees this validation counted whole or not at all
             improved = self.best.observe(mean, self.step)
-            self._validated_since_save = True
+            self.run.mark_changed()
         if improved:
             self._save_best()
         if not self.best.exhausted:
             return None
         message = self.best.describe_stop(self.step)
-        self.event("early_stop", message, best_dice_mean=self.best.metric, best_step=self.best.step)
-        return Outcome("finished", 0, message, self.save())  # this checkpoint holds the spent patience
+        self.run.event("early_stop", message, best_dice_mean=self.best.metric, best_step=self.best.step)
+        return message
 
     def _save_best(self) -> None:
         """Rank 0 writes checkpoints/best.pt (a full checkpoint: the metric and step in its `best`)."""
@@ -390,26 +311,28 @@ class Trainer:
         metric = self.best.metric
         assert metric is not None
         if self.best_on_disk is not None and metric < self.best_on_disk:
-            self.event("best_kept", f"best of this attempt {metric} at step {self.step}; {BEST_NAME} keeps "
-                       f"{self.best_on_disk} from an earlier attempt", notify=False, dice_mean=metric)
+            self.run.event("best_kept", f"best of this attempt {metric} at step {self.step}; {BEST_NAME} keeps "
+                           f"{self.best_on_disk} from an earlier attempt", notify=False, dice_mean=metric)
             return
         with self.guarded.lock:
             state = self.state_dict()
         path = save_best(self.checkpoint_dir, state)
         self.best_on_disk = metric
-        self.event("best", f"new best Dice {metric} at step {self.step}: {path.name}", notify=False,
-                   dice_mean=metric, path=str(path))
+        # A metrics record, not an event: a learning fact, rewound with its validation when a resume redoes it.
+        self.metrics.write("best", step=self.step, dice_mean=metric, path=str(path))
+        log.info("new best Dice %s at step %d: %s", metric, self.step, path.name)
 
     # -- the run ------------------------------------------------------------------------------------
-    def fit(self) -> Outcome:
+    def fit(self) -> str:
+        """Train to the last step, an early stop, or a stop agreed at a boundary (then `run.should_stop` is set);
+        how the run finished. The run's end (`self.run.end`) writes the final or the stop's checkpoint."""
         for kind, message, fields in self._settings_events:
-            self.event(kind, message, **fields)
+            self.run.event(kind, message, **fields)
         self._settings_events.clear()
         if self.step >= self.total_steps:
-            return Outcome("finished", 0, f"already complete at step {self.step}", self.last_checkpoint)
+            return f"already complete at step {self.step}"
         if self.best.exhausted:  # a resume of a run that stopped early
-            return Outcome("finished", 0, f"already complete: {self.best.describe_stop(self.step)}",
-                           self.last_checkpoint)
+            return f"already complete: {self.best.describe_stop(self.step)}"
         spe = self.data.steps_per_epoch
         if self.step == 0 and self.config.train.val_at_start:
             self._validate_and_track()
@@ -422,7 +345,7 @@ class Trainer:
                    desc=self.hook.status.name, unit="step", dynamic_ncols=True)
         try:
             while self.step < self.total_steps:
-                epoch = self.step // spe
+                epoch = self.run.epoch = self.step // spe
                 self.data.start_epoch(epoch, self.step % spe)
                 for batch in self.data.train_loader:
                     started = time.perf_counter()
@@ -436,28 +359,13 @@ class Trainer:
                                            lr=self.lr, **_norm(done), ram_percent=read_ram().percent,
                                            seconds=round(time.perf_counter() - started, 4), **world)
 
-                    loss = self.train_step(batch, record)
-                    ram_percent, pressed = self._watch_memory()
-                    high_halve, high_stop = self._watch_high_mark()
-                    pressed = pressed or high_halve
-                    peak_vram = torch.cuda.max_memory_reserved() if self.device.type == "cuda" else None
-                    self.hook.step_boundary(step=self.step, epoch=epoch, loss=loss, micro_batch=self.plan.micro,
-                                            accumulation=self.plan.accumulation, peak_vram=peak_vram)
-                    # Stop requests and RAM back-off reach one rank; all ranks act on them at this same step.
-                    stop, halve = self.coord.agree(self.hook.stop_requested or high_stop is not None,
-                                                   pressed is not None)
-                    if halve:
-                        self._ram_backoff(pressed)
+                    done = self._guarded_step(batch, record)
+                    self.run.after_step(done)  # status, control, memory, the agreed stop or back-off, checkpoint
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", mb=self.plan.micro, acc=self.plan.accumulation,
-                                    ram=f"{ram_percent:.0f}%", refresh=False)
-                    if stop:
-                        path = self.save()
-                        if high_stop is not None:
-                            return Outcome("stopped", EXIT_OOM, f"stopped at step {self.step}: {high_stop}", path)
-                        return Outcome("stopped", 0, f"stopped on request at step {self.step}", path)
-                    if self.step % self.config.checkpoint.every_steps == 0:
-                        self.save()
+                    bar.set_postfix(loss=f"{done.loss:.3f}", mb=self.plan.micro, acc=self.plan.accumulation,
+                                    ram=f"{self.run.memory.ram_percent or 0:.0f}%", refresh=False)
+                    if self.run.should_stop:
+                        return f"stopped at step {self.step}"
                     if self.step >= self.total_steps:
                         break
                 if self._validation_due():
@@ -466,10 +374,7 @@ class Trainer:
                         return stopped
             if self.validated_at != self.step:
                 self._validate_and_track()
-            # The final checkpoint holds the final validation's best and count (a later, longer run continues).
-            saved = self.last_checkpoint is not None and self._saved_now() and not self._validated_since_save
-            path = self.last_checkpoint if saved else self.save()
-            return Outcome("finished", 0, f"finished at step {self.step}", path)
+            return f"finished at step {self.step}"
         finally:
             bar.close()
 
@@ -486,6 +391,3 @@ class Trainer:
             log.log(logging.WARNING if kind == "precision_fallback" else logging.INFO, "%s", message)
         log.info("precision: %s%s", self.precision.name if self.amp else "float32",
                  " autocast with a GradScaler" if self.precision.scaled else " autocast" if self.amp else "")
-
-    def _saved_now(self) -> bool:
-        return self.last_checkpoint is not None and self.last_checkpoint.name.endswith(f"{self.step:08d}.pt")

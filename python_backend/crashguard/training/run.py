@@ -4,7 +4,8 @@ Everything that can refuse the run (config, data, checkpoint to resume) is check
 or writes a file. Exit codes: 0 finished/stopped, 2 refused (config, data, checkpoint), 3 out of memory at the
 smallest batch, or stopped by itself at its memory cgroup's high mark (a checkpoint is written first), 4 another
 rank of a torchrun world was lost (rank 0 writes a checkpoint of the last completed step first), 1 any other
-failure.
+failure. Every code but 2 is the run's `Outcome` from the one run lifecycle all front doors share
+(step/lifecycle.py's GuardedRun), which this trainer runs on.
 
 Under torchrun (RANK/WORLD_SIZE set) every rank runs this; rank 0 alone downloads and checks the data, picks
 the checkpoint to resume and writes checkpoints and metrics, and tells the others (who wait without running into
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,20 +24,17 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..guard.high_mark import HighMarkWatch
 from ..monitor.peak import lifetime_peak_rss
 from ..runs.hook import RunHook
 from ..runs.resume import crashguard_command, resume_command
-from ..runs.status import RunState
-from ..runs.urgent import UrgentStop
-from ..step.backoff import EXIT_OOM, OutOfMemoryAtMinimum
 from ..step.checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
-from ..step.distributed import Coordinator, NoDeviceForRank, PeerLost, coordinator_for
+from ..step.distributed import Coordinator, NoDeviceForRank, coordinator_for
+from ..step.lifecycle import EXIT_FAILED, Outcome
 from .check import DataError, read_dataset_json, refuse_bad_data
 from .config import TrainingConfig
 from .data import ensure_downloaded, load_monai_decathlon_safe
 from .evaluate import EvaluationHook, resolve_evaluation
-from .loop import Outcome, Trainer, check_compatible, check_model, pick_device
+from .loop import Trainer, check_compatible, check_model, pick_device
 from .memory_plan import MemoryPlan, measure_working_set, resolve_budget
 from .metrics import MetricsLog
 from .sample_data import write_sample_dataset
@@ -46,7 +43,6 @@ from .transforms import region_labels
 
 log = logging.getLogger(__name__)
 EXIT_REFUSED = 2
-EXIT_PEER_LOST = 4
 T = TypeVar("T")
 HEARTBEAT_S = 2.0  # how often rank 0 tells the waiting ranks that it is still working
 
@@ -152,8 +148,9 @@ def on_rank0(coord: Coordinator, fn: Callable[[], T]) -> T:
 
 
 def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progress: bool = True,
-            evaluate: bool = False) -> tuple[Trainer, tuple[Path, dict[str, Any]] | None]:
-    """Checks, data, model; registers the run. Raises RunRefused (or DataError) before writing anything.
+            evaluate: bool = False, watchdog: bool = False) -> tuple[Trainer, tuple[Path, dict[str, Any]] | None]:
+    """Checks, data, model; the run, not registered yet. Raises RunRefused (or DataError) before writing anything.
+    `watchdog`: the run starts one when it registers (no supervisor of ours records a crash).
 
     `evaluate`: for `--validate-only` (evaluate.py): `resume` names the checkpoint ("auto": best.pt, else the
     newest intact), which must fit the model only; its weights are loaded, nothing of its training state; the
@@ -232,15 +229,12 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
     hook.status.resume_command = train_resume_command(place)
     sink = TensorBoardSink(place.run_dir / "tensorboard") if config.logging.tensorboard else None
     metrics = MetricsLog(place.run_dir / "metrics.jsonl", sink) if coord.is_main else NullMetrics()
-    trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord)
-    trainer.high_mark = HighMarkWatch.for_this_process()  # in a memory group with a high mark: react to it
-    if trainer.high_mark is not None:
-        log.info("memory group %s: the trainer reacts to its high mark", trainer.high_mark.group.path)
+    trainer = Trainer(config, data, hook, metrics, device, progress=progress, coord=coord,
+                      watchdog=watchdog and not evaluate)
     if resumed is not None and evaluate:
         trainer.load_weights(resumed[1])
     elif resumed is not None:
         trainer.load_state(resumed[1])
-        trainer.last_checkpoint = resumed[0]
     return trainer, resumed
 
 
@@ -269,65 +263,36 @@ def train_resume_command(place: RunPlace) -> dict[str, Any] | None:
 
 
 def execute(trainer: Trainer, resumed: tuple[Path, dict[str, Any]] | None) -> Outcome:
-    """Register, train, and end the run with a terminal state in status.json."""
-    hook = trainer.hook
-    if trainer.coord.distributed:  # a closed terminal or SSH session hangs up torchrun and its ranks alike
-        hook.stop_on_signals((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
-    else:
-        hook.stop_on_signals()
-    hook.start()
-    hook.watch_urgent(trainer.urgent_checkpoint)  # an urgent stop does not wait for the step in flight
+    """Register, train, and end the run in its one terminal state (the run's `end`: status.json, the checkpoint,
+    the event). An unexpected exception is re-raised after the run recorded it (exit code 1)."""
+    run = trainer.run
+    run.start()
     # Keep the history up to the checkpoint; a fresh start (even after a run that died before its first
     # checkpoint) starts an empty file.
     redo = ("val", "best") if resumed is not None and trainer.validation_pending else ()
     dropped = trainer.metrics.rewind(trainer.step if resumed is not None else -1, redo)
-    hook.update(step=trainer.step, micro_batch=trainer.plan.micro, accumulation=trainer.plan.accumulation)
-    if resumed is not None and trainer.step >= trainer.total_steps:
-        pass  # nothing left to do: fit() reports "already complete"
-    elif resumed is not None:
-        trainer.event("resume", f"resumed from {resumed[0].name} at step {trainer.step} (micro-batch "
-                      f"{trainer.plan.micro}); dropped {dropped} metric lines of the interrupted attempt",
-                      checkpoint=str(resumed[0]))
+    run.hook.update(step=trainer.step, micro_batch=trainer.plan.micro, accumulation=trainer.plan.accumulation)
+    if resumed is not None:
+        run.resumed(resumed[0], f" (micro-batch {trainer.plan.micro}); dropped {dropped} metric lines of the "
+                    "interrupted attempt")
     else:
         world = (f" over {trainer.coord.world_size} ranks ({trainer.plan.effective} each)"
                  if trainer.coord.distributed else "")
-        trainer.event("start", f"started: {trainer.total_steps} steps, effective batch "
-                      f"{trainer.config.train.effective_batch}{world}, "
-                      f"micro-batch {trainer.plan.micro}, device {trainer.device.type}, "
-                      f"{trainer.data.cache.describe()}, workers {trainer.data.workers}"
-                      + (f"; {trainer.data.memory.describe()}" if trainer.data.memory else ""))
+        run.event("start", f"started: {trainer.total_steps} steps, effective batch "
+                  f"{trainer.config.train.effective_batch}{world}, "
+                  f"micro-batch {trainer.plan.micro}, device {trainer.device.type}, "
+                  f"{trainer.data.cache.describe()}, workers {trainer.data.workers}"
+                  + (f"; {trainer.data.memory.describe()}" if trainer.data.memory else ""))
     try:
-        outcome = trainer.fit()
-    except PeerLost as exc:
-        return _peer_lost(trainer, exc)
-    except UrgentStop:  # an interactive session: the watcher thread already checkpointed and answered
-        trainer.metrics.close()
-        return Outcome("stopped", 0, f"stopped urgently at step {trainer.step}", trainer.last_checkpoint)
-    except OutOfMemoryAtMinimum as exc:
-        # The failed step never changed the weights (or its update was undone): the model is the last completed
-        # step's, safe to keep. Only an update torn half-way leaves nothing to save but the last checkpoint.
-        path = trainer.last_checkpoint
-        try:
-            if exc.weights_intact:
-                path = trainer.save()
-        except PeerLost as lost:
-            return _peer_lost(trainer, lost)
-        message = (f"{exc}; stopped with a checkpoint at step {trainer.step} ({path})" if exc.weights_intact
-                   else f"{exc}; stopped, the last good checkpoint is {path}")
-        trainer.event("oom_stop", message)
-        hook.finish(RunState.FAILED, checkpoint=path, exit_cause=message)
-        trainer.metrics.close()
-        return Outcome("failed", EXIT_OOM, message, path)
+        message = trainer.fit()
     except BaseException as exc:
-        cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        hook.finish(RunState.FAILED, exit_cause=cause[:500])
+        outcome = run.end(exc)
         trainer.metrics.close()
-        raise
+        if outcome.exit_code == EXIT_FAILED:
+            raise
+        return outcome
     _record_peak(trainer)
-    state = RunState(outcome.state)
-    stopped_by = "checkpoint-and-stop" if outcome.exit_code == 0 else outcome.message  # the high mark's stop
-    hook.finish(state, checkpoint=outcome.checkpoint, exit_cause=stopped_by if state is RunState.STOPPED else None)
-    trainer.metrics.write("event", step=trainer.step, event=outcome.state, message=outcome.message)
+    outcome = run.end(message=message)
     trainer.metrics.close()
     return outcome
 
@@ -339,23 +304,4 @@ def _record_peak(trainer: Trainer) -> None:
     fields: dict[str, Any] = {"peak_rss": peak, **(plan.as_fields() if plan else {})}
     share = f" = {peak / plan.budget:.0%} of the budget {plan.budget / 2**20:.0f} MiB" if plan and peak else ""
     message = f"peak RSS {peak / 2**20:.0f} MiB{share}" if peak else "peak RSS unknown"
-    log.info("%s", message)
-    trainer.metrics.write("event", step=trainer.step, event="memory", message=message, **fields)
-
-
-def _peer_lost(trainer: Trainer, exc: PeerLost) -> Outcome:
-    """Another rank is gone. The model is the last completed step's on every rank (an optimizer step follows
-    only a completed gradient all-reduce), so rank 0 checkpoints it alone; the others end without one."""
-    hook, coord = trainer.hook, trainer.coord
-    path: Path | None = trainer.last_checkpoint
-    if coord.is_main and not trainer._saved_now():
-        try:
-            path = trainer.save(coordinated=False)
-        except Exception as save_error:  # the earlier checkpoint still stands
-            log.error("could not checkpoint after losing a peer: %s", save_error)
-    message = (f"rank {coord.rank} of {coord.world_size}: another rank is gone ({exc}); stopped at step "
-               f"{trainer.step}" + (f", last checkpoint {path}" if path else ", no checkpoint yet"))
-    trainer.metrics.write("event", step=trainer.step, event="peer_lost", message=message)
-    hook.finish(RunState.FAILED, checkpoint=path, exit_cause=message[:500])
-    trainer.metrics.close()
-    return Outcome("failed", EXIT_PEER_LOST, message, path)
+    trainer.run.event("memory", message, notify=False, **fields)

@@ -2,7 +2,7 @@
 
 Every record MetricsLog writes is also passed here: a `step` record's numbers become `train/<field>` (loss,
 micro_batch, accumulation, ram_percent, seconds, lr when present), a `val` record's Dice `val/dice_<region>`
-(`eval/...` for an evaluation of a checkpoint), a `best` event `val/best_dice_mean`. On resume the writer purges
+(`eval/...` for an evaluation of a checkpoint), a `best` record `val/best_dice_mean`. On resume the writer purges
 the events after the checkpoint's step, as MetricsLog.rewind drops the lines. A failing writer is dropped with a
 warning: metrics.jsonl is the record, TensorBoard a view.
 """
@@ -31,7 +31,7 @@ def scalars_of(record: dict[str, Any]) -> dict[str, float]:
     if kind == "val":
         return numbers("eval" if record.get("evaluation") else "val",
                        {k for k in record if k.startswith("dice_")})
-    if kind == "event" and record.get("event") == "best" and isinstance(record.get("dice_mean"), (int, float)):
+    if kind == "best" and isinstance(record.get("dice_mean"), (int, float)):
         return {"val/best_dice_mean": float(record["dice_mean"])}
     return {}
 
@@ -57,7 +57,7 @@ class TensorBoardSink:
             for tag, value in scalars_of(record).items():
                 self._writer.add_scalar(tag, value, global_step=int(step) if isinstance(step, int) else None,
                                         walltime=record.get("time"))
-            if record.get("type") in ("val", "event"):
+            if record.get("type") in ("val", "best"):
                 self._writer.flush()  # rare records: visible at once; step scalars flush on the writer's timer
         except Exception as exc:  # a view must not end the run
             log.warning("TensorBoard writer failed, no more TensorBoard scalars for this run: %s", exc)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from gpu_helpers import GIB, gpu_config, mib, run_json
 from locations import CHILDREN
-from training_helpers import crashguard, records
+from training_helpers import crashguard, events, records
 
 pytestmark = pytest.mark.gpu
 
@@ -27,11 +27,11 @@ def test_a_real_cuda_oom_backs_off_and_loses_no_step(gpu_data: Path, tmp_path: P
     free = run_json([child, str(config), "runs", "free"], cwd=tmp_path, timeout=400)
     assert capped["exit_code"] == free["exit_code"] == 0 and capped["amp"] and capped["device"].startswith("cuda")
 
-    backoff = [r for r in records(tmp_path / "runs" / "capped", "event") if r["event"] == "oom_backoff"]
+    backoff = events(tmp_path / "runs" / "capped", "oom_backoff")
     assert len(backoff) == 1, backoff
     assert backoff[0]["step"] == 0 and "cuda_oom" in backoff[0]["failure"]  # the allocator's OutOfMemoryError
     assert (backoff[0]["micro_batch"], backoff[0]["accumulation"]) == (4, 2)
-    assert not [r for r in records(tmp_path / "runs" / "free", "event") if r["event"] == "oom_backoff"]
+    assert not events(tmp_path / "runs" / "free", "oom_backoff")
 
     capped_steps = records(tmp_path / "runs" / "capped", "step")
     free_steps = records(tmp_path / "runs" / "free", "step")
@@ -63,10 +63,9 @@ def test_the_configs_vram_budget_caps_the_trainer(cuda: Any, gpu_data: Path, tmp
                       cwd=tmp_path, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "runs" / "vram"
-    events = records(run_dir, "event")
-    budget = [e for e in events if e["event"] == "vram_budget"]
+    budget = events(run_dir, "vram_budget")
     assert len(budget) == 1 and budget[0]["fraction"] == pytest.approx(budget_gb * GIB / total, abs=1e-4)
-    fallback = [e for e in events if e["event"] == "precision_fallback"]
+    fallback = events(run_dir, "precision_fallback")
     assert len(fallback) == (0 if cuda.cuda.get_device_properties(0).major >= 8 else 1)
     steps = records(run_dir, "step")
     assert [s["step"] for s in steps] == [1, 2] and all(s["grad_norm"] is not None for s in steps)

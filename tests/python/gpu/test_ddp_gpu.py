@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from gpu_helpers import gpu_config
 from locations import CHILDREN
-from training_helpers import child_env, records
+from training_helpers import child_env, events, records
 
 pytestmark = pytest.mark.gpu
 
@@ -42,12 +42,12 @@ def test_two_ranks_back_off_together_on_gpus(cuda: Any, gpu_data: Path, tmp_path
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stderr.count(f"backend {backend}, device cuda:") == 2
     run_dir = tmp_path / "runs" / "ddp"
-    backoff = [r for r in records(run_dir, "event") if r["event"] == "oom_backoff"]
+    backoff = events(run_dir, "oom_backoff")
     assert len(backoff) == 1 and backoff[0]["ranks"] == [1] and backoff[0]["step"] == 0
     steps = records(run_dir, "step")
     assert [s["step"] for s in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 2
     assert all((s["micro_batch"], s["accumulation"], s["world_size"]) == (2, 2, 2) for s in steps)
-    digests = [r for r in records(run_dir, "event") if r["event"] == "checkpoint"][-1]["weights_sha256"]
+    digests = events(run_dir, "checkpoint")[-1]["weights_sha256"]
     assert len(digests) == 2 and digests[0] == digests[1]
     where = f"NCCL on {gpus} GPUs" if backend == "nccl" else "gloo, both ranks on the one GPU (NCCL not tested)"
     record_property("figures", f"{where}: back-off 4 -> 2 on every rank at step 1 after an OOM raised in rank 1's "

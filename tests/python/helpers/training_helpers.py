@@ -40,7 +40,15 @@ def crashguard(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Comple
 
 
 def records(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The run's metrics.jsonl records (step, val, best), of one type if given."""
     from crashguard.training.metrics import read_metrics
 
     found = read_metrics(run_dir / "metrics.jsonl")
     return [r for r in found if kind is None or r["type"] == kind]
+
+
+def events(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The run's event log (events.jsonl), of one kind if given."""
+    from crashguard.runs.event_log import read_events
+
+    return [r for r in read_events(run_dir / "events.jsonl") if kind is None or r["event"] == kind]

@@ -122,3 +122,29 @@ def test_plots_cli(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "crashguard", "plots", "--run", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no metrics for this run" in missing.stderr
+
+
+def test_the_timeline_takes_the_runs_event_log_and_skips_what_is_not_an_event(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from crashguard.plots import from_run
+
+    _write_metrics(tmp_path / "run")  # with one event of a run written before the event log
+    lines = [json.dumps({"time": 120.0, "step": 20, "event": "checkpoint", "message": "checkpoint at step 20"}),
+             json.dumps({"time": "soon", "step": 21, "event": "cleanup", "message": "a time that is no number"}),
+             json.dumps({"time": 125.0, "step": 25, "event": "ram_backoff", "message": ["not", "text"]}),
+             "{torn", json.dumps({"time": 1e308, "event": 3}),
+             json.dumps({"time": 110.0, "step": 10, "event": "cleanup", "message": "cleanup on request: freed 5 MiB"})]
+    (tmp_path / "run" / "events.jsonl").write_text("\n".join(lines) + "\n")
+    seen: list = []
+
+    def timeline(points, out, events, *rest):  # type: ignore[no-untyped-def]
+        seen.extend(events)
+        return Path(out)
+
+    monkeypatch.setattr(from_run, "plot_memory_timeline", timeline)
+    from_run.plot_run(tmp_path / "run")
+    assert [(e.time, e.kind) for e in seen] == [(110.0, "cleanup"), (112.5, "oom"), (120.0, "checkpoint"),
+                                               (125.0, "other")]
+    assert seen[3].label == "['not', 'text']"  # whatever stands there is only ever a label

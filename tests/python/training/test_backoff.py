@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import records
+from training_helpers import events, records
 
 from crashguard.step.backoff import BatchPlan, OutOfMemoryAtMinimum
 from crashguard.training.config import load_config
@@ -62,7 +62,7 @@ def test_oom_redoes_the_same_step_with_the_same_gradients(make_trainer) -> None:
     for a, b in zip(guarded.model.parameters(), reference.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     guarded.metrics.close()
-    event = next(r for r in records(guarded.hook.run_dir, "event") if r["event"] == "oom_backoff")
+    event = events(guarded.hook.run_dir, "oom_backoff")[0]
     assert "cuda_oom" in event["failure"] and event["micro_batch"] == 2
     status = json.loads((guarded.hook.run_dir / "status.json").read_text())
     assert "micro-batch 4->2" in status["last_event"]
@@ -104,10 +104,10 @@ def test_sliding_window_backs_off(make_trainer) -> None:
 def test_ram_over_critical_halves_the_micro_batch_before_an_oom(make_trainer) -> None:
     # Thresholds below any real reading: every step sees "critical" RAM, even after the cleanup.
     trainer, resumed = make_trainer("pressed", micro_batch=4, epochs=1,
-                                    memory={"ram_warning": 0.001, "ram_critical": 0.001})
+                                    memory={"log_ram_fraction": 0.001, "backoff_ram_fraction": 0.001})
     outcome = execute(trainer, resumed)
     assert outcome.exit_code == 0
-    events = [r for r in records(trainer.hook.run_dir, "event") if r["event"] == "ram_backoff"]
-    assert [e["message"].split(": ")[-1] for e in events] == ["micro-batch 4->2", "micro-batch 2->1"]
+    backoffs = events(trainer.hook.run_dir, "ram_backoff")
+    assert [e["message"].split(": ")[-1] for e in backoffs] == ["micro-batch 4->2", "micro-batch 2->1"]
     steps = records(trainer.hook.run_dir, "step")
     assert [(s["micro_batch"], s["accumulation"]) for s in steps] == [(4, 1), (2, 2)]  # as used

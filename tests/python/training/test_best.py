@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import tiny_config
+from training_helpers import events, tiny_config
 
 from crashguard.step.checkpoint import BEST_NAME, list_checkpoints, save_best, save_checkpoint
 from crashguard.training import config as config_module
@@ -66,11 +66,15 @@ def test_best_pt_is_never_pruned(tmp_path: Path) -> None:
 def test_rewind_redoes_the_validation_at_the_checkpoint_step(tmp_path: Path) -> None:
     log = MetricsLog(tmp_path / "metrics.jsonl")
     log.write("step", step=4, loss=1.0)
-    log.write("event", step=4, event="checkpoint")
+    log.write("event", step=4, event="checkpoint")  # a run from before the event log kept its events here
     log.write("val", step=4, dice_mean=0.3)
-    log.write("event", step=4, event="best", dice_mean=0.3)
+    log.write("best", step=4, dice_mean=0.3)
     log.write("step", step=5, loss=0.9)
-    assert log.rewind(4, redo=("val", "best")) == 3
+    log.close()
+    with (tmp_path / "metrics.jsonl").open("a") as handle:  # hostile lines: no step, a step of the wrong type
+        handle.write('{"type": "step"}\n{"type": "step", "step": "4"}\n[1]\n')
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    assert log.rewind(4, redo=("val", "best")) == 6
     log.close()
     kept = read_metrics(tmp_path / "metrics.jsonl")
     assert [(r["type"], r.get("event")) for r in kept] == [("step", None), ("event", "checkpoint")]
@@ -85,7 +89,7 @@ def test_tensorboard_scalars_of_the_records() -> None:
     assert scalars_of(val) == {"val/dice_mean": 0.4, "val/dice_tc": 0.3, "val/dice_wt": 0.5}
     assert set(scalars_of({**val, "evaluation": True, "checkpoint": "x"})) == {"eval/dice_mean", "eval/dice_tc",
                                                                               "eval/dice_wt"}
-    assert scalars_of({"type": "event", "step": 3, "event": "best", "dice_mean": 0.4}) == {"val/best_dice_mean": 0.4}
+    assert scalars_of({"type": "best", "step": 3, "dice_mean": 0.4}) == {"val/best_dice_mean": 0.4}
     assert scalars_of({"type": "event", "step": 3, "event": "checkpoint", "path": "p"}) == {}
 
 
@@ -103,7 +107,7 @@ def test_tensorboard_without_its_package_is_refused_by_name(data_root: Path, mon
 def test_trainer_keeps_a_better_best_pt_and_stops_when_the_patience_is_spent(tmp_path: Path, data_root: Path) -> None:
     """A real Trainer in this process: a best.pt from an earlier attempt that is better than anything the resumed
     run measures is kept; without it the new best is written; a restored count with patience 1 ends the run at
-    the next validation without a gain, with a checkpoint that holds the spent patience."""
+    the next validation without a gain; the run's end then writes a checkpoint that holds the spent patience."""
     from crashguard.runs.hook import RunHook
     from crashguard.training.data import load_monai_decathlon_safe
     from crashguard.training.loop import Trainer
@@ -114,7 +118,8 @@ def test_trainer_keeps_a_better_best_pt_and_stops_when_the_patience_is_spent(tmp
     data = load_monai_decathlon_safe(data_root, batch_size=4, cache_rate=0.0, roi_size=(16, 16, 16))
     trainer = Trainer(config, data, RunHook("best", runs_dir=tmp_path / "runs"),
                       MetricsLog(tmp_path / "metrics.jsonl"), torch.device("cpu"), progress=False)
-    trainer.step = data.steps_per_epoch  # an epoch end whose validation the checkpoint was written before
+    trainer.run.start()
+    trainer.run.completed_steps = data.steps_per_epoch  # an epoch end, its validation after the checkpoint
     assert trainer.validation_pending
     trainer.best_on_disk = 1.0  # an earlier attempt's best.pt: no untrained model beats it
     assert trainer._validate_and_track() is None and not trainer.validation_pending
@@ -130,11 +135,13 @@ def test_trainer_keeps_a_better_best_pt_and_stops_when_the_patience_is_spent(tmp
     assert saved["step"] == trainer.step and saved["validated_at"] == trainer.step
 
     stopped = trainer._validate_and_track()  # the same model again: no gain, patience 1 spent
-    assert stopped is not None and stopped.state == "finished" and stopped.exit_code == 0
-    assert stopped.message == f"early stop at step {trainer.step}: no improvement in 1 validations, best " \
+    assert stopped == f"early stop at step {trainer.step}: no improvement in 1 validations, best " \
         f"{measured} at step {trainer.step}"
-    assert stopped.checkpoint is not None
-    assert torch.load(stopped.checkpoint, weights_only=True)["best"]["stale"] == 1
-    kinds = [(r["type"], r.get("event")) for r in read_metrics(tmp_path / "metrics.jsonl")]
-    assert kinds == [("val", None), ("event", "best_kept"), ("val", None), ("event", "best"), ("val", None),
-                     ("event", "early_stop"), ("event", "checkpoint")]
+    outcome = trainer.run.end(message=stopped)
+    assert (outcome.state, outcome.exit_code, outcome.message) == ("finished", 0, stopped)
+    assert outcome.checkpoint is not None
+    assert torch.load(outcome.checkpoint, weights_only=True)["best"]["stale"] == 1
+    kinds = [r["type"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert kinds == ["val", "val", "best", "val"]  # the learning record
+    history = [r["event"] for r in events(trainer.hook.run_dir)]
+    assert history == ["best_kept", "early_stop", "checkpoint", "finished"]  # what happened to the run

@@ -45,7 +45,7 @@ def test_best_checkpoint_early_stop_and_validate_only(tmp_path: Path, write_conf
     assert [v["step"] for v in vals] == [2, 4, 6]
     means = [v["dice_mean"] for v in vals]
     running = [i for i, m in enumerate(means) if all(m > earlier for earlier in means[:i])]
-    bests = [r for r in records(run_dir, "event") if r["event"] == "best"]
+    bests = records(run_dir, "best")  # a metrics record, rewound with its validation
     assert [b["step"] for b in bests] == [vals[i]["step"] for i in running]  # new bests only, across the resume
     top = max(range(3), key=lambda i: (means[i], -i))
     best = torch.load(ckpt / "best.pt", weights_only=True)

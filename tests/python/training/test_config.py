@@ -40,6 +40,12 @@ def test_preset_is_valid_and_low_memory() -> None:
     ('{"train": {"amp_dtype": "bf16"}}', "train.amp_dtype: Input should be 'float16' or 'bfloat16'"),
     ('{"train": {"grad_clip_norm": 0}}', "train.grad_clip_norm: Input should be greater than 0"),
     ('{"memory": {"vram_budget_gb": "8GB"}}', "memory.vram_budget_gb: Input should be a valid number"),
+    ('{"memory": {"backoff_ram_fraction": 90}}', "memory.backoff_ram_fraction: a fraction of the machine's RAM in "
+                                                 "(0, 1], not a percent: e.g. 0.9 for 90%, got 90"),
+    ('{"memory": {"ram_critical": 0.7, "log_ram_fraction": 0.8}}', "memory: log_ram_fraction (0.8) must not exceed "
+                                                                  "backoff_ram_fraction (0.7)"),
+    ('{"memory": {"ram_warning": 0.5, "log_ram_fraction": 0.6}}', "memory: ram_warning is the old name of "
+                                                                 "log_ram_fraction: give only log_ram_fraction"),
 ])
 def test_bad_values_give_one_line_naming_the_field(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -67,3 +73,26 @@ def test_cli_refuses_bad_config_before_writing(tmp_path: Path, write_config: Cal
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "runs").exists()
     assert json.loads(config.read_text())  # the config itself is untouched
+
+
+def test_the_old_ram_threshold_names_still_work_with_a_one_line_warning_each(
+        write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(memory={"ram_warning": 0.7, "ram_critical": 0.85})
+    memory = load_config(path).memory
+    assert (memory.log_ram_fraction, memory.backoff_ram_fraction) == (0.7, 0.85)
+    assert capsys.readouterr().err.splitlines() == [
+        f"crashguard: {path}: memory.ram_warning is deprecated: rename it to memory.log_ram_fraction (same meaning, "
+        "a fraction of the machine's RAM)",
+        f"crashguard: {path}: memory.ram_critical is deprecated: rename it to memory.backoff_ram_fraction (same "
+        "meaning, a fraction of the machine's RAM)"]
+    load_config(path, warn=False)
+    assert capsys.readouterr().err == ""
+    load_config(write_config("new.json", memory={"log_ram_fraction": 0.7}))
+    assert capsys.readouterr().err == ""  # the new names: nothing to say
+
+
+def test_the_editors_schema_keeps_the_old_names_as_deprecated() -> None:
+    memory = json.loads(schema_text())["$defs"]["MemoryConfig"]["properties"]
+    for old, new in (("ram_warning", "log_ram_fraction"), ("ram_critical", "backoff_ram_fraction")):
+        assert memory[old]["deprecated"] is True and new in memory[old]["description"]
+        assert "not the editor's crashGuard." in memory[new]["description"] and memory[new]["maximum"] == 1.0

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from locations import CHILDREN
-from training_helpers import child_env, crashguard, records
+from training_helpers import child_env, crashguard, events, records
 
 from crashguard.step.distributed import DistEnv, NoDeviceForRank, dist_backend, weights_digest
 from crashguard.training.check import DataError
@@ -52,7 +52,7 @@ def wait_for(predicate: Callable[[], bool], process: subprocess.Popen[str], time
 
 
 def final_digests(run_dir: Path) -> list[str]:
-    return [r for r in records(run_dir, "event") if r["event"] == "checkpoint"][-1]["weights_sha256"]
+    return events(run_dir, "checkpoint")[-1]["weights_sha256"]
 
 
 def test_torchrun_environment_is_detected() -> None:
@@ -114,7 +114,7 @@ def test_oom_on_rank_1_only_backs_off_every_rank_and_keeps_the_run(kind: str, tm
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp"
-    backoff = [r for r in records(run_dir, "event") if r["event"] == "oom_backoff"]
+    backoff = events(run_dir, "oom_backoff")
     assert len(backoff) == 1 and backoff[0]["ranks"] == [1] and backoff[0]["step"] == 0
     if kind == "raised":
         assert "cuda_oom" in backoff[0]["failure"] and "injected in backward" in backoff[0]["failure"]
@@ -186,12 +186,12 @@ def test_kill_of_one_rank_stops_the_other_cleanly_and_both_resume(killed: int, t
         assert resumed_from == survivor["step"] and Path(survivor["checkpoint"]) == checkpoints[-1]
     # A surviving rank 1 may have lost its peer between rank 0's write and their digest exchange: it then still
     # names the previous checkpoint, and the resume below takes the newest intact one all the same.
-        assert [r["event"] for r in records(run_dir, "event")][-1] == "peer_lost"
+        assert [r["event"] for r in events(run_dir)][-1] == "peer_lost"
 
     resumed = subprocess.run(torchrun(["-m", "crashguard"], *train_args(config, "victim")), cwd=tmp_path,
                              env=child_env(), capture_output=True, text=True, timeout=150)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    resume = [r for r in records(run_dir, "event") if r["event"] == "resume"]
+    resume = events(run_dir, "resume")
     assert len(resume) == 1 and resume[0]["step"] == resumed_from
     assert resumed.stderr.count(f"resumed from step-{resumed_from:08d}.pt") == 2  # both ranks loaded it
     steps = records(run_dir, "step")
@@ -273,7 +273,7 @@ def test_oom_at_micro_batch_one_on_rank_1_stops_every_rank_with_a_checkpoint(
     assert result.returncode != 0
     assert len(re.findall(r"exitcode\s*: 3 ", result.stderr)) == 2, result.stderr[-3000:]  # both ranks: OOM exit
     run_dir = tmp_path / "runs" / "hopeless"
-    backoff = [r for r in records(run_dir, "event") if r["event"] == "oom_backoff"]
+    backoff = events(run_dir, "oom_backoff")
     assert [(e["micro_batch"], e["ranks"]) for e in backoff] == [(1, [1])]
     for rank in (0, 1):
         st = status(run_dir, rank)

@@ -18,8 +18,8 @@ from memory_groups import writable_parent
 from sidecar_session import sidecar
 
 from crashguard.runs.containment import resolve_limits
+from crashguard.runs.event_log import read_events
 from crashguard.sidecar import protocol as p
-from crashguard.training.metrics import read_metrics
 from crashguard.training.sample_data import write_sample_dataset
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ async def test_a_contained_run_over_its_high_mark_backs_off_then_checkpoints_and
     assert status["memory_used"] > high and status["memory_over_high"] >= 2
     assert stopped["run"]["checkpoint"] == status["checkpoint"]
 
-    events = [r for r in read_metrics(runs / "capped" / "metrics.jsonl") if r["type"] == "event"]
+    events = list(read_events(runs / "capped" / "events.jsonl"))  # the run's one event log
     kinds = [e["event"] for e in events]
     assert kinds.index("memory_high") < kinds.index("ram_backoff") < len(kinds) - kinds[::-1].index("memory_high") - 1
     backoff = next(e for e in events if e["event"] == "ram_backoff")

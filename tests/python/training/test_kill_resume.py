@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from training_helpers import child_env, crashguard, records
+from training_helpers import child_env, crashguard, events, records
 
 from crashguard.runs.supervisor import mark_crashed
 
@@ -54,7 +54,7 @@ def test_kill_9_then_resume_continues_exactly(tmp_path: Path, write_config: Call
     result = crashguard("train", "--config", str(config), "--runs-dir", "runs", "--run-name", "victim",
                         "--resume", "auto", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    resume = [r for r in records(run_dir, "event") if r["event"] == "resume"]
+    resume = events(run_dir, "resume")
     assert len(resume) == 1 and resume[0]["step"] == resumed_from and last in resume[0]["checkpoint"]
     steps = records(run_dir, "step")
     assert [s["step"] for s in steps] == list(range(1, 17))  # each step once: none lost, none doubled

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from locations import CHILDREN
-from training_helpers import child_env, records
+from training_helpers import child_env, events, records
 
 
 def test_real_cpu_oom_halves_micro_batch_and_keeps_every_step(tmp_path: Path,
@@ -23,11 +23,11 @@ def test_real_cpu_oom_halves_micro_batch_and_keeps_every_step(tmp_path: Path,
     print(result.stderr[-1500:])
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "oom"
-    events = [r for r in records(run_dir, "event") if r["event"] == "oom_backoff"]
-    assert len(events) == 1, events
-    assert events[0]["step"] == 0  # during the first step, which was then redone
-    assert "cpu_oom" in events[0]["failure"] and "can't allocate memory" in events[0]["failure"]
-    assert (events[0]["micro_batch"], events[0]["accumulation"]) == (2, 2)
+    backoffs = events(run_dir, "oom_backoff")
+    assert len(backoffs) == 1, backoffs
+    assert backoffs[0]["step"] == 0  # during the first step, which was then redone
+    assert "cpu_oom" in backoffs[0]["failure"] and "can't allocate memory" in backoffs[0]["failure"]
+    assert (backoffs[0]["micro_batch"], backoffs[0]["accumulation"]) == (2, 2)
     steps = records(run_dir, "step")
     assert [s["step"] for s in steps] == list(range(1, 5))  # 9 training cases // 4 = 2 steps x 2 epochs
     assert all(s["micro_batch"] * s["accumulation"] == 4 for s in steps)  # same effective batch

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from training_helpers import crashguard, records, tiny_config
+from training_helpers import crashguard, events, records, tiny_config
 
 from crashguard.training.realistic import make_realistic_case, write_realistic_dataset
 from crashguard.training.transforms import deterministic_transforms, random_transforms, region_labels
@@ -101,7 +101,7 @@ def test_loss_falls_on_two_realistic_cases_within_the_ram_budget(tmp_path: Path,
     # measured 1.57 -> 1.45 over 16 steps at this learning rate (a flat or rising loss fails both checks).
     assert np.polyfit(np.arange(16), losses, 1)[0] < 0
     assert np.mean(losses[-4:]) < 0.95 * np.mean(losses[:4])
-    memory = next(r for r in records(run_dir, "event") if r["event"] == "memory")
+    memory = events(run_dir, "memory")[0]
     assert memory["ram_budget"] == int(2.5 * 2**30)
     assert memory["working_set"] > memory["baseline_rss"] and memory["cache_budget"] > 0
     assert memory["peak_rss"] <= memory["ram_budget"]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from training_helpers import child_env, crashguard, records
+from training_helpers import child_env, crashguard, events, records
 
 from crashguard.runs.files import read_json
 from crashguard.training.sample_data import write_sample_dataset
@@ -75,7 +75,7 @@ def test_urgent_stop_writes_the_last_completed_step_without_waiting_for_the_step
     resumed = subprocess.run([*command["argv"], "--no-progress"], cwd=command["cwd"], env=child_env(),
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    resume = [r for r in records(run_dir, "event") if r["event"] == "resume"]
+    resume = events(run_dir, "resume")
     assert len(resume) == 1 and resume[0]["step"] == 1
     steps = records(run_dir, "step")
     assert [s["step"] for s in steps] == [1, 2]  # none lost, none repeated
