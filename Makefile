@@ -12,8 +12,11 @@ demo: setup
 
 test: setup lint test-python test-extension test-e2e
 
+# ruff, the layers contract (import-linter) and the type checker (mypy): their settings are in pyproject.toml.
 lint:
 	$(PY) -m ruff check python_backend tests scripts examples benchmarks bundled/tool
+	.venv/bin/lint-imports --no-logo
+	$(PY) -m mypy
 	@if [ -f package.json ]; then npm run --silent typecheck && npm run --silent lint; fi
 
 test-python:

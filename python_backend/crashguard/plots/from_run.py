@@ -59,8 +59,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, warning_per
                 if value is not None:
                     dice[region].append((int(record.get("epoch", 0)), float(value)))
         elif kind == "event":
-            label = str(record.get("message") or record.get("event") or "event")
-            events.append(TimelineEvent(time, _event_kind(record), label[:40]))
+            text = str(record.get("message") or record.get("event") or "event")
+            events.append(TimelineEvent(time, _event_kind(record), text[:40]))
     written = []
     if points:
         written.append(plot_memory_timeline(points, out / "memory.png", events, warning_percent, critical_percent))

@@ -11,13 +11,13 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..runs.status import valid_run_name
 
-TASK = "Task01_BrainTumour"
+TASK: Final = "Task01_BrainTumour"
 DEFAULT_DATA_ROOT = Path("data")
 
 

@@ -349,8 +349,8 @@ class Trainer:
                       zip(totals[:len(REGIONS)].tolist(), totals[len(REGIONS):-1].tolist(), strict=True)]
         dice: dict[str, float | None] = {r: (None if math.isnan(v) else round(v, 4))
                                          for r, v in zip(REGIONS, per_region, strict=True)}
-        known = [v for v in dice.values() if v is not None]
-        mean = round(sum(known) / len(known), 4) if known else None
+        defined = [v for v in dice.values() if v is not None]
+        mean = round(sum(defined) / len(defined), 4) if defined else None
         self.validated_at = self.step
         self.metrics.write("val", step=self.step, epoch=max(0, self.step - 1) // self.data.steps_per_epoch,
                            dice_mean=mean, **{f"dice_{k.lower()}": v for k, v in dice.items()}, **tags)
@@ -468,8 +468,8 @@ class Trainer:
                 self._validate_and_track()
             # The final checkpoint holds the final validation's best and count (a later, longer run continues).
             saved = self.last_checkpoint is not None and self._saved_now() and not self._validated_since_save
-            path = self.last_checkpoint if saved else self.save()
-            return Outcome("finished", 0, f"finished at step {self.step}", path)
+            final = self.last_checkpoint if saved else self.save()
+            return Outcome("finished", 0, f"finished at step {self.step}", final)
         finally:
             bar.close()
 
