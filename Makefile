@@ -36,7 +36,7 @@ bench: setup
 	$(PY) -m benchmarks.train_loops
 	$(PY) benchmarks/integrations.py
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m crashguard sample-data
-	$(PY) -m crashguard find-batch --config config/safe_training.json --out runs/bench
+	$(PY) -m crashguard find-batch --config config/safe_training.json --out runs/find-batch
 	$(PY) benchmarks/ddp_step.py
 	# The recipe on realistic data (12 cases of 240x240x155x4): CPU preset vs the original recipe, 240 steps each
 	# (about 1-2 hours on 2 CPU cores).

@@ -1,4 +1,5 @@
-"""The bench's outputs: a table for the terminal, JSON for scripts, a plot, and the chosen size in a config."""
+"""What `crashguard find-batch` reports: a table for the terminal, JSON for scripts, a plot, and the chosen size
+written into the config."""
 
 from __future__ import annotations
 
