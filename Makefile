@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (the main job) and `make test` (every test). Both install what they need.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint test-python test-extension test-e2e bench
+.PHONY: setup demo test test-fast lint test-python test-extension test-e2e bench
 
 setup:
 	bash scripts/bootstrap.sh
@@ -11,6 +11,13 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup lint test-python test-extension test-e2e
+
+# The edit-test loop (after `make setup`): the Python tests not marked `slow` (none that trains for long, drills a
+# kill or an OOM end to end, or builds a venv; `slow` marks those measured over ~5 s) and the extension's unit tests.
+# No lint, no e2e: `make test` runs everything.
+test-fast:
+	$(PY) -m pytest -m "not slow" -q
+	@if [ -f package.json ]; then npm run --silent test:unit; fi
 
 # ruff, the layers contract (import-linter) and the type checker (mypy): their settings are in pyproject.toml.
 lint:

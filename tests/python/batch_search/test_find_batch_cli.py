@@ -27,6 +27,7 @@ def _config(tmp_path: Path, data_root: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_find_batch_finds_the_largest_micro_batch_under_the_budget(tmp_path: Path) -> None:
     data_root = tmp_path / "data"
     made = subprocess.run([sys.executable, "-m", "crashguard", "sample-data", "--out",
