@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (the main job) and `make test` (every test). Both install what they need.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint test-python test-extension test-e2e bench
+.PHONY: setup demo test test-fast lint test-python test-extension test-e2e bench
 
 setup:
 	bash scripts/bootstrap.sh
@@ -12,8 +12,18 @@ demo: setup
 
 test: setup lint test-python test-extension test-e2e
 
+# The edit-test loop (after `make setup`): the Python tests not marked `slow` (none that trains for long, drills a
+# kill or an OOM end to end, or builds a venv; `slow` marks those measured over ~5 s) and the extension's unit tests.
+# No lint, no e2e: `make test` runs everything.
+test-fast:
+	$(PY) -m pytest -m "not slow" -q
+	@if [ -f package.json ]; then npm run --silent test:unit; fi
+
+# ruff, the layers contract (import-linter) and the type checker (mypy): their settings are in pyproject.toml.
 lint:
 	$(PY) -m ruff check python_backend tests scripts examples benchmarks bundled/tool
+	.venv/bin/lint-imports --no-logo
+	$(PY) -m mypy
 	@if [ -f package.json ]; then npm run --silent typecheck && npm run --silent lint; fi
 
 test-python:
@@ -33,7 +43,7 @@ bench: setup
 	$(PY) -m benchmarks.train_loops
 	$(PY) benchmarks/integrations.py
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m crashguard sample-data
-	$(PY) -m crashguard find-batch --config config/safe_training.json --out runs/bench
+	$(PY) -m crashguard find-batch --config config/safe_training.json --out runs/find-batch
 	$(PY) benchmarks/ddp_step.py
 	# The recipe on realistic data (12 cases of 240x240x155x4): CPU preset vs the original recipe, 240 steps each
 	# (about 1-2 hours on 2 CPU cores).

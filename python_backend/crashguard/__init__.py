@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .util.version import __version__ as __version__
 
 # name -> the module (under this package) that defines it
 _LAZY = {

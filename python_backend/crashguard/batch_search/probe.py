@@ -1,4 +1,5 @@
-"""One probe: real training steps (forward, backward, optimizer) at a micro-batch, its peak memory and speed."""
+"""One probe of the micro-batch search (`crashguard find-batch`): real training steps (forward, backward,
+optimizer) at a micro-batch, its peak memory and speed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The bench's outputs: a table for the terminal, JSON for scripts, a plot, and the chosen size in a config."""
+"""What `crashguard find-batch` reports: a table for the terminal, JSON for scripts, a plot, and the chosen size
+written into the config."""
 
 from __future__ import annotations
 
@@ -35,17 +36,17 @@ def to_json(result: SearchResult, resource: str, extra: dict[str, Any]) -> dict[
 def plot(result: SearchResult, resource: str, out: Path) -> Path:
     probes = sorted(result.probes, key=lambda p: p.micro_batch)
     with png_figure(out, 900, 360, ncols=2) as (fig, (mem_ax, speed_ax)):
-        measured = [p for p in probes if p.peak is not None]
-        mem_ax.plot([p.micro_batch for p in measured], [p.peak / 2**20 for p in measured], marker="o")
-        for p in measured:
-            if not p.fits:
-                mem_ax.scatter([p.micro_batch], [p.peak / 2**20], color="red", zorder=3)
+        measured = [(p.micro_batch, p.peak / 2**20, p.fits) for p in probes if p.peak is not None]
+        mem_ax.plot([size for size, _, _ in measured], [mib for _, mib, _ in measured], marker="o")
+        for size, mib, fits in measured:
+            if not fits:
+                mem_ax.scatter([size], [mib], color="red", zorder=3)
         mem_ax.axhline(result.budget / 2**20, color="red", linestyle="--", label="budget")
         mem_ax.set_title(f"peak {resource} (MiB)")
         mem_ax.set_xlabel("micro-batch")
         mem_ax.legend(fontsize=8)
-        timed = [p for p in probes if p.steps_per_second]
-        speed_ax.plot([p.micro_batch for p in timed], [p.steps_per_second * p.micro_batch for p in timed], marker="o")
+        timed = [(p.micro_batch, p.steps_per_second) for p in probes if p.steps_per_second]
+        speed_ax.plot([size for size, _ in timed], [rate * size for size, rate in timed], marker="o")
         speed_ax.set_title("samples / s")
         speed_ax.set_xlabel("micro-batch")
         for ax in (mem_ax, speed_ax):

@@ -1,7 +1,7 @@
 """Inputs for the probes: real training crops from the configured dataset (the same transforms as training).
 
 Memory and time depend on the shapes, so where the dataset is missing, random tensors of the same shape stand in
-(and the bench says so).
+(and find-batch says so).
 """
 
 from __future__ import annotations

@@ -80,8 +80,9 @@ def search_micro_batch(measure: Measure, budget: int, start: int = 1, max_micro:
         assert top.peak is not None
         slope = _slope([p for p in result.probes if p.fits], smallest_over)
         # No growth measured yet (or a small size peaked higher): double. Else close part of the distance.
-        growing = slope is not None and slope > 0
-        step = max(1, math.floor(approach * (budget - top.peak) / slope)) if growing else best
+        step = best
+        if slope is not None and slope > 0:
+            step = max(1, math.floor(approach * (budget - top.peak) / slope))
         ceiling = min(max_micro, smallest_over.micro_batch - 1 if smallest_over else max_micro)
         if smallest_over is not None and smallest_over.oom:
             ceiling = min(ceiling, (best + smallest_over.micro_batch) // 2)  # an OOM tells no peak: bisect

@@ -1,5 +1,5 @@
-"""`crashguard find-batch --config ...` (alias `bench`): the largest micro-batch under the memory budget, found with
-real training steps."""
+"""`crashguard find-batch --config ...`: the largest micro-batch under the memory budget, found with real training
+steps; the report goes to find-batch.json and find-batch.png. `bench`, its first name, is kept as an alias."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..util.json_io import json_text
 from ..util.units import parse_size
+
+REPORT_NAME = "find-batch"  # find-batch.json and find-batch.png in --out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-micro", type=int, default=32, help="largest micro-batch to try (default 32)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per probe (default 2)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: the config's")
-    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.json and bench.png")
+    parser.add_argument("--out", type=Path, default=Path("runs/find-batch"),
+                        help="folder for find-batch.json and find-batch.png (default runs/find-batch)")
     parser.add_argument("--write-config", action="store_true", help="store the result as train.micro_batch")
     parser.set_defaults(run=run)
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"crashguard bench: {exc}", file=sys.stderr)
+        print(f"crashguard find-batch: {exc}", file=sys.stderr)
         return 2
     import torch
 
@@ -66,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     extra = {"config": str(args.config), "device": device.type, "roi_size": list(probe.roi),
              "inputs": probe.crops.source}
-    (args.out / "bench.json").write_text(json_text(to_json(result, resource, extra), indent=2) + "\n")
-    plot(result, resource, args.out / "bench.png")
-    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    report, figure = args.out / f"{REPORT_NAME}.json", args.out / f"{REPORT_NAME}.png"
+    report.write_text(json_text(to_json(result, resource, extra), indent=2) + "\n")
+    plot(result, resource, figure)
+    print(f"wrote {report} and {figure}")
     if result.best is None:
         return 1
     if args.write_config:

@@ -27,6 +27,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the config's module is imported at run time only when a command needs it
+    from ..training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +130,11 @@ def _contained(max_gb: float) -> bool:
     return reading is not None and reading.max is not None and abs(reading.max - max_gb * 2**30) <= 2**20
 
 
-def _with_overrides(config: object, args: argparse.Namespace) -> object:
+def _with_overrides(config: TrainingConfig, args: argparse.Namespace) -> TrainingConfig:
     """The config with --memory-max/--memory-high/--oom-score-adj applied (validated like the file's values)."""
     from ..guard.oom_score import check_oom_score_adj
-    from ..training.config import TrainingConfig
     from ..util.units import parse_size
 
-    assert isinstance(config, TrainingConfig)
     memory: dict[str, object] = {}
     sizes = (("--memory-max", "max_gb", args.memory_max), ("--memory-high", "high_gb", args.memory_high))
     for flag, key, text in sizes:
@@ -147,7 +149,7 @@ def _with_overrides(config: object, args: argparse.Namespace) -> object:
         return config
     merged = {**config.memory.model_dump(), **memory}
     high, top = merged["high_gb"], merged["max_gb"]
-    if high is not None and (top is None or high >= top):  # type: ignore[operator]
+    if high is not None and (top is None or high >= top):
         raise ValueError(f"--memory-high must lie below --memory-max (or memory.max_gb), got {args.memory_high}")
     return config.model_copy(update={"memory": config.memory.model_copy(update=memory)})
 

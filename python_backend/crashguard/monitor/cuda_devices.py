@@ -81,7 +81,7 @@ def inventory(session: NvmlSession) -> list[PhysicalGpu] | None:
         name = _text(session.optional(nvml.nvmlDeviceGetName, handle) or "n/a")
         gpu = NvmlDevice(index, uuid, name, handle)
         mode = session.optional(nvml.nvmlDeviceGetMigMode, handle)  # NOT_SUPPORTED before Ampere
-        enabled = bool(mode) and mode[0] == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
+        enabled = mode is not None and bool(mode) and mode[0] == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
         migs: list[NvmlDevice] = []
         if enabled:
             for slot in range(session.optional(nvml.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):

@@ -37,13 +37,13 @@ class RamReading:
 _MEMINFO_KEYS = (b"MemTotal", b"MemAvailable", b"SwapTotal", b"SwapFree")
 
 
-def _meminfo() -> tuple[int, int, int, int]:
+def _meminfo(path: str | Path) -> tuple[int, int, int, int]:
     """(total, available, swap total, swap used) in bytes: one read of /proc/meminfo, where psutil's
     virtual_memory() and swap_memory() read it twice and /proc/vmstat once (~0.45 ms, paid on every sample).
     psutil when the kernel lacks a field (MemAvailable: before Linux 3.14) or is not Linux."""
     found: dict[bytes, int] = {}
     try:
-        with open("/proc/meminfo", "rb") as handle:
+        with open(path, "rb") as handle:
             for line in handle:
                 key, _, rest = line.partition(b":")
                 if key in _MEMINFO_KEYS:
@@ -60,10 +60,12 @@ def _meminfo() -> tuple[int, int, int, int]:
 
 
 def read_ram(cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: str | None = None,
-             cgroup: Callable[[], CgroupMemory | None] | None = None) -> RamReading:
-    """`cgroup_root` and `proc_cgroup` (the text of /proc/self/cgroup) exist for fixture trees in tests; a caller
-    that reads every second passes `cgroup` (e.g. a `CgroupWatch().read`) to skip finding the limit each time."""
-    physical, vm_available, swap_total, swap_used = _meminfo()
+             cgroup: Callable[[], CgroupMemory | None] | None = None,
+             meminfo: str | Path = "/proc/meminfo") -> RamReading:
+    """`cgroup_root`, `proc_cgroup` (the text of /proc/self/cgroup) and `meminfo` exist for fixture trees in tests;
+    a caller that reads every second passes `cgroup` (e.g. a `CgroupWatch().read`) to skip finding the limit each
+    time."""
+    physical, vm_available, swap_total, swap_used = _meminfo(meminfo)
     total, available = physical, vm_available
     source, cg_path = "physical", None
     limit = cgroup() if cgroup is not None else read_cgroup_memory(cgroup_root, proc_cgroup)

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..util.volumes import load_volume
 from .figure import png_figure
 
 
 def _slice(path: Path, z: int, channel: int | None) -> Any:
-    import nibabel as nib
     import numpy as np
 
-    proxy = nib.load(str(path)).dataobj
+    proxy = load_volume(path).dataobj
     index: tuple[Any, ...] = (slice(None), slice(None), z) + ((channel,) if len(proxy.shape) == 4 else ())
     return np.asarray(proxy[index], dtype=np.float32)
 
@@ -29,10 +29,9 @@ def _downsample(image: Any, max_side: int) -> Any:
 
 def _pick_slices(label_path: Path, count: int) -> list[int]:
     """Evenly spaced slices through the labelled region (one pass over the label, slice by slice)."""
-    import nibabel as nib
     import numpy as np
 
-    proxy = nib.load(str(label_path)).dataobj
+    proxy = load_volume(label_path).dataobj
     depth = proxy.shape[2]
     labelled = [z for z in range(depth) if np.any(np.asarray(proxy[:, :, z]))]
     pool = labelled or list(range(depth))

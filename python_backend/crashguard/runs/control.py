@@ -10,6 +10,7 @@ time (the hook turns SIGTERM into checkpoint-and-stop too).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ from ..monitor.host import read_ram
 from ..monitor.processes import tree_rss
 from .files import RefusedFile, ensure_checked_dir, open_run_dir, read_checked_json, unlink_at, write_json_at
 from .liveness import PIDFD, send_signal, verify_run
-from .registry import Registry, RunRecord
+from .registry import Registry, RunRecord, RunScanner
 from .status import ControlAction, RunState, control_name
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def request_cleanup(records: Sequence[RunRecord], timeout: float = DEFAULT_CLEAN
 
 def cleanup_runs(runs_dir: str | Path, names: Sequence[str] | None = None,
                  timeout: float = DEFAULT_CLEANUP_TIMEOUT, own_cleanup: bool = True,
-                 registry: Registry | None = None) -> CleanupResult:
+                 registry: RunScanner | None = None) -> CleanupResult:
     """Emergency cleanup across processes: this process's own cleanup, then a cleanup request to every live
     registered run (or only those named), with RAM before/after and a report per process.
 
@@ -247,11 +248,11 @@ def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIME
     pending: list[_Pending] = []
     problems: list[str] = []
     for record in live:
-        sent = _send(record, ControlAction.CHECKPOINT_AND_STOP, urgent)
-        if isinstance(sent, str):
-            problems.append(f"rank {record.rank}: not sent: {sent}")
+        request = _send(record, ControlAction.CHECKPOINT_AND_STOP, urgent)
+        if isinstance(request, str):
+            problems.append(f"rank {record.rank}: not sent: {request}")
         else:
-            pending.append(sent)
+            pending.append(request)
     _wait(pending, timeout)
     signalled = False
     for item in pending:
@@ -261,7 +262,7 @@ def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIME
             continue
         # No answer: SIGTERM through a handle on the verified process, re-verified after the handle was taken.
         pid = item.record.status.pid
-        sent, how = send_signal(pid, signal.SIGTERM, lambda record=item.record: _recheck(record))
+        sent, how = send_signal(pid, signal.SIGTERM, functools.partial(_recheck, item.record))
         if sent:
             signalled = True
             log.warning("run %s (pid %d) did not answer checkpoint-and-stop: sent SIGTERM%s", name, pid,

@@ -57,9 +57,9 @@ STEP_EMA_WEIGHT = 0.2  # of the newest step in the published typical step time (
 
 
 class RunHook:
-    def __init__(self, name: str, runs_dir: str | Path = "runs", config: str | Path | None = None,
-                 rank: int = 0, world_size: int = 1, write_interval: float = 1.0,
-                 cleanup: Callable[[], CleanupReport] = emergency_cleanup,
+    def __init__(self, name: str, runs_dir: str | os.PathLike[str] = "runs",
+                 config: str | os.PathLike[str] | None = None, rank: int = 0, world_size: int = 1,
+                 write_interval: float = 1.0, cleanup: Callable[[], CleanupReport] = emergency_cleanup,
                  oom_score_adj: int | None = DEFAULT_OOM_SCORE_ADJ) -> None:
         """`oom_score_adj`: the score the run volunteers with when it registers, so the kernel's OOM killer takes
         it (and its DataLoader workers, who inherit it) before the editor; None leaves the score alone."""

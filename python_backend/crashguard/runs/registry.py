@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..guard.oom_score import read_oom_score_adj
 from ..monitor.processes import tree_rss
@@ -163,6 +163,12 @@ class Refusal:
     @property
     def message(self) -> str:
         return f"{self.path}: not acted on: {self.reason}"
+
+
+class RunScanner(Protocol):
+    """What reads like one Registry to code that cleans up runs: a Registry, or the sidecar's Registries."""
+
+    def scan(self) -> list[RunRecord]: ...
 
 
 _Parsed = RunStatus | str | None  # a valid status, why the file was refused, or None: it vanished meanwhile

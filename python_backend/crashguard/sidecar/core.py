@@ -190,7 +190,7 @@ class Sidecar:
             return self._build(self._oom.explain(reading), settings, record=False)[0]
 
     def _level(self, resource: str, percent: float, warning: float, critical: float, record: bool,
-               transitions: list[Transition]) -> Level:
+               transitions: list[Transition | PressureTransition]) -> Level:
         if not record:
             return self._tracker.peek(resource, percent, warning, critical)
         level, change = self._tracker.update(resource, percent, warning, critical)

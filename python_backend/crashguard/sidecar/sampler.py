@@ -134,18 +134,18 @@ class Sampler:
         for record, info in zip(records, runs, strict=True):
             group, reading = None, None
             if info.alive and info.pid is not None:
-                key = (info.pid, record.status.create_time)
-                live.add(key)
-                group, reading = self._group_reading(key, now)
+                process = (info.pid, record.status.create_time)
+                live.add(process)
+                group, reading = self._group_reading(process, now)
             if group is None or reading is None or info.pid is None:
                 out.append(info)
                 continue
             groups[(info.name, info.rank)] = RunGroup(info.pid, group, reading.oom_kills)
             share = None
             if reading.pressure is not None and group.pressure is not None:
-                key = str(group.pressure)
-                seen.add(key)
-                share = self._window(key, seconds).add(now, reading.pressure)
+                pressure_file = str(group.pressure)
+                seen.add(pressure_file)
+                share = self._window(pressure_file, seconds).add(now, reading.pressure)
                 if share is not None:
                     shares[(info.name, info.rank)] = share
             if reading.max is None and reading.high is None:

@@ -23,8 +23,8 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage, default_converter
 
-from .. import __version__
 from ..guard.cleanup import emergency_cleanup
+from ..util.version import __version__
 from . import protocol as p
 from .core import Sidecar
 from .handshake import HandshakeProtocol, check_client_version
@@ -43,7 +43,7 @@ def plain_json_converter() -> cattrs.Converter:
     """pygls' converter, except that params and results of methods outside LSP stay plain JSON (dicts and lists)
     instead of becoming namedtuples, which would mangle keys that are not identifiers. Used by the test client and
     the benchmark too."""
-    converter = default_converter()
+    converter: cattrs.Converter = default_converter()  # type: ignore[no-untyped-call]  # pygls leaves it unannotated
     for cls in (JsonRPCRequestMessage, JsonRPCNotification, JsonRPCResponseMessage):
         converter.register_structure_hook(cls, lambda obj, cls: cls(**obj))
     return converter

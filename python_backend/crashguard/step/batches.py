@@ -25,13 +25,14 @@ def take(batch: Any, part: slice, size: int) -> Any:
         return batch[part] if batch.ndim and batch.shape[0] == size else batch
     if isinstance(batch, Mapping):
         items = {k: take(v, part, size) for k, v in batch.items()}
-        return items if type(batch) is dict else type(batch)(items)
+        mapping_type: Any = type(batch)  # a dict subclass, or another mapping built from a dict
+        return items if mapping_type is dict else mapping_type(items)
     if isinstance(batch, (list, tuple)):
         if _is_container_of_batches(batch):
-            items = [take(v, part, size) for v in batch]
+            parts = [take(v, part, size) for v in batch]
             if hasattr(batch, "_fields"):  # a namedtuple
-                return type(batch)(*items)
-            return type(batch)(items)
+                return type(batch)(*parts)
+            return type(batch)(parts)
         return batch[part] if len(batch) == size else batch  # per-sample values (file names, ids)
     shape = getattr(batch, "shape", None)  # numpy arrays
     if shape is not None and len(shape) and shape[0] == size:

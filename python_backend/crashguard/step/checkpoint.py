@@ -92,7 +92,8 @@ def latest_intact(directory: Path) -> tuple[Path, dict[str, Any]] | None:
 
 # -- RNG states, in types weights_only loading accepts ------------------------------------------------
 def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the legacy form: (name, keys, pos, has_gauss, cached_gaussian)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),

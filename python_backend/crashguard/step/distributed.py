@@ -98,11 +98,11 @@ class Coordinator:
         """(ranks whose micro-batches failed, the step's loss summed over ranks)."""
         return ([0] if failed else []), loss
 
-    def prepare_reduce(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+    def prepare_reduce(self, parameters: Sequence[torch.Tensor]) -> None:
         """Allocate what `reduce_gradients` needs (called before the step's agreement)."""
         return None
 
-    def reduce_gradients(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+    def reduce_gradients(self, parameters: Sequence[torch.Tensor]) -> None:
         return None
 
     def agree(self, *flags: bool) -> tuple[bool, ...]:
@@ -148,7 +148,7 @@ class DistCoordinator(Coordinator):
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
-        return model.no_sync()  # type: ignore[operator,no-any-return]
+        return model.no_sync()  # type: ignore[operator]
 
     @_guard("the per-step OOM consensus")
     def step_outcome(self, failed: bool, loss: float) -> tuple[list[int], float]:
@@ -159,7 +159,7 @@ class DistCoordinator(Coordinator):
         values = flags.tolist()
         return [r for r in range(self.world_size) if values[r] > 0], float(values[-1])
 
-    def prepare_reduce(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+    def prepare_reduce(self, parameters: Sequence[torch.Tensor]) -> None:
         """One flat buffer per dtype and device, as large as the largest bucket, kept for every later step: the
         all-reduce then allocates nothing of ours after the agreement (an OOM here is agreed on first)."""
         need: dict[tuple[torch.dtype, torch.device], int] = {}
@@ -173,7 +173,7 @@ class DistCoordinator(Coordinator):
                 self._buffers[key] = torch.empty(numel, dtype=key[0], device=key[1])
 
     @_guard("the gradient all-reduce")
-    def reduce_gradients(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+    def reduce_gradients(self, parameters: Sequence[torch.Tensor]) -> None:
         """Sum the gradients over ranks (each rank weighted its losses by its share of the global batch)."""
         # Parameters without a gradient (unused in this model's forward) are skipped, as the optimizer skips
         # them; every rank runs the same graph, so every rank skips the same ones.
@@ -206,7 +206,7 @@ class DistCoordinator(Coordinator):
     def broadcast(self, obj: T) -> T:
         box: list[Any] = [obj if self.rank == 0 else None]
         dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
-        return box[0]  # type: ignore[no-any-return]
+        return box[0]
 
     @_guard("an all-gather")
     def gather(self, obj: T) -> list[T]:
@@ -225,8 +225,8 @@ def shutdown() -> None:
             dist.destroy_process_group()
 
 
-def _buckets(parameters: list[torch.nn.Parameter]) -> Iterator[list[torch.nn.Parameter]]:
-    bucket: list[torch.nn.Parameter] = []
+def _buckets(parameters: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    bucket: list[torch.Tensor] = []
     size = 0
     for p in parameters:
         if bucket and (size + p.numel() * p.element_size() > BUCKET_BYTES or p.dtype != bucket[0].dtype):

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import nibabel as nib
 import numpy as np
+
+from ..util.volumes import load_volume
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def read_dataset_json(task_dir: Path) -> dict[str, Any]:
 
 
 def _load(path: Path, full: bool) -> tuple[tuple[int, ...], np.ndarray, np.ndarray | None]:
-    img = nib.load(str(path))
+    img = load_volume(path)
     data = np.asanyarray(img.dataobj) if full else None
     return tuple(int(s) for s in img.shape), np.asarray(img.affine), data
 

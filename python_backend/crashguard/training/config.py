@@ -12,13 +12,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..runs.status import valid_run_name
 
-TASK = "Task01_BrainTumour"
+TASK: Final = "Task01_BrainTumour"
 DEPRECATION_NOTES = "deprecation_notes"  # the validation context's list that collects them
 DEFAULT_DATA_ROOT = Path("data")
 

@@ -183,7 +183,8 @@ class ShardedEpochSampler(torch.utils.data.DistributedSampler[int]):
     def __init__(self, size: int, seed: int, step_batch: int, rank: int, world_size: int) -> None:
         if step_batch % world_size:
             raise DataError(f"effective batch {step_batch} does not divide by the world size {world_size}")
-        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        indices: Any = range(size)  # typed as a Dataset, the sampler's "dataset" is only asked its len()
+        super().__init__(indices, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self.size = size
         self.step_batch = step_batch
         self.share = step_batch // world_size

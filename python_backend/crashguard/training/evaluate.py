@@ -92,4 +92,4 @@ def evaluate_checkpoint(trainer: Trainer, picked: tuple[Path, dict[str, Any]]) -
         return 0
     finally:
         trainer.metrics.close()
-        trainer.hook.finish()
+        trainer.hook.finish(RunState.FINISHED)  # an EvaluationHook: releases the lock, writes nothing

@@ -18,6 +18,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImag
 
 from ..step.checkpoint import CheckpointError, load_checkpoint
 from ..step.precision import precision_for
+from ..util.volumes import load_volume
 from .config import ModelConfig
 from .model import build_model
 from .sliding import WindowPlan, guarded_sliding_window
@@ -86,7 +87,7 @@ def infer(checkpoint: Path, inputs: list[Path], out_dir: Path, sw_batch_size: in
         mask = (torch.sigmoid(logits[0]) > 0.5).cpu().numpy()
         labels = label_map(mask, regions)
         target = out_dir / (path.name.removesuffix(".gz").removesuffix(".nii") + "_seg.nii.gz")
-        nib.save(nib.Nifti1Image(labels, nib.load(str(path)).affine), target)
+        nib.save(nib.Nifti1Image(labels, load_volume(path).affine), target)
         log.info("wrote %s (sw_batch_size %d)", target, plan.sw_batch_size)
         written.append(target)
     return written

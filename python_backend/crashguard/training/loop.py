@@ -269,8 +269,8 @@ class Trainer:
                       zip(totals[:len(REGIONS)].tolist(), totals[len(REGIONS):-1].tolist(), strict=True)]
         dice: dict[str, float | None] = {r: (None if math.isnan(v) else round(v, 4))
                                          for r, v in zip(REGIONS, per_region, strict=True)}
-        known = [v for v in dice.values() if v is not None]
-        mean = round(sum(known) / len(known), 4) if known else None
+        defined = [v for v in dice.values() if v is not None]
+        mean = round(sum(defined) / len(defined), 4) if defined else None
         self.validated_at = self.step
         self.metrics.write("val", step=self.step, epoch=max(0, self.step - 1) // self.data.steps_per_epoch,
                            dice_mean=mean, **{f"dice_{k.lower()}": v for k, v in dice.items()}, **tags)

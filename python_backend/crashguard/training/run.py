@@ -144,7 +144,7 @@ def on_rank0(coord: Coordinator, fn: Callable[[], T]) -> T:
         raise RunRefused(value)
     if kind == "DataError":
         raise DataError(value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progress: bool = True,

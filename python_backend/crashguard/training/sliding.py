@@ -29,10 +29,12 @@ def guarded_sliding_window(image: torch.Tensor, model: torch.nn.Module, roi_size
         failure: Failure | None = None
         try:
             with precision.context(image.device.type):
-                return sliding_window_inference(
+                logits = sliding_window_inference(
                     image, tuple(roi_size), plan.sw_batch_size, model, overlap=plan.overlap,
                     device=torch.device("cpu") if plan.stitch_on_cpu else None,
-                ).float()
+                )
+                assert isinstance(logits, torch.Tensor)  # a model that returns one tensor gets one back
+                return logits.float()
         except Exception as exc:
             if not is_oom(exc):
                 raise

@@ -11,6 +11,7 @@ import torch
 from benchmarks.train_loops_bench import run_benchmark
 
 
+@pytest.mark.slow
 def test_steps_lost_are_counted_from_the_runs_and_the_result_names_the_device(tmp_path: Path,
                                                                                data_root: Path) -> None:
     (tmp_path / "data").symlink_to(data_root)  # read only: 9 training cases, 2 steps of 4 per epoch

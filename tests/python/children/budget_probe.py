@@ -1,5 +1,5 @@
-"""The bench's probe (real training steps) at given micro-batches, with this process's CUDA allocator capped at
-BUDGET bytes (torch.cuda.set_per_process_memory_fraction): does the size `crashguard bench` chose really fit?
+"""find-batch's probe (real training steps) at given micro-batches, with this process's CUDA allocator capped at
+BUDGET bytes (torch.cuda.set_per_process_memory_fraction): does the size `crashguard find-batch` chose really fit?
 
 usage: budget_probe.py CONFIG BUDGET MICRO [MICRO ...]
 Prints one JSON line: {"<micro>": {"oom": bool, "peak": bytes}, ...}.

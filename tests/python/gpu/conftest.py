@@ -19,7 +19,7 @@ import pytest
 from locations import CHILDREN
 
 # The table's rows follow the order (files), then each file's order.
-ORDER = ["test_nvml_truth", "test_sidecar_gauge", "test_cuda_training", "test_bench_gpu", "test_sliding_gpu",
+ORDER = ["test_nvml_truth", "test_sidecar_gauge", "test_cuda_training", "test_find_batch_gpu", "test_sliding_gpu",
          "test_cleanup_gpu", "test_ddp_gpu"]
 
 

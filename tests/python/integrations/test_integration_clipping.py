@@ -17,6 +17,7 @@ CHILD = CHILDREN / "clipping_child.py"
 CLIP = 1e-3
 
 
+@pytest.mark.slow
 def test_the_handler_and_the_callback_clip_the_step_they_guard(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -41,7 +41,6 @@ def fit(runs: Path, oom_at: int | None, resume: bool) -> CrashGuardCallback:
     return guard
 
 
-@pytest.mark.slow
 def test_an_oom_under_automatic_optimization_checkpoints_the_last_step_and_resumes(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     with pytest.raises(RuntimeError, match="can't allocate memory"):

@@ -30,13 +30,18 @@ def test_physical_reading_matches_proc_meminfo() -> None:
     assert reading.swap_total == info["SwapTotal"]
 
 
-def test_used_is_total_minus_available_not_minus_free() -> None:
-    reading = read_ram(cgroup_root=Path("/nonexistent"))
-    info = _meminfo()
-    minus_free = info["MemTotal"] - info["MemFree"]
-    # With any page cache at all, "total - free" overstates use; ours must track available instead.
-    if info["Cached"] > 0.02 * info["MemTotal"]:
-        assert reading.used < minus_free
+def test_used_is_total_minus_available_not_minus_free(tmp_path: Path) -> None:
+    """A machine whose RAM is mostly page cache (free 1 GiB, available 10 GiB of 16): "total - free" would say 94 %
+    used; the kernel can drop the cache at once, so used is total - available, 37.5 %."""
+    meminfo = tmp_path / "meminfo"
+    gib_kb = 2**20
+    meminfo.write_text(f"MemTotal: {16 * gib_kb} kB\nMemFree: {1 * gib_kb} kB\nMemAvailable: {10 * gib_kb} kB\n"
+                       f"Buffers: 1024 kB\nCached: {8 * gib_kb} kB\nSwapCached: 0 kB\n"
+                       f"SwapTotal: {2 * gib_kb} kB\nSwapFree: {2 * gib_kb - 1024} kB\n")
+    reading = read_ram(cgroup_root=Path("/nonexistent"), meminfo=meminfo)
+    assert (reading.total, reading.available, reading.used) == (16 * 2**30, 10 * 2**30, 6 * 2**30)
+    assert reading.percent == 37.5 and reading.limit_source == "physical"
+    assert (reading.swap_total, reading.swap_used) == (2 * 2**30, 2**20)
 
 
 def test_check_memory_seed_api() -> None:

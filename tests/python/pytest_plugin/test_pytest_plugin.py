@@ -89,6 +89,30 @@ def test_plugin_off_by_default(pytester: pytest.Pytester) -> None:
     assert "heaviest tests" not in result.stdout.str()
 
 
+LOADED = """
+import sys
+
+def test_what_the_plugin_loaded():
+    ours = sorted(m for m in sys.modules if m.startswith("crashguard"))
+    print("LOADED", " ".join(ours))
+"""
+
+
+@pytest.mark.parametrize("switch", [[], ["--memory-guard"], ["--memory-budget=2GB"]])
+def test_switched_off_the_plugin_imports_only_its_options(pytester: pytest.Pytester, switch: list[str]) -> None:
+    """Every pytest run of an environment with Crash Guard installed loads the plugin: switched off it must not
+    import the measuring half (psutil, the monitors, the guards); switched on it does."""
+    pytester.makepyfile(test_inner=LOADED)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *switch)
+    result.assert_outcomes(passed=1)
+    [line] = [line for line in result.stdout.lines if "LOADED " in line]
+    loaded = set(line.split("LOADED ", 1)[1].split())
+    assert "crashguard.pytest_plugin" in loaded
+    measuring = {"crashguard.pytest_plugin.memory_guard", "crashguard.monitor.peak", "crashguard.guard.cleanup"}
+    options_only = {"crashguard", "crashguard.pytest_plugin", "crashguard.util", "crashguard.util.version"}
+    assert measuring <= loaded if switch else loaded <= options_only, loaded
+
+
 @pytest.mark.parametrize(("text", "size"), [("300MB", 300 * 2**20), ("1.5G", int(1.5 * 2**30)),
                                             ("512MiB", 512 * 2**20), ("1024", 1024), ("2 gb", 2 * 2**30)])
 def test_parse_size(text: str, size: int) -> None:

@@ -144,7 +144,6 @@ def groups_left(name: str) -> list[Path]:
     return list(found[0].glob(f"crashguard-{name}-*"))
 
 
-@pytest.mark.slow
 def test_the_supervisor_tells_the_oom_killer_from_a_kill_9_and_removes_the_group(tmp_path: Path) -> None:
     need_memory_group()
     runs = tmp_path / "runs"

@@ -89,7 +89,6 @@ WORKERS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_dataloader_workers_do_not_hold_the_lock_and_cannot_keep_a_killed_run_locked(runs_dir: Path) -> None:
     if importlib.util.find_spec("torch") is None:  # not imported here: the test process stays light
         pytest.skip("torch is not installed")

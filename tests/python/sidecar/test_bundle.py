@@ -60,7 +60,6 @@ def test_the_bundle_holds_the_sidecar_and_nothing_of_training(bundle: Path) -> N
     assert not list(bundle.rglob("__pycache__"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("python", _interpreters())
 async def test_bundled_sidecar_serves_from_any_python_and_imports_nothing_from_its_folder(
         bundle: Path, python: str, hostile_folder: tuple[Path, Path], runs_dir: Path) -> None:

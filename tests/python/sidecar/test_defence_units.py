@@ -3,10 +3,12 @@ what this machine does not have), the OOM-cause rules, the pressure levels, and 
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from memory_groups import MakeGroup
 
 from crashguard.guard.cleanup import CleanupReport
 from crashguard.guard.high_mark import HighMarkAction, HighMarkWatch
@@ -109,12 +111,31 @@ def test_cgroup_v1_group_with_a_v2_pressure_file_beside_it(tmp_path: Path) -> No
     assert r == MemcgReading(1, str(g), 300 * MiB, 250 * MiB, None, 200 * MiB, None, 3, 2, parse_psi(PSI))
 
 
-def test_this_machines_own_group_and_counters() -> None:
-    group = memcg_of(os.getpid())
-    if group is not None:
-        assert read_memcg(group) is not None
-    if Path("/proc/vmstat").exists():
-        assert isinstance(system_oom_kills(), int)
+def test_a_process_in_a_real_memory_group_is_found_there_with_its_limit(memory_group: MakeGroup) -> None:
+    """memcg_of and read_memcg on a group the kernel keeps (made under this test process's own group; skipped
+    with the reason where none is writable), not a fixture tree."""
+    group = memory_group(256 * MiB)
+    child = group.spawn([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        found = memcg_of(child.pid)
+        assert found is not None and (found.version, found.path) == (group.version, group.path), found
+        reading = read_memcg(found)
+        assert reading is not None and reading.max == 256 * MiB and reading.oom_kills == 0, reading
+        assert 0 < reading.current <= 256 * MiB, reading  # the child's interpreter, charged to its group
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def _vmstat_oom_kills() -> int:
+    return int(dict(line.split() for line in Path("/proc/vmstat").read_text().splitlines())["oom_kill"])
+
+
+def test_the_systems_oom_kill_count_is_the_kernels() -> None:
+    # Other jobs on this machine may be OOM-killed meanwhile: the reading lies between two reads of our own.
+    before = _vmstat_oom_kills()
+    value = system_oom_kills()
+    assert value is not None and before <= value <= _vmstat_oom_kills()
 
 
 # -- the cause of a death -----------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from sidecar_session import sidecar
 
 from crashguard.sidecar import protocol as p
 
-pytestmark = pytest.mark.slow
 MiB = 2**20
 THRESHOLD = 5.0  # % of the window stalled ("some"); the default is 20, this machine's stall reaches ~20 in 15 s
 

@@ -93,7 +93,6 @@ async def test_a_hog_pushes_ram_critical_the_run_is_cleaned_then_stopped_urgentl
         assert max(gaps) < 4 * interval
 
 
-@pytest.mark.slow
 async def test_a_run_that_answers_nothing_is_stopped_then_sigtermed_and_a_forged_run_is_never_touched(
         runs_dir: Path, start_trainer: StartTrainer, tmp_path: Path) -> None:
     recorded = tmp_path / "requests.jsonl"

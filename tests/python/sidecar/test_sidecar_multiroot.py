@@ -44,7 +44,6 @@ def _train(started: list[subprocess.Popen], runs_dir: Path, name: str) -> subpro
     return proc
 
 
-@pytest.mark.slow
 async def test_runs_of_every_folder_and_a_stop_that_names_the_folder(
         folders: tuple[Path, Path], trainers: list[subprocess.Popen]) -> None:
     a, b = folders

@@ -157,6 +157,7 @@ async def test_a_killed_run_is_reported_crashed(runs_dir: Path, start_trainer: S
         assert (run["state"], run["exitCause"]) == ("crashed", "killed by signal 9 (SIGKILL)")
 
 
+@pytest.mark.slow
 async def test_auto_cleanup_on_warning_then_stop_of_the_heaviest_run_on_critical(
         runs_dir: Path, start_trainer: StartTrainer) -> None:
     big = start_trainer("big", mb=300, hold="cache")

@@ -9,12 +9,14 @@ import sys
 import time
 
 import psutil
+import pytest
 from lsprotocol import types as lsp
 from sidecar_session import sidecar
 
 from crashguard.sidecar import protocol as p
 
 
+@pytest.mark.slow
 async def test_samples_arrive_at_the_configured_rate_with_ram_close_to_psutil() -> None:
     async with sidecar({"sampleIntervalMs": 250, "topProcesses": 3}) as s:
         samples = await s.wait_samples(10)
@@ -55,6 +57,7 @@ async def test_samples_arrive_at_the_configured_rate_with_ram_close_to_psutil() 
         assert 0.5 <= statistics.median([b - a for a, b in itertools.pairwise(times)]) <= 0.7
 
 
+@pytest.mark.slow
 async def test_a_low_threshold_gives_one_warning_and_no_flapping() -> None:
     async with sidecar({"sampleIntervalMs": 200, "ramWarningPercent": 1, "ramCriticalPercent": 100}) as s:
         await s.wait_samples(12)

@@ -330,7 +330,6 @@ def _strict(body: bytes) -> object:
     return json.loads(body, parse_constant=refuse)
 
 
-@pytest.mark.slow
 async def test_a_diverging_run_keeps_every_sample_frame_strict_json_and_the_gauge_live(
         tmp_path: Path, runs_dir: Path) -> None:
     raw_file = tmp_path / "stdout.raw"

@@ -119,6 +119,7 @@ def test_malicious_pickle_is_refused_without_running(evil_checkpoints: tuple[Pat
     assert latest_intact(files[0].parent) is None
 
 
+@pytest.mark.slow
 def test_cli_refuses_malicious_checkpoints(tmp_path: Path, write_config: Callable[..., Path],
                                           evil_checkpoints: tuple[Path, list[Path]]) -> None:
     marker, files = evil_checkpoints

@@ -68,6 +68,7 @@ def test_oom_redoes_the_same_step_with_the_same_gradients(make_trainer) -> None:
     assert "micro-batch 4->2" in status["last_event"]
 
 
+@pytest.mark.slow
 def test_oom_at_micro_batch_one_stops_with_a_checkpoint(make_trainer) -> None:
     trainer, resumed = make_trainer("hopeless", micro_batch=2, epochs=3)
     # Fail every forward from the third step on: two steps complete, then nothing fits.
@@ -88,6 +89,7 @@ def test_oom_at_micro_batch_one_stops_with_a_checkpoint(make_trainer) -> None:
     assert status["checkpoint"].endswith("step-00000002.pt")
 
 
+@pytest.mark.slow
 def test_sliding_window_backs_off(make_trainer) -> None:
     trainer, _ = make_trainer("window", sw_batch_size=4, val_at_start=True)
     handle = trainer.model.register_forward_pre_hook(

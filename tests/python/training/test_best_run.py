@@ -8,10 +8,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from training_helpers import crashguard, records
 
 
+@pytest.mark.slow
 def test_best_checkpoint_early_stop_and_validate_only(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

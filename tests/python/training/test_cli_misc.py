@@ -32,6 +32,7 @@ def test_sample_data_then_check_data(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "at least 2" in bad.stderr
 
 
+@pytest.mark.slow
 def test_resume_never_refuses_existing_checkpoints(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"epochs": 1})
     first = crashguard("train", "--config", str(config), "--runs-dir", "runs", "--no-supervise", cwd=tmp_path)

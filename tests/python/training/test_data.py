@@ -78,6 +78,7 @@ def test_check_data_cli_lists_problems(tmp_path: Path, damaged_root: Path) -> No
     assert "BRATS_002" in result.stdout and "BRATS_005" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_refuses_bad_data_with_file_names(tmp_path: Path, damaged_root: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_config(damaged_root)))

@@ -104,6 +104,7 @@ def test_sharded_sampler_splits_each_step_of_the_single_process_order() -> None:
         ShardedEpochSampler(size=11, seed=5, step_batch=3, rank=0, world_size=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["raised", "rlimit"])
 def test_oom_on_rank_1_only_backs_off_every_rank_and_keeps_the_run(kind: str, tmp_path: Path,
                                                                    write_config: Callable[..., Path]) -> None:
@@ -154,6 +155,7 @@ def test_oom_on_rank_1_only_backs_off_every_rank_and_keeps_the_run(kind: str, tm
     assert [s["loss"] for s in steps] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed", [1, 0])
 def test_kill_of_one_rank_stops_the_other_cleanly_and_both_resume(killed: int, tmp_path: Path,
                                                                   write_config: Callable[..., Path]) -> None:
@@ -206,6 +208,7 @@ def test_kill_of_one_rank_stops_the_other_cleanly_and_both_resume(killed: int, t
     assert [s["loss"] for s in steps] == pytest.approx(expected, rel=1e-5)  # resumed exactly where it stopped
 
 
+@pytest.mark.slow
 def test_checkpoint_and_stop_sent_to_rank_1_stops_both_ranks_at_the_same_step(
         tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"roi_size": [16, 16, 16], "epochs": 200, "val_every_epochs": 1000},
@@ -232,6 +235,7 @@ def test_checkpoint_and_stop_sent_to_rank_1_stops_both_ranks_at_the_same_step(
     assert Path(ranks[0]["checkpoint"]).exists()
 
 
+@pytest.mark.slow
 def test_the_sidecars_registry_and_controls_reach_every_rank(tmp_path: Path,
                                                               write_config: Callable[..., Path]) -> None:
     from crashguard.runs.control import cleanup_runs, stop_run
@@ -264,6 +268,7 @@ def test_the_sidecars_registry_and_controls_reach_every_rank(tmp_path: Path,
     assert stopped.checkpoint == ranks[0]["checkpoint"] and Path(ranks[0]["checkpoint"]).exists()
 
 
+@pytest.mark.slow
 def test_oom_at_micro_batch_one_on_rank_1_stops_every_rank_with_a_checkpoint(
         tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"roi_size": [16, 16, 16], "epochs": 3, "effective_batch": 4, "micro_batch": 2})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from training_helpers import crashguard
 
@@ -22,6 +23,7 @@ def test_label_map_uses_dataset_numbering() -> None:
     assert labels[:, 0, 0].tolist() == [1, 2, 3, 0]
 
 
+@pytest.mark.slow
 def test_infer_writes_segmentations(tmp_path: Path, data_root: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"epochs": 2})
     assert crashguard("train", "--config", str(config), "--runs-dir", "runs", "--no-supervise",
@@ -38,6 +40,7 @@ def test_infer_writes_segmentations(tmp_path: Path, data_root: Path, write_confi
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2, 3}
 
 
+@pytest.mark.slow
 def test_infer_backs_off_the_window_batch(tmp_path: Path, data_root: Path,
                                           write_config: Callable[..., Path]) -> None:
     torch.set_num_threads(1)

@@ -36,6 +36,7 @@ def status_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "status.json").read_text())
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_continues_exactly(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"epochs": 8}, checkpoint={"every_steps": 2, "keep": 2})
     run_dir = tmp_path / "runs" / "victim"
@@ -67,6 +68,7 @@ def test_kill_9_then_resume_continues_exactly(tmp_path: Path, write_config: Call
     assert [s["loss"] for s in steps] == pytest.approx(expected, rel=1e-5)  # exactly where it stopped
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_supervisor_checkpoints_and_stops(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"epochs": 50}, checkpoint={"every_steps": 100, "keep": 2})
     run_dir = tmp_path / "runs" / "term"
@@ -79,6 +81,7 @@ def test_sigterm_to_the_supervisor_checkpoints_and_stops(tmp_path: Path, write_c
     assert Path(status["checkpoint"]).exists() and status["step"] < 100
 
 
+@pytest.mark.slow
 def test_checkpoint_and_stop_request(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"epochs": 50}, checkpoint={"every_steps": 100, "keep": 2})
     run_dir = tmp_path / "runs" / "ctl"

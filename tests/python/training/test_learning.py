@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from training_helpers import crashguard, records
 
 
+@pytest.mark.slow
 def test_short_run_learns(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     config = write_config(train={"epochs": 30, "val_at_start": True, "val_every_epochs": 10},
                           checkpoint={"every_steps": 8, "keep": 2})

@@ -8,10 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from locations import CHILDREN
 from training_helpers import child_env, events, records
 
 
+@pytest.mark.slow
 def test_real_cpu_oom_halves_micro_batch_and_keeps_every_step(tmp_path: Path,
                                                               write_config: Callable[..., Path]) -> None:
     config = write_config(train={"roi_size": [48, 48, 48], "epochs": 2, "effective_batch": 4, "micro_batch": 4,

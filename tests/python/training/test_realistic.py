@@ -16,7 +16,6 @@ from training_helpers import crashguard, events, records, tiny_config
 from crashguard.training.realistic import make_realistic_case, write_realistic_dataset
 from crashguard.training.transforms import deterministic_transforms, random_transforms, region_labels
 
-pytestmark = pytest.mark.slow
 LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
 
 
@@ -27,6 +26,7 @@ def realistic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_cases_have_task01_size_and_realistic_tumours(realistic_root: Path) -> None:
     task = realistic_root / "Task01_BrainTumour"
     meta = json.loads((task / "dataset.json").read_text())
@@ -50,6 +50,7 @@ def test_cases_have_task01_size_and_realistic_tumours(realistic_root: Path) -> N
     assert t1gd[label == 3].mean() > 1.2 * t1gd[brain & ~tumour].mean()  # the rim enhances
 
 
+@pytest.mark.slow
 def test_cases_do_not_depend_on_the_job_count() -> None:
     first, _ = make_realistic_case(seed=5, index=1)
     again, _ = make_realistic_case(seed=5, index=1)
@@ -81,6 +82,7 @@ def test_foreground_crops_find_the_tumour(realistic_root: Path) -> None:
     assert fractions["foreground"] > 1.5 * fractions["uniform"]
 
 
+@pytest.mark.slow
 def test_loss_falls_on_two_realistic_cases_within_the_ram_budget(tmp_path: Path, realistic_root: Path) -> None:
     """One case trains (16 steps of one 32³ crop), the other validates."""
     config = tiny_config(realistic_root, data={"root": str(realistic_root), "cache_rate": "auto",

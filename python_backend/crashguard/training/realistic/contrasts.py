@@ -31,7 +31,7 @@ CHANNELS = 4
 
 def _soften(mask: np.ndarray) -> np.ndarray:
     """A 3-voxel box blur: tumour borders blend into the tissue over ~1 mm, as partial volume does."""
-    soft = mask.astype(np.float32)
+    soft: np.ndarray = mask.astype(np.float32)
     for axis in range(soft.ndim):
         padded = np.pad(soft, [(1, 1) if a == axis else (0, 0) for a in range(soft.ndim)], mode="edge")
         lo = [slice(None)] * soft.ndim

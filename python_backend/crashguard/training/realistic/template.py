@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
+
+from ...util.volumes import load_volume
 
 # Task01_BrainTumour's grid: 240 x 240 x 155 voxels of 1 mm (BraTS images in SRI24 space).
 TASK01_SHAPE = (240, 240, 155)
@@ -48,7 +49,7 @@ class Anatomy:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.brain.shape  # type: ignore[return-value]
+        return self.brain.shape
 
 
 def fit_to_grid(volume: np.ndarray, shape: tuple[int, ...], keep: tuple[slice, ...]) -> np.ndarray:
@@ -73,7 +74,7 @@ def fit_to_grid(volume: np.ndarray, shape: tuple[int, ...], keep: tuple[slice, .
 @lru_cache(maxsize=1)
 def load_anatomy(shape: tuple[int, int, int] = TASK01_SHAPE) -> Anatomy:
     folder = template_dir()
-    maps = {kind: np.asanyarray(nib.load(str(folder / name)).dataobj).astype(np.uint8)
+    maps = {kind: np.asanyarray(load_volume(folder / name).dataobj).astype(np.uint8)
             for kind, name in TEMPLATE_FILES.items()}
     # The template is skull-stripped (zero outside the brain). Where it is taller than the grid (z: 189 slices
     # for 155), keep the slab that holds the brain, as BraTS's grid does.

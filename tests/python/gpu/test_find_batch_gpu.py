@@ -1,4 +1,4 @@
-"""`crashguard bench` on CUDA: the largest micro-batch whose measured peak (max_memory_reserved over real training
+"""`crashguard find-batch` on CUDA: the largest micro-batch whose measured peak (max_memory_reserved over real training
 steps, AMP on) stays under a VRAM budget; then that size is run again with the allocator capped at the budget."""
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ pytestmark = pytest.mark.gpu
 BUDGET = 4 * GIB
 
 
-@pytest.mark.gpu_line("bench: largest micro-batch under a 4 GiB VRAM budget, its measured peak, rerun capped")
-def test_bench_finds_the_largest_micro_batch_under_a_vram_budget(
+@pytest.mark.gpu_line("find-batch: largest micro-batch under a 4 GiB VRAM budget, its measured peak, rerun capped")
+def test_find_batch_finds_the_largest_micro_batch_under_a_vram_budget(
         gpu_data: Path, tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(gpu_config(gpu_data, micro_batch=1, effective_batch=32)))
-    out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "crashguard", "bench", "--config", str(config), "--device", "cuda",
-                           "--budget", str(BUDGET), "--max-micro", "32", "--steps", "1", "--out", str(out)],
+    out = tmp_path / "find-batch"
+    done = subprocess.run([sys.executable, "-m", "crashguard", "find-batch", "--config", str(config),
+                           "--device", "cuda", "--budget", str(BUDGET), "--max-micro", "32", "--steps", "1",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=400, env=child_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads((out / "bench.json").read_text())
+    report = json.loads((out / "find-batch.json").read_text())
     best = report["best_micro_batch"]
     probes = {p["micro_batch"]: p for p in report["probes"]}
     assert best is not None and probes[best]["peak"] <= BUDGET

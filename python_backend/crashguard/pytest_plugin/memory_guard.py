@@ -1,10 +1,5 @@
-"""Memory-safe tests: a pytest plugin that records each test's peak RSS (and VRAM where there is a GPU), cleans
-up after a test that grew memory, fails a test over `--memory-budget`, and lists the heaviest tests at the end.
+"""The measuring half of the memory plugin, loaded only when it is switched on (see __init__.py).
 
-Installing the package registers it as the pytest plugin `crashguard` (an entry point), inert until switched on
-with `--memory-guard`, `--memory-budget=SIZE`, or `memory_guard = true` in the pytest ini options. From a
-checkout that is not installed, load it with `-p crashguard.pytest_plugin` (not both: pytest refuses one
-module registered under two names).
 Budgets apply to a test's growth: its peak RSS minus its RSS when it started.
 
 What it costs: the peak is the kernel's exact high-water mark (two small /proc operations per test). A full
@@ -19,15 +14,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from .guard.cleanup import emergency_cleanup
-from .monitor.peak import PeakRssTracker
-from .monitor.processes import own_rss
-from .util.units import human_bytes, parse_size
-
-DEFAULT_CLEANUP_THRESHOLD = "64MB"
+from ..guard.cleanup import emergency_cleanup
+from ..monitor.peak import PeakRssTracker
+from ..monitor.processes import own_rss
+from ..util.units import human_bytes, parse_size
+from . import DEFAULT_CLEANUP_THRESHOLD
 
 
 @dataclass
@@ -42,38 +37,9 @@ class TestMemory:
         return self.peak_rss - self.start_rss
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("crashguard", "memory-safe tests (Crash Guard)")
-    group.addoption("--memory-guard", action="store_true", help="record each test's peak memory and clean up")
-    group.addoption("--memory-budget", default=None, metavar="SIZE",
-                    help="fail a test whose peak RSS grows by more than SIZE (e.g. 300MB)")
-    group.addoption("--memory-top", type=int, default=10, metavar="N", help="heaviest tests listed at the end")
-    group.addoption("--memory-cleanup-threshold", default=None, metavar="SIZE",
-                    help=f"clean up after a test only when its peak RSS or VRAM, or what it left behind, grew by "
-                         f"more than SIZE (default {DEFAULT_CLEANUP_THRESHOLD}; 0 = after every test)")
-    parser.addini("memory_guard", "enable the Crash Guard memory plugin", type="bool", default=False)
-    parser.addini("memory_budget", "default --memory-budget", default="")
-    parser.addini("memory_cleanup_threshold", "default --memory-cleanup-threshold", default="")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "memory_budget(size): a per-test memory budget, e.g. '2GB'")
-    budget_text = config.getoption("--memory-budget") or config.getini("memory_budget") or None
-    enabled = config.getoption("--memory-guard") or config.getini("memory_guard") or budget_text is not None
-    if enabled and not config.pluginmanager.has_plugin("crashguard-memory"):
-        budget = parse_size(budget_text) if budget_text else None
-        threshold_text = (config.getoption("--memory-cleanup-threshold") or config.getini("memory_cleanup_threshold")
-                          or DEFAULT_CLEANUP_THRESHOLD)
-        try:
-            threshold = parse_size(threshold_text)
-        except ValueError as exc:
-            raise pytest.UsageError(f"--memory-cleanup-threshold: {exc}") from None
-        config.pluginmanager.register(MemoryGuardPlugin(budget, config.getoption("--memory-top"), threshold),
-                                      "crashguard-memory")
-
-
-def _cuda() -> object | None:
-    """torch.cuda when the tests already use CUDA (never imported or initialised here)."""
+def _cuda() -> Any:
+    """torch.cuda when the tests already use CUDA, else None (torch is never imported or initialised here, so
+    neither is its type)."""
     torch = sys.modules.get("torch")
     try:
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -89,8 +55,8 @@ def _vram_peak_reset() -> int | None:
     if cuda is None:
         return None
     try:
-        cuda.reset_peak_memory_stats()  # type: ignore[attr-defined]
-        return int(cuda.memory_reserved())  # type: ignore[attr-defined]
+        cuda.reset_peak_memory_stats()
+        return int(cuda.memory_reserved())
     except Exception:
         return None
 
@@ -98,7 +64,7 @@ def _vram_peak_reset() -> int | None:
 def _vram_peak() -> int | None:
     cuda = _cuda()
     try:
-        return int(cuda.max_memory_allocated()) if cuda is not None else None  # type: ignore[attr-defined]
+        return int(cuda.max_memory_allocated()) if cuda is not None else None
     except Exception:
         return None
 
@@ -106,7 +72,7 @@ def _vram_peak() -> int | None:
 def _vram_reserved() -> int | None:
     cuda = _cuda()
     try:
-        return int(cuda.memory_reserved()) if cuda is not None else None  # type: ignore[attr-defined]
+        return int(cuda.memory_reserved()) if cuda is not None else None
     except Exception:
         return None
 
