@@ -11,7 +11,8 @@ run records for Resume, so that nothing is imported from their working folder.
   a working folder (empty, relative, the current directory), crashguard's root first: the child imports what this
   process imports, from where it imported it (a `pip install --user`, PYTHONPATH), and never from its folder.
 
-Which of the two is decided by asking the interpreter for its isolated sys.path once per process (~20 ms).
+Which of the two is decided by asking the interpreter for its isolated sys.path once per process (~20 ms); under a
+debugger that follows children (debugpy), always the boot.
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def own_import_path() -> list[str]:
 def module_command(module: str, needs: Sequence[str] = ()) -> list[str]:
     """The argv (without arguments) that runs `python -m <module>` of this very crashguard with this interpreter,
     never importing from the working folder. `needs`: top-level packages the child imports besides crashguard."""
-    path = isolated_sys_path(sys.executable)
+    # Under debugpy, a child's `-m X` is re-run as pydevd's `--module X`, which puts the working folder first again
+    # (microsoft/debugpy#1916): the boot sets sys.path itself, whoever runs it.
+    debugged = "pydevd" in sys.modules
+    path = () if debugged else isolated_sys_path(sys.executable)
     if path and found_alike((PACKAGE, *needs), path):
         return [sys.executable, "-I", "-m", module]
     boot = (f"import runpy, sys; sys.path[:] = {own_import_path()!r}; "

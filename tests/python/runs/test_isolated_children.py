@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from training_helpers import records
+from training_helpers import events
 
 from crashguard.runs.resume import crashguard_command, isolated_torchrun
 from crashguard.util import isolated
@@ -171,7 +171,7 @@ def test_a_supervised_train_and_its_recorded_resume_import_nothing_from_the_fold
     resumed = subprocess.run([*command["argv"], "--no-progress"], cwd=command["cwd"], env=plain_env(),
                              capture_output=True, text=True, timeout=600)  # exactly what Resume runs
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [r for r in records(run_dir, "event") if r["event"] == "resume"]
+    assert events(run_dir, "resume")
     assert read_status(run_dir / "status.json")["state"] == "finished"
     assert not marker.exists(), marker.read_text()
 
