@@ -1,12 +1,25 @@
 // Issue 22: a remote GPU host whose python3 is older than 3.10 (and crashGuard.pythonPath a Python 3.9): the gauge
-// says so plainly, with no error toast and no monitor process; a click offers the interpreters on the machine that
-// can run the monitor; picking one starts the gauge, and the choice survives a window reload.
+// says so plainly, with no error toast and no monitor process. When the Python extension activates later (a
+// stand-in with its published API's shape, activated by a command here, by opening a Python file in real life),
+// discovery runs again and the monitor starts on its interpreter. "Select Python for the Memory Monitor" offers the
+// interpreters on the machine that can run the monitor; picking one restarts it there, and the choice survives a
+// window reload.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  check, log, NODE, openWorkbench, quickPickRows, ramGauge, RUN, sidecars, sleep, STATUSBAR, statusText, toasts, until,
+  check, log, NODE, openWorkbench, PYTHON, quickPickRows, ROOT, ramGauge, RUN, runCommand, sidecars, sleep, statusText,
+  toasts, until,
 } from '../harness.mjs';
+
+/** The stand-in Python extension (tests/e2e/fake-python-extension), packaged as ms-python.python. */
+function fakePythonExtension(dir) {
+  const out = path.join(dir, 'fake-python.vsix');
+  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'vsce'), ['package', '--skip-license', '--no-dependencies',
+    '--allow-missing-repository', '--out', out], { cwd: path.join(ROOT, 'tests', 'e2e', 'fake-python-extension'), stdio: 'ignore' });
+  return out;
+}
 
 /** A Python 3.9: pyenv's when the machine has one, else a script that answers the probe as 3.9 (the probe is all
  *  the extension asks of it). */
@@ -43,7 +56,8 @@ export async function oldPython() {
   const wb = await openWorkbench('old-python', { target: `?folder=${encodeURIComponent(folder)}`,
     // VSCODE_CLI=1: the server takes this environment as it is instead of a login shell's (whose rc files put
     // pyenv's shims, and so a newer python3, first on PATH).
-    env: { PATH: pathWithOldPython(dir, old), VSCODE_CLI: '1' }, machineSettings: { 'crashGuard.pythonPath': old } });
+    env: { PATH: pathWithOldPython(dir, old), VSCODE_CLI: '1', FAKE_PYTHON_INTERPRETER: PYTHON },
+    machineSettings: { 'crashGuard.pythonPath': old }, extraExtensions: [fakePythonExtension(dir)] });
   const { page, server } = wb;
   try {
     await until(async () => /RAM: needs Python 3\.10\+/.test(await statusText(page)), 60_000, 'the "needs Python 3.10+" gauge');
@@ -59,20 +73,29 @@ export async function oldPython() {
     check(/Python 3\.9\.\d+ is older than 3\.10/.test(wb.logText()), 'the log names the 3.9 that was passed over');
     await wb.shot('old-python.png');
 
-    // A click offers what can run the monitor on this machine (not on PATH here, e.g. /usr/bin/python3.11).
-    await page.locator(`${STATUSBAR} .statusbar-item`, { hasText: 'needs Python' }).first().click();
+    // The Python extension activates after Crash Guard: discovery runs again, the monitor starts on its interpreter.
+    await runCommand(page, 'Fake Python: Activate');
+    const lateStart = Date.now();
+    await until(() => ramGauge(page), 30_000, 'the gauge once the Python extension is active', 100);
+    const [fromExtension] = sidecars(server.pid);
+    log(`old-python: the Python extension activated; gauge after ${Date.now() - lateStart} ms, monitor ${fromExtension?.cmdline.join(' ')}`);
+    check(fromExtension?.cmdline[0] === PYTHON && wb.logText().includes(`monitor interpreter: ${PYTHON} (source: Python extension)`),
+      'a Python extension that activates later is used: the monitor starts on its interpreter');
+
+    // Select Python for the Memory Monitor offers what can run the monitor on this machine (not on PATH here).
+    await runCommand(page, 'Crash Guard: Select Python for the Memory Monitor');
     const rows = await until(async () => {
       const r = await quickPickRows(page);
-      return r.some((x) => /Python 3\.1\d/.test(x)) ? r : undefined;
+      return r.some((x) => /Python 3\.1\d\.\d/.test(x)) ? r : undefined;
     }, 60_000, 'interpreters in the quick pick', 500);
     log(`old-python: offered ${JSON.stringify(rows)}`);
     check(!rows.some((x) => /Python 3\.9/.test(x)), 'the quick pick offers no Python older than 3.10');
     check(rows.some((x) => /How to install Python 3\.10/.test(x)), 'the quick pick also says how to install one');
-    const first = page.locator('.quick-input-list .monaco-list-row', { hasText: /Python 3\.1\d/ }).first();
+    const first = page.locator('.quick-input-list .monaco-list-row', { hasText: /Python 3\.1\d\.\d/ }).first();
     const picked = (await first.innerText()).replace(/\s+/g, ' ');
     await first.click();
+    const monitor = await until(() => sidecars(server.pid).find((p) => p.pid !== fromExtension.pid), 30_000, 'the monitor on the pick');
     const percent = await until(() => ramGauge(page), 30_000, 'the gauge after picking an interpreter', 100);
-    const [monitor] = sidecars(server.pid);
     log(`old-python: picked ${picked}; monitor ${monitor?.cmdline.join(' ')}`);
     check(percent > 0 && monitor && /python3\.1\d|python3$/.test(monitor.cmdline[0]) && monitor.cmdline[0] !== old,
       `picking ${picked} starts the gauge on it (RAM ${percent}%)`);
