@@ -80,10 +80,10 @@ export class PythonExtensionWatch implements vscode.Disposable {
 
   constructor() {
     this.installs = vscode.extensions.onDidChange(() => this.look());
-    this.look();
+    this.look(false); // already active at Crash Guard's activation: discovery reads it anyway
   }
 
-  private look(): void {
+  private look(announce = true): void {
     let waiting = false;
     for (const id of [PVSC_EXTENSION_ID, ENVIRONMENTS_EXTENSION]) {
       const ext = vscode.extensions.getExtension(id);
@@ -98,7 +98,7 @@ export class PythonExtensionWatch implements vscode.Disposable {
         continue;
       }
       this.subscribed.set(id, this.subscribe(id));
-      this.emitter.fire(`${id} is active`);
+      if (announce) this.emitter.fire(`${id} is active`);
     }
     if (waiting && !this.poll) this.poll = setInterval(() => this.look(), ACTIVATION_POLL_MS);
     if (!waiting && this.poll) {
