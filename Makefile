@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` (the main job) and `make test` (every test). Both install what they need.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast lint test-python test-extension test-e2e bench
+.PHONY: setup demo test test-fast lint test-python test-extension test-package test-e2e bench
 
 setup:
 	bash scripts/bootstrap.sh
@@ -10,7 +10,7 @@ setup:
 demo: setup
 	bash scripts/demo.sh
 
-test: setup lint test-python test-extension test-e2e
+test: setup lint test-python test-extension test-package test-e2e
 
 # The edit-test loop (after `make setup`): the Python tests not marked `slow` (none that trains for long, drills a
 # kill or an OOM end to end, or builds a venv; `slow` marks those measured over ~5 s) and the extension's unit tests.
@@ -31,6 +31,11 @@ test-python:
 
 test-extension:
 	@if [ -f package.json ]; then npm run --silent test:unit; fi
+
+# The .vsix of every target (linux-x64, linux-arm64, darwin-x64, darwin-arm64), each checked by check_vsix.py for its
+# own platform, into dist/vsix/: the extension is built once; only psutil's compiled module differs.
+test-package:
+	@if [ -f package.json ]; then npm run --silent package:all; fi
 
 test-e2e:
 	@if [ -f package.json ]; then bash scripts/e2e/setup.sh && npm run --silent test:e2e; fi

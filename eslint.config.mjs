@@ -39,7 +39,7 @@ export default tseslint.config(
   },
   {
     // Pure modules must stay importable outside VS Code (unit tests run them under plain node).
-    files: ['extension/src/{protocol,check,settings,levels,format,cli,crashes,restartQueue,python}.ts', 'extension/src/report/model.ts'],
+    files: ['extension/src/{protocol,check,settings,levels,format,cli,crashes,restartQueue,python,alerts,gauges,platform,monitorSwitch}.ts', 'extension/src/report/model.ts'],
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'vscode', message: 'pure module: no vscode' }] }] },
   },
 );

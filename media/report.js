@@ -72,7 +72,7 @@
     svg.append(markers);
     if (view.pointCount === 0) {
       svg.append(el(SVG, 'text', { class: 'empty', x: plot.x + plot.w / 2, y: plot.y + plot.h / 2, 'text-anchor': 'middle' },
-        'No samples yet: waiting for the sidecar…'));
+        'No samples yet: waiting for the memory monitor…'));
     }
   }
 

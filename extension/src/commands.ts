@@ -1,12 +1,14 @@
 // The palette commands (category "Crash Guard").
 import * as vscode from 'vscode';
 import { cleanupDefinition, lastResumableRun, SAFE_TRAINING_CONFIG, trainDefinition } from './cli';
-import { cleanupSummary, formatBytes, stopSummary } from './format';
+import { cleanupSummary, stopSummary } from './format';
 import type { Log } from './logger';
+import type { MonitorSwitch } from './monitorSwitch';
 import * as P from './protocol';
 import type { TrainingFolders } from './folders';
 import type { Recovery } from './recovery';
 import type { Report } from './report/panel';
+import { pickRun } from './runPick';
 import { addSafeTraining, TRAINING_TASK_LABEL } from './scaffold';
 import type { Sidecar } from './sidecar';
 import type { StatusBar } from './statusBar';
@@ -22,6 +24,10 @@ export interface CommandDeps {
   tasks: TaskDeps;
   training: Training;
   folders: TrainingFolders;
+  /** Start / Stop Memory Monitor, remembered across reloads. */
+  monitor: MonitorSwitch;
+  /** Select Python for the Memory Monitor (monitorPython.ts). */
+  selectMonitorPython(): Promise<void>;
   /** The starter config shipped with the extension (config/safe_training.json). */
   configTemplate: vscode.Uri;
 }
@@ -43,7 +49,7 @@ async function emergencyCleanup(deps: CommandDeps): Promise<void> {
     const folder = deps.tasks.folder();
     if (!folder || !vscode.workspace.isTrusted) {
       void vscode.window.showWarningMessage('Crash Guard: the memory monitor is not running; start it first.', 'Start Memory Monitor')
-        .then((c) => c && void deps.sidecar.restart());
+        .then((c) => c && void deps.monitor.turnOn());
       return;
     }
     deps.log.warn('memory monitor not running: running the cleanup task instead');
@@ -66,23 +72,24 @@ async function emergencyCleanup(deps: CommandDeps): Promise<void> {
   }
 }
 
-/** The run to stop: the one given (a RunInfo, or a name), the only live one, or the user's pick. */
+const hasDir = (x: unknown): x is { dir: unknown } => typeof x === 'object' && x !== null && 'dir' in x;
+
+/**
+ * The run to stop: the one given (a RunInfo, or a name), one of several given (a toast's close runs, heaviest
+ * first: the user picks), the only live one, or the user's pick of the live ones. Only a run that is live now.
+ */
 async function stopTarget(deps: CommandDeps, given: unknown): Promise<P.RunInfo | undefined> {
   const live = (await runs(deps)).filter((r) => r.alive && r.rank === 0);
-  if (typeof given === 'object' && given !== null && 'dir' in given) {
-    const dir = given.dir;
-    return live.find((r) => r.dir === dir);
-  }
+  if (hasDir(given)) return live.find((r) => r.dir === given.dir);
   if (typeof given === 'string') return live.find((r) => r.name === given);
-  if (live.length === 0) {
+  const offered = Array.isArray(given)
+    ? given.filter(hasDir).flatMap((g) => live.filter((r) => r.dir === g.dir)) : live;
+  if (offered.length === 0) {
     void vscode.window.showInformationMessage('Crash Guard: no guarded training run is running.');
     return undefined;
   }
-  if (live.length === 1) return live[0];
-  const pick = await vscode.window.showQuickPick(live.map((r) => ({
-    label: r.name, description: `step ${r.step ?? '?'}, RSS ${formatBytes(r.treeRss)}`, detail: r.dir, run: r,
-  })), { title: 'Checkpoint and stop which run?' });
-  return pick?.run;
+  if (offered.length === 1) return offered[0];
+  return pickRun(offered, 'Checkpoint and stop which run?');
 }
 
 async function stopTraining(deps: CommandDeps, given?: unknown): Promise<void> {
@@ -147,17 +154,29 @@ async function startSafeTraining(deps: CommandDeps): Promise<void> {
   await runTask(deps.tasks, trainDefinition(deps.tasks.runsDirectory(folder)), 'Safe Training (Low Memory)', folder);
 }
 
+/** Start Memory Monitor: on when it is off or down; when it runs, says so (Restart Memory Monitor restarts it). */
+async function startMonitor(deps: CommandDeps): Promise<void> {
+  const state = deps.statusBar.sidecarState;
+  if (state === 'running' || state === 'starting') {
+    void vscode.window.showInformationMessage(`Crash Guard: the memory monitor is ${state === 'running' ? 'already running' : 'starting'}.`);
+    return;
+  }
+  await deps.monitor.turnOn();
+}
+
 export function registerCommands(context: vscode.ExtensionContext, deps: CommandDeps): void {
   const reg = (id: string, fn: (...args: unknown[]) => unknown) =>
     context.subscriptions.push(vscode.commands.registerCommand(id, fn));
   reg('crashGuard.emergencyCleanup', () => emergencyCleanup(deps));
-  reg('crashGuard.startMonitor', () => deps.sidecar.restart());
-  reg('crashGuard.stopMonitor', () => deps.sidecar.stop());
+  reg('crashGuard.startMonitor', () => startMonitor(deps));
+  reg('crashGuard.stopMonitor', () => deps.monitor.turnOff());
   reg('crashGuard.startSafeTraining', () => startSafeTraining(deps));
   reg('crashGuard.stopTraining', (name) => stopTraining(deps, name));
   reg('crashGuard.resumeLastRun', () => resumeLastRun(deps));
   reg('crashGuard.showLogs', () => deps.log.show());
-  reg('crashGuard.restartSidecar', () => deps.sidecar.restart());
+  // "Restart Memory Monitor" (the id is older than the name): stop it and start it again, whatever its state.
+  reg('crashGuard.restartSidecar', () => deps.monitor.turnOn());
+  reg('crashGuard.selectMonitorPython', () => deps.selectMonitorPython());
   reg('crashGuard.selectPython', () => deps.training.choose());
   reg('crashGuard.setUpTraining', () => deps.training.setUp());
   reg('crashGuard.addSafeTraining', () => addSafeTrainingCommand(deps));

@@ -6,9 +6,11 @@ import { Config } from './config';
 import { TrainingFolders } from './folders';
 import { registerLaunch } from './launch';
 import { createLogChannel } from './logger';
+import { MonitorPython } from './monitorPython';
+import { MonitorSwitch } from './monitorSwitch';
 import * as P from './protocol';
 import { chooseSidecarInterpreter, probePython, resolveTrainingInterpreter, type DiscoveryInputs } from './python';
-import { activeInterpreter, onInterpreterChange } from './pythonExtension';
+import { activeInterpreter, PythonExtensionWatch } from './pythonExtension';
 import { Recovery } from './recovery';
 import { Report } from './report/panel';
 import { runsDirectoryOf, SECTION, sidecarSettings } from './settings';
@@ -60,6 +62,11 @@ export function activate(context: vscode.ExtensionContext): void {
   const wheel = fs.existsSync(wheelDir) ? fs.readdirSync(wheelDir).filter((f) => /^crashguard-.*\.whl$/.test(f))
     .map((f) => `${wheelDir}/${f}`)[0] : undefined;
 
+  const monitorPython = new MonitorPython({
+    log, state: context.globalState, trusted: () => vscode.workspace.isTrusted,
+    probe: (python) => cwd().then((dir) => probePython(python, probeScript, dir)),
+    restart: () => monitor.turnOn(),
+  });
   const firstFolder = (): vscode.WorkspaceFolder | undefined => vscode.workspace.workspaceFolders?.[0];
   const runsDirectory = (folder: vscode.WorkspaceFolder): string =>
     runsDirectoryOf(folder.uri.fsPath, vscode.workspace.getConfiguration(SECTION, folder.uri).get<string>('runsDirectory') ?? '');
@@ -69,13 +76,14 @@ export function activate(context: vscode.ExtensionContext): void {
     env: process.env,
     workspaceFolder: firstFolder()?.uri.fsPath,
     pythonExtension: () => activeInterpreter(firstFolder()?.uri),
+    monitorChoice: monitorPython.choice,
   });
   const trusted = (): boolean => vscode.workspace.isTrusted;
 
   const config = new Config(log, (_settings, change) => {
     if (change.restart) {
       log.info('crashGuard.pythonPath changed: checking the interpreters again');
-      void sidecar?.restart();
+      void monitor.startIfWanted();
       if (trusted()) void training.check();
     } else if (Object.keys(change.sidecar).length > 0) {
       log.info(`settings changed: ${JSON.stringify(change.sidecar)}`);
@@ -89,8 +97,9 @@ export function activate(context: vscode.ExtensionContext): void {
     hasTrainingFolder: () => folders.folders.length > 0,
     monitor: () => sidecar?.interpreter,
   });
-  const statusBar = new StatusBar(log, activatedAt, () => config.settings.sampleIntervalMs, () => training.pythonLines(),
-    () => config.settings.topProcesses);
+  const statusBar = new StatusBar({ log, activatedAt, intervalMs: () => config.settings.sampleIntervalMs,
+    pythonLines: () => training.pythonLines(), topProcesses: () => config.settings.topProcesses,
+    gpuMode: () => config.settings.gpuStatusBar });
   const taskDeps: TaskDeps = {
     log,
     launch: (python) => training.launch(python),
@@ -105,7 +114,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const report = new Report({
     log, extensionUri: context.extensionUri, latest: () => statusBar.lastSample, sidecarState: () => statusBar.sidecarState,
     request: (method, params, result) => {
-      if (!sidecar) return Promise.reject(new Error('the sidecar is not running'));
+      if (!sidecar) return Promise.reject(new Error('the memory monitor is not running'));
       return sidecar.request(method, params, result);
     },
   });
@@ -114,7 +123,7 @@ export function activate(context: vscode.ExtensionContext): void {
     log, state: context.workspaceState,
     showNotifications: () => config.settings.showNotifications,
     cooldownMinutes: () => config.settings.notificationCooldownMinutes,
-    liveRuns: () => statusBar.lastSample?.runs.filter((r) => r.alive) ?? [],
+    runs: () => statusBar.lastSample?.runs ?? [],
   });
 
   // The task type is offered (even as an empty group in "Run Task") only while a folder trains with Crash Guard.
@@ -148,8 +157,8 @@ export function activate(context: vscode.ExtensionContext): void {
     },
     onAction: (a) => warnings.onAction(a),
     onFailure: (message) => {
-      void vscode.window.showErrorMessage(message, 'Restart Sidecar', 'Show Logs').then((choice) => {
-        if (choice === 'Restart Sidecar') void sidecar?.restart();
+      void vscode.window.showErrorMessage(message, 'Restart Memory Monitor', 'Show Logs').then((choice) => {
+        if (choice === 'Restart Memory Monitor') void monitor.turnOn();
         else if (choice === 'Show Logs') log.show();
       });
     },
@@ -158,6 +167,7 @@ export function activate(context: vscode.ExtensionContext): void {
     },
   });
 
+  const monitor = new MonitorSwitch(context.workspaceState, sidecar);
   context.subscriptions.push(
     config, folders, training, statusBar, report, sidecar, warnings, taskProvider,
     training.onDidChange(() => statusBar.refresh()),
@@ -172,11 +182,12 @@ export function activate(context: vscode.ExtensionContext): void {
         folders.refresh();
         void sidecar?.pushSettings();
       }
+      if (e.affectsConfiguration(`${SECTION}.gpuStatusBar`)) statusBar.refresh();
     }),
     // Restricted Mode: nothing runs until the user trusts the folder; then the monitor starts.
     vscode.workspace.onDidGrantWorkspaceTrust(() => {
       log.info('workspace trusted: starting the memory monitor');
-      void sidecar?.restart();
+      void monitor.startIfWanted();
       void training.check();
     }),
   );
@@ -187,18 +198,23 @@ export function activate(context: vscode.ExtensionContext): void {
     launch: (python) => training.launch(python),
   });
   registerCommands(context, {
-    log, sidecar, statusBar, report, recovery, tasks: taskDeps, training, folders,
+    log, sidecar, statusBar, report, recovery, tasks: taskDeps, training, folders, monitor,
+    selectMonitorPython: () => monitorPython.select(),
     configTemplate: vscode.Uri.joinPath(context.extensionUri, 'config', 'safe_training.json'),
   });
 
-  void sidecar.restart();
+  void monitor.startIfWanted();
   if (trusted()) void training.check();
-  const interpreterWatch = onInterpreterChange(() => {
+  // The Python extensions may activate after Crash Guard (when a Python file opens): look again then. A running
+  // monitor is left alone (it needs only some Python >= 3.10; a restart would lose its history); one that found no
+  // Python gets another try.
+  const interpreterWatch = new PythonExtensionWatch();
+  context.subscriptions.push(interpreterWatch, interpreterWatch.onDidChange((why) => {
     if (!trusted()) return;
+    log.info(`Python extensions: ${why}; checking the interpreters again`);
     void training.check();
-    if (!config.settings.pythonPath && !process.env.CRASH_GUARD_PYTHON) void sidecar?.restart();
-  });
-  if (interpreterWatch) context.subscriptions.push(interpreterWatch);
+    if (sidecar?.currentState === 'noPython') void monitor.startIfWanted();
+  }));
   log.info(`activated in ${Date.now() - activatedAt} ms`);
 }
 

@@ -1,4 +1,5 @@
 // Pure text formatting for gauges, tooltips, notifications and the report. No 'vscode' import.
+import { levelIcon } from './levels';
 import type { CleanupResult, GpuInfo, Level, RunInfo, Sample, StopResult } from './protocol';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -27,26 +28,30 @@ export function formatSeconds(seconds: number): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-export function ramGaugeText(percent: number): string {
-  return `$(pulse) RAM ${formatPercent(percent)}`;
+/** The RAM gauge: its icon changes at warning and critical (levels.ts levelIcon), not only its colour. */
+export function ramGaugeText(percent: number, level: Level = 'normal'): string {
+  return `${levelIcon(level, 'pulse')} RAM ${formatPercent(percent)}`;
 }
 
 export function gpuGaugeText(gpu: GpuInfo, gpuCount: number): string {
   const label = gpuCount > 1 ? `VRAM${gpu.index}` : 'VRAM';
-  return `$(chip) ${label} ${formatPercent(gpu.percent)}`;
+  return `${levelIcon(gpu.level, 'chip')} ${label} ${formatPercent(gpu.percent)}`;
 }
 
-export type SidecarState = 'starting' | 'running' | 'stale' | 'down' | 'stopped' | 'restricted' | 'incompatible';
+/** The memory monitor's state as the gauge shows it. `noPython`: no Python >= 3.10 was found to run it. */
+export type SidecarState = 'starting' | 'running' | 'stale' | 'down' | 'stopped' | 'restricted' | 'incompatible' |
+  'noPython';
 
 /** What the RAM gauge says when there is no fresh sample: never a stale number. */
 export function noDataGaugeText(state: Exclude<SidecarState, 'running'>): string {
   switch (state) {
     case 'starting': return '$(loading~spin) RAM …';
     case 'stale': return '$(warning) RAM: no data';
-    case 'down': return '$(debug-disconnect) RAM: sidecar down';
+    case 'down': return '$(debug-disconnect) RAM: monitor down';
     case 'stopped': return '$(circle-slash) RAM: monitor off';
     case 'restricted': return '$(shield) Crash Guard: Restricted Mode';
-    case 'incompatible': return '$(warning) RAM: incompatible sidecar';
+    case 'incompatible': return '$(warning) RAM: monitor incompatible';
+    case 'noPython': return '$(warning) RAM: needs Python 3.10+';
   }
 }
 
@@ -85,6 +90,8 @@ function runLine(run: RunInfo, extra: readonly string[] = []): string {
 export interface TooltipExtras {
   pressure?: string | null;
   runParts?: (run: RunInfo) => string[];
+  /** What this platform lacks (platform.ts): said once, after the guarded runs. */
+  platform?: string | null;
 }
 
 /** Markdown breakdown used by the gauge tooltip (and, longer, by the report). */
@@ -120,6 +127,7 @@ export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: Pytho
   lines.push(sample.runs.length > 0 ? '**Guarded runs**' : '**Guarded runs**: none', '');
   for (const run of sample.runs) lines.push(runLine(run, extras.runParts?.(run)));
   if (sample.runs.length > 0) lines.push('');
+  if (extras.platform) lines.push(extras.platform, '');
   if (sample.forecasts.length > 0) {
     lines.push('**Forecast**', '');
     for (const f of sample.forecasts) lines.push(`- ${f.message}`);
@@ -142,7 +150,7 @@ export function gpuTooltipMarkdown(gpu: GpuInfo, sample: Sample): string {
 export function cleanupSummary(result: CleanupResult): string {
   const freed = result.freed > 0 ? `freed ${formatBytes(result.freed)} of RAM` : 'freed no measurable RAM';
   const parts = [`Emergency cleanup ${freed} (used ${formatBytes(result.ramBefore)} → ${formatBytes(result.ramAfter)})`];
-  if (result.sidecar) parts.push(`sidecar ${formatBytes(result.sidecar.rssFreed)}`);
+  if (result.sidecar) parts.push(`memory monitor ${formatBytes(result.sidecar.rssFreed)}`);
   // Ranks of one distributed run are named by rank (the result has one entry per rank).
   const distributed = new Set(result.runs.filter((r) => r.rank > 0).map((r) => r.run));
   for (const run of result.runs) {

@@ -20,7 +20,7 @@ export function inlineCode(text: string): string {
 }
 
 function who(p: GpuProcessInfo): string {
-  return p.user === null ? 'not visible from the sidecar' : p.user;
+  return p.user === null ? 'not visible to the memory monitor' : p.user;
 }
 
 /** Heaviest first (a sidecar sends them so; sorted again so a caller need not know), unknown figures last. */

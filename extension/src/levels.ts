@@ -27,6 +27,14 @@ export function backgroundColorId(level: Level): string | undefined {
   return undefined;
 }
 
+/** The status-bar icon at this level: the gauge's own icon when normal, a distinct one at warning and critical,
+ *  so a level never shows by colour alone (colour-blind users, themes without those colours, screen readers). */
+export function levelIcon(level: Level, normalIcon: string): string {
+  if (level === 'critical') return '$(error)';
+  if (level === 'warning') return '$(warning)';
+  return `$(${normalIcon})`;
+}
+
 /** Matching foreground colour ids (VS Code pairs them with the backgrounds above). */
 export function foregroundColorId(level: Level): string | undefined {
   if (level === 'critical') return 'statusBarItem.errorForeground';

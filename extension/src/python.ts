@@ -3,10 +3,13 @@
 // each, behind a probe that imports nothing from the workspace (`python -I probe.py`, cwd outside any folder).
 // Node only (no 'vscode' import): the Python extension lookup is passed in.
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export type InterpreterSource = 'setting crashGuard.pythonPath' | 'environment CRASH_GUARD_PYTHON' |
-  'Python extension' | 'PATH';
+  'Python extension' | 'PATH' | typeof MONITOR_CHOICE_SOURCE;
+/** An interpreter the user picked with "Select Python for the Memory Monitor" (the monitor only, never training). */
+export const MONITOR_CHOICE_SOURCE = 'chosen for the memory monitor';
 
 export interface Interpreter {
   path: string;
@@ -49,8 +52,10 @@ export interface DiscoveryInputs {
   setting: string;
   env: NodeJS.ProcessEnv;
   workspaceFolder: string | undefined;
-  /** The ms-python.python interpreter, only when that extension is already active (never activates it). */
+  /** The Python Environments' or the Python extension's interpreter, only when already active (never activates it). */
   pythonExtension: () => Promise<string | undefined>;
+  /** The monitor's own interpreter, picked by the user (Select Python for the Memory Monitor); tried first. */
+  monitorChoice?: string;
 }
 
 /** Expands ${workspaceFolder} and ~, and resolves a relative path against the workspace. */
@@ -98,9 +103,11 @@ export interface SidecarChoice {
   passedOver: string[];
 }
 
-/** The monitor's interpreter: the first of the configured ones, then PATH's, that is Python >= 3.10. */
+/** The monitor's interpreter: the first that is Python >= 3.10 of the user's pick for the monitor, the configured
+ *  ones, then PATH's. */
 export async function chooseSidecarInterpreter(inputs: DiscoveryInputs, probe: Prober): Promise<SidecarChoice | { passedOver: string[] }> {
-  const candidates = [...await configuredInterpreters(inputs),
+  const chosen: Interpreter[] = inputs.monitorChoice ? [{ path: inputs.monitorChoice, source: MONITOR_CHOICE_SOURCE }] : [];
+  const candidates = [...chosen, ...await configuredInterpreters(inputs),
     ...PATH_PYTHONS.map((p): Interpreter => ({ path: p, source: 'PATH' }))];
   const passedOver: string[] = [];
   const seen = new Set<string>();
@@ -185,4 +192,99 @@ export function trainingState(interpreter: Interpreter, probe: Probe): TrainingS
  *  checkout it sits in, if it sits in one (bundled/tool/sidecar.py); a packaged one ignores it. */
 export function sidecarArgs(launcher: string, development = false): string[] {
   return development ? ['-I', launcher, '--development'] : ['-I', launcher];
+}
+
+/** Interpreter names worth looking for in a folder, newest first. */
+const PYTHON_NAMES = ['python3.14', 'python3.13', 'python3.12', 'python3.11', 'python3.10', 'python3', 'python'];
+/** At most this many interpreters are probed for the pick (each probe starts one Python). */
+export const MAX_FOUND = 40;
+
+export interface SearchPlaces {
+  env: NodeJS.ProcessEnv;
+  home: string | undefined;
+  /** Interpreters other tools know (the Python extension's environments, when it is active). */
+  extra: readonly string[];
+}
+
+/** Folders where a Python may live beyond PATH: system and package-manager folders, pyenv, conda, uv. Globs (one
+ *  `*` as a whole path part) are expanded by findInterpreters. */
+export function searchFolders(places: SearchPlaces): string[] {
+  const home = places.home;
+  const pathDirs = (places.env.PATH ?? '').split(path.delimiter).filter((d) => path.isAbsolute(d));
+  const fixed = ['/usr/bin', '/usr/local/bin', '/opt/homebrew/bin', '/opt/local/bin', '/opt/conda/bin',
+    '/Library/Frameworks/Python.framework/Versions/*/bin'];
+  const inHome = home ? ['.local/bin', '.pyenv/versions/*/bin', '.local/share/uv/python/*/bin', '.conda/envs/*/bin',
+    ...['miniconda3', 'anaconda3', 'miniforge3', 'mambaforge'].flatMap((c) => [`${c}/bin`, `${c}/envs/*/bin`])]
+    .map((d) => path.join(home, d)) : [];
+  return [...new Set([...pathDirs, ...fixed, ...inHome])];
+}
+
+function expandGlob(folder: string): string[] {
+  const parts = folder.split(path.sep);
+  const star = parts.indexOf('*');
+  if (star < 0) return [folder];
+  const base = parts.slice(0, star).join(path.sep) || path.sep;
+  let names: string[];
+  try {
+    names = fs.readdirSync(base).sort().reverse();
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => expandGlob([base, n, ...parts.slice(star + 1)].join(path.sep)));
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    if (!fs.statSync(file).isFile()) return false;
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Interpreters present on this machine (existing executable files, one per real file), for the monitor's pick:
+ *  `extra` first, then each folder of searchFolders, newest name first. At most MAX_FOUND. */
+export function findInterpreters(places: SearchPlaces): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const add = (file: string): void => {
+    if (out.length >= MAX_FOUND || !isExecutableFile(file)) return;
+    let real: string;
+    try {
+      real = fs.realpathSync(file);
+    } catch {
+      return;
+    }
+    if (seen.has(real)) return;
+    seen.add(real);
+    out.push(file);
+  };
+  for (const file of places.extra) add(file);
+  for (const folder of searchFolders(places).flatMap(expandGlob)) for (const name of PYTHON_NAMES) add(path.join(folder, name));
+  return out;
+}
+
+export interface FoundPython {
+  path: string;
+  info: PythonInfo;
+}
+
+/** The probed interpreters that can run the monitor (>= 3.10), newest version first; the others as reasons. */
+export function usableForMonitor(probed: readonly { path: string; probe: Probe }[]): { usable: FoundPython[]; passedOver: string[] } {
+  const usable: FoundPython[] = [];
+  const passedOver: string[] = [];
+  for (const { path: file, probe } of probed) {
+    if (!probe.ok) passedOver.push(`${file}: ${probe.reason}`);
+    else if (!versionAtLeast(probe.info.version, MINIMUM_SIDECAR_PYTHON)) {
+      passedOver.push(`${file}: Python ${probe.info.version} is older than ${MINIMUM_SIDECAR_PYTHON.join('.')}`);
+    } else usable.push({ path: file, info: probe.info });
+  }
+  const key = (v: string): number[] => v.split('.').map((x) => Number.parseInt(x, 10) || 0);
+  usable.sort((a, b) => {
+    const [x, y] = [key(a.info.version), key(b.info.version)];
+    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((y[i] ?? 0) !== (x[i] ?? 0)) return (y[i] ?? 0) - (x[i] ?? 0);
+    return 0;
+  });
+  return { usable, passedOver };
 }

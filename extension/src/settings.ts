@@ -6,6 +6,7 @@
 // One rule for "critical below warning", on both sides: refused. Here the pair keeps its previous values (at
 // start, the defaults) and the user is told; the monitor rejects such an update naming the field.
 import * as path from 'node:path';
+import { GPU_STATUS_BAR_MODES, type GpuStatusBarMode } from './gauges';
 import { CRITICAL_ACTIONS, type CriticalAction, type SidecarSettings } from './protocol';
 
 export const SECTION = 'crashGuard';
@@ -31,6 +32,8 @@ export interface ExtensionSettings {
   pressureSomePercent: number;
   pressureFullPercent: number;
   pressureSeconds: number;
+  /** VRAM in the status bar: one item per GPU, one for the fullest, or none; `auto` = per GPU up to 2 GPUs. */
+  gpuStatusBar: GpuStatusBarMode;
 }
 
 export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
@@ -50,6 +53,7 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   pressureSomePercent: 20,
   pressureFullPercent: 10,
   pressureSeconds: 10,
+  gpuStatusBar: 'auto',
 });
 
 export interface Range {
@@ -161,6 +165,12 @@ export function resolveSettings(read: Reader, previous: Readonly<ExtensionSettin
     problems.push(`${SECTION}.criticalAction: ${JSON.stringify(actionRaw)} is not one of ${CRITICAL_ACTIONS.join(', ')}; using "none"`);
   }
   const runsDirectory = str(read, 'runsDirectory', problems) || DEFAULTS.runsDirectory;
+  const gpuRaw = read('gpuStatusBar');
+  let gpuStatusBar: GpuStatusBarMode = DEFAULTS.gpuStatusBar;
+  if ((GPU_STATUS_BAR_MODES as readonly unknown[]).includes(gpuRaw)) gpuStatusBar = gpuRaw as GpuStatusBarMode;
+  else if (gpuRaw !== undefined && gpuRaw !== null) {
+    problems.push(`${SECTION}.gpuStatusBar: ${JSON.stringify(gpuRaw)} is not one of ${GPU_STATUS_BAR_MODES.join(', ')}; using "auto"`);
+  }
   return {
     settings: {
       pythonPath: str(read, 'pythonPath', problems),
@@ -179,6 +189,7 @@ export function resolveSettings(read: Reader, previous: Readonly<ExtensionSettin
       pressureSomePercent: num(read, 'pressureSomePercent', problems),
       pressureFullPercent: num(read, 'pressureFullPercent', problems),
       pressureSeconds: num(read, 'pressureSeconds', problems),
+      gpuStatusBar,
     },
     problems,
   };

@@ -95,10 +95,10 @@ export class Sidecar implements vscode.Disposable {
   /** A request whose result is checked against `result` before anyone reads it. */
   async request<R>(method: string, params: unknown, result: Checker<R>): Promise<R> {
     const client = this.client;
-    if (!client || client.state !== State.Running) throw new Error('the Crash Guard sidecar is not running');
+    if (!client || client.state !== State.Running) throw new Error('the Crash Guard memory monitor is not running');
     const raw: unknown = await client.sendRequest(method, params);
     const checked = this.check(client, method, result, raw);
-    if (checked === undefined) throw new Error(`the sidecar's answer to ${method} did not match the protocol`);
+    if (checked === undefined) throw new Error(`the memory monitor's answer to ${method} did not match the protocol`);
     return checked;
   }
 
@@ -141,8 +141,9 @@ export class Sidecar implements vscode.Disposable {
     const choice = await this.deps.interpreter();
     for (const line of choice.passedOver) this.deps.log.warn(`interpreter passed over: ${line}`);
     if (!('interpreter' in choice)) {
-      this.deps.log.error('no Python 3.10 or newer found for the memory monitor');
-      this.setState('down', 'no Python 3.10+ found; set crashGuard.pythonPath');
+      // Not an error toast: the gauge says it and offers Select Python for the Memory Monitor.
+      this.deps.log.warn('no Python 3.10 or newer found for the memory monitor');
+      this.setState('noPython', choice.passedOver.join('\n'));
       return;
     }
     this.chosen = choice;
@@ -158,7 +159,7 @@ export class Sidecar implements vscode.Disposable {
     try {
       await client.start();
       // start() can resolve after the connection already closed (the server died during initialize).
-      if (!client.isRunning()) throw new Error('the sidecar exited during start-up (see Crash Guard logs)');
+      if (!client.isRunning()) throw new Error('the memory monitor exited during start-up (see Crash Guard logs)');
     } catch (error) {
       initError = String(error instanceof Error ? error.message : error);
     }
@@ -167,11 +168,11 @@ export class Sidecar implements vscode.Disposable {
       if (this.client === client) this.client = undefined;
       await client.dispose().catch(() => undefined);
       if (/protocol mismatch/.test(initError)) {
-        this.setState('incompatible', 'the sidecar speaks another protocol version');
+        this.setState('incompatible', 'it speaks another protocol version');
         this.handlers.onIncompatible(`Crash Guard: ${initError}`);
       } else {
         this.setState('down', 'failed to start');
-        this.handlers.onFailure(`The Crash Guard sidecar failed to start: ${initError}`);
+        this.handlers.onFailure(`The Crash Guard memory monitor failed to start: ${initError}`);
       }
       return;
     }
@@ -180,7 +181,7 @@ export class Sidecar implements vscode.Disposable {
     if (mismatch) {
       this.deps.log.error(mismatch);
       await this.stopClient();
-      this.setState('incompatible', 'the sidecar speaks another protocol version');
+      this.setState('incompatible', 'it speaks another protocol version');
       this.handlers.onIncompatible(`Crash Guard: ${mismatch}`);
       return;
     }
@@ -208,11 +209,11 @@ export class Sidecar implements vscode.Disposable {
     try {
       announced = P.Announcement(raw, 'capabilities.experimental.crashGuard');
     } catch (error) {
-      return `protocol mismatch: the sidecar does not announce its protocol version (${String(error)}); ` +
+      return `protocol mismatch: the memory monitor does not announce its protocol version (${String(error)}); ` +
         `this extension speaks protocol ${P.PROTOCOL_VERSION}`;
     }
     if (announced.protocolVersion !== P.PROTOCOL_VERSION) {
-      return `protocol mismatch: this extension speaks protocol ${P.PROTOCOL_VERSION}, the sidecar (crashguard ` +
+      return `protocol mismatch: this extension speaks protocol ${P.PROTOCOL_VERSION}, the memory monitor (crashguard ` +
         `${announced.version}) speaks protocol ${announced.protocolVersion}; install matching versions`;
     }
     this.deps.log.info(`sidecar crashguard ${announced.version}, protocol ${announced.protocolVersion}`);
@@ -225,13 +226,13 @@ export class Sidecar implements vscode.Disposable {
       return checker(raw);
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
-      const message = `the sidecar sent a ${method} this extension does not understand (${error.message})`;
+      const message = `the memory monitor sent a ${method} this extension does not understand (${error.message})`;
       this.deps.log.error(message);
       if (this.incompatible !== client && this.client === client) {
         this.incompatible = client;
         void this.stopClient().then(() => {
-          this.setState('incompatible', 'the sidecar sent a payload of another protocol');
-          this.handlers.onIncompatible(`Crash Guard: ${message}. Reinstall the extension (its sidecar is bundled).`);
+          this.setState('incompatible', 'it sent a payload of another protocol');
+          this.handlers.onIncompatible(`Crash Guard: ${message}. Reinstall the extension (its memory monitor is bundled).`);
         });
       }
       return undefined;
@@ -273,7 +274,7 @@ export class Sidecar implements vscode.Disposable {
         },
       },
     };
-    const client = new LanguageClient('crashGuard', 'Crash Guard sidecar', serverOptions, clientOptions);
+    const client = new LanguageClient('crashGuard', 'Crash Guard memory monitor', serverOptions, clientOptions);
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) reachedRunning = true;
     });
@@ -299,7 +300,7 @@ export class Sidecar implements vscode.Disposable {
     this.setState('down', 'exited unexpectedly');
     const delay = this.budget.nextDelay();
     if (delay === undefined) {
-      this.handlers.onFailure('The Crash Guard sidecar keeps exiting; automatic restarts are paused.');
+      this.handlers.onFailure('The Crash Guard memory monitor keeps exiting; automatic restarts are paused.');
       return;
     }
     this.deps.log.info(`restarting sidecar in ${delay} ms`);

@@ -49,6 +49,7 @@ export class Training implements vscode.Disposable {
     this.item = vscode.window.createStatusBarItem('crashGuard.training', vscode.StatusBarAlignment.Left, 98);
     this.item.name = 'Crash Guard Training';
     this.item.command = CMD_SET_UP;
+    this.item.accessibilityInformation = { label: 'Crash Guard: training is not set up; activate to set it up' };
     this.language = vscode.languages.createLanguageStatusItem('crashGuard.python', [
       { language: 'python' }, { language: 'json', pattern: '**/{config/safe_training*,*.crashguard}.json' }]);
     this.language.name = 'Crash Guard';

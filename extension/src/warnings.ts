@@ -1,16 +1,21 @@
 // Notifications: threshold crossings (one toast per sample, whatever the number of GPUs, with a per-resource
-// cooldown and "Don't Warn Again for This Run"), the escalation ladder's automatic actions, and hung runs.
+// cooldown; its text and at most three actions come from alerts.ts), the escalation ladder's automatic actions, and
+// hung runs.
 // Popups are fire-and-forget: nothing here blocks the sidecar's message handling.
 import * as vscode from 'vscode';
-import { cleanupSummary, coalescedWarning, hungMessage, stopSummary } from './format';
-import { rank, WarningPolicy } from './levels';
+import {
+  ACTION_CLEANUP, ACTION_SILENCE, ACTION_SILENCE_WHICH, ACTION_STOP, ACTION_STOP_WHICH, liveRuns, runKey, toastPlan,
+  type Target,
+} from './alerts';
+import { cleanupSummary, hungMessage, stopSummary } from './format';
+import { WarningPolicy } from './levels';
 import type { Log } from './logger';
 import { isCleanupResult, type ActionParams, type RunEventParams, type RunInfo, type WarningParams } from './protocol';
+import { pickRun } from './runPick';
 
-export const ACTION_CLEANUP = 'Emergency Cleanup';
 export const ACTION_REPORT = 'Show Report';
-export const ACTION_STOP = 'Stop Training (checkpoint)';
-export const ACTION_SILENCE = 'Don\'t Warn Again for This Run';
+/** The hung-run toast's actions (two: no need to cut them). */
+export const ACTION_STOP_HUNG = 'Stop Training (checkpoint)';
 export const ACTION_LOGS = 'Show Logs';
 
 const SILENCED_KEY = 'crashGuard.silencedRuns';
@@ -23,13 +28,8 @@ export interface WarningDeps {
   state: vscode.Memento;
   showNotifications(): boolean;
   cooldownMinutes(): number;
-  /** Live guarded runs of the latest sample, used to name runs and to tell this run from a later namesake. */
-  liveRuns(): RunInfo[];
-}
-
-/** A run's identity for "don't warn again": its folder and its process (a later run of the same name is new). */
-function runKey(run: Pick<RunInfo, 'dir' | 'pid'>): string {
-  return `${run.dir}#${run.pid ?? ''}`;
+  /** Guarded runs of the latest sample (live or not), used to name runs and to tell this run from a later namesake. */
+  runs(): RunInfo[];
 }
 
 export class Warnings {
@@ -48,42 +48,51 @@ export class Warnings {
     this.timer ??= setTimeout(() => this.flush(), COALESCE_MS);
   }
 
-  private silenced(name: string): boolean {
-    const keys = this.deps.state.get<string[]>(SILENCED_KEY, []);
-    const live = this.deps.liveRuns().filter((r) => r.name === name);
-    return live.length > 0 && live.every((r) => keys.includes(runKey(r)));
+  private silencedKeys(): string[] {
+    return this.deps.state.get<string[]>(SILENCED_KEY, []);
+  }
+
+  /** A name is silenced while every live run of that name is (a new run of the same name warns again). */
+  private silencedName(name: string): boolean {
+    const keys = this.silencedKeys();
+    const live = liveRuns(this.deps.runs()).filter((r) => r.name === name);
+    return live.length > 0 && live.every((r) => keys.includes(r.key));
   }
 
   private flush(): void {
     this.timer = undefined;
     const batch = this.pending;
     this.pending = [];
-    const shown = this.policy.decide(batch, (name) => this.silenced(name));
+    const shown = this.policy.decide(batch, (name) => this.silencedName(name));
     if (shown.length === 0 || !this.deps.showNotifications()) return;
-    const names = [...new Set(shown.flatMap((w) => w.runs))];
-    const runs = this.deps.liveRuns().filter((r) => names.length === 0 || names.includes(r.name));
-    const critical = shown.some((w) => w.level === 'critical');
-    const actions = [ACTION_CLEANUP, ACTION_REPORT];
-    if (runs.length > 0) actions.push(ACTION_STOP);
-    if (runs.length > 0 && !critical) actions.push(ACTION_SILENCE);
-    const worstFirst = [...shown].sort((a, b) => rank(b.level) - rank(a.level));
-    const text = coalescedWarning(worstFirst.map((w) => w.message));
-    const toast = critical ? vscode.window.showErrorMessage(text, ...actions) : vscode.window.showWarningMessage(text, ...actions);
+    const keys = this.silencedKeys();
+    const plan = toastPlan(shown, liveRuns(this.deps.runs()), (r) => keys.includes(r.key));
+    const toast = plan.severity === 'error' ? vscode.window.showErrorMessage(plan.text, ...plan.actions)
+      : vscode.window.showWarningMessage(plan.text, ...plan.actions);
     void toast.then((choice) => {
       if (choice === ACTION_CLEANUP) void vscode.commands.executeCommand('crashGuard.emergencyCleanup');
-      else if (choice === ACTION_REPORT) void vscode.commands.executeCommand('crashGuard.showReport');
-      else if (choice === ACTION_STOP) void vscode.commands.executeCommand('crashGuard.stopTraining', runs[0]);
-      else if (choice === ACTION_SILENCE) void this.silence(runs);
+      else if (choice === ACTION_STOP || choice === ACTION_STOP_WHICH) this.stop(plan.stop);
+      else if (choice === ACTION_SILENCE || choice === ACTION_SILENCE_WHICH) void this.silence(plan.silence);
     });
   }
 
-  private async silence(runs: readonly RunInfo[]): Promise<void> {
-    const keys = this.deps.state.get<string[]>(SILENCED_KEY, []);
-    await this.deps.state.update(SILENCED_KEY, [...keys, ...runs.map(runKey)].slice(-MAX_SILENCED));
-    this.deps.log.info(`no more warnings for ${runs.map((r) => r.name).join(', ')} (critical levels still notify)`);
+  private stop(target: Target): void {
+    // One run: that one; several close: the stop command's quick pick offers just those, heaviest first.
+    const given = target.kind === 'one' ? target.run.main : target.kind === 'ask' ? target.runs.map((r) => r.main) : undefined;
+    void vscode.commands.executeCommand('crashGuard.stopTraining', given);
   }
 
-  /** Run events the warnings care about: a hung run (Stop / Show Logs); its recovery clears the state. */
+  private async silence(target: Target): Promise<void> {
+    const run = target.kind === 'one' ? target.run
+      : target.kind === 'ask' ? (await pickRun(target.runs.map((r) => r.main), 'Stop warning about which run?'))
+      : undefined;
+    if (!run) return;
+    const key = 'key' in run ? run.key : runKey(run);
+    await this.deps.state.update(SILENCED_KEY, [...this.silencedKeys().filter((k) => k !== key), key].slice(-MAX_SILENCED));
+    this.deps.log.info(`no more warnings for run ${run.name} (${run.dir}); critical levels still notify`);
+  }
+
+/** Run events the warnings care about: a hung run (Stop / Show Logs); its recovery clears the state. */
   onRunEvent(e: RunEventParams): void {
     const key = runKey(e.run);
     if (e.event === 'recovered') {
@@ -94,8 +103,8 @@ export class Warnings {
     this.hungShown.add(key);
     this.deps.log.warn(hungMessage(e.run));
     if (!this.deps.showNotifications()) return;
-    void vscode.window.showWarningMessage(`Crash Guard: ${hungMessage(e.run)}`, ACTION_STOP, ACTION_LOGS).then((choice) => {
-      if (choice === ACTION_STOP) void vscode.commands.executeCommand('crashGuard.stopTraining', e.run);
+    void vscode.window.showWarningMessage(`Crash Guard: ${hungMessage(e.run)}`, ACTION_STOP_HUNG, ACTION_LOGS).then((choice) => {
+      if (choice === ACTION_STOP_HUNG) void vscode.commands.executeCommand('crashGuard.stopTraining', e.run);
       else if (choice === ACTION_LOGS) void vscode.commands.executeCommand('crashGuard.showLogs');
     });
   }

@@ -24,14 +24,15 @@ SOURCE = ROOT / "python_backend" / "crashguard"
 # The sidecar's import closure inside crashguard (tests/python/sidecar/test_bundle.py checks it is enough).
 PACKAGES = ("util", "monitor", "guard", "runs", "sidecar")
 FILES = ("__init__.py",)
-# vsce's target -> pip's platform tags (only linux-x64 has its psutil hash in bundled/requirements.txt so far).
+# vsce's target -> pip's platform tags; each has its psutil wheel's hash in bundled/requirements.txt. Not win32:
+# the monitor's run registry is POSIX (dir_fd opens, O_NOFOLLOW, flock, file owners), so it cannot start there.
 PLATFORMS = {
     "linux-x64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64"],
     "linux-arm64": ["manylinux2014_aarch64", "manylinux_2_28_aarch64"],
     "darwin-x64": ["macosx_10_9_x86_64"],
     "darwin-arm64": ["macosx_11_0_arm64"],
-    "win32-x64": ["win_amd64"],
 }
+TARGETS = tuple(PLATFORMS)  # every .vsix `npm run package:all` builds
 MINIMUM_PYTHON = "3.10"
 
 

@@ -247,11 +247,12 @@ export async function waitRegistered(runsDir, name, minStep = 2) {
 }
 
 /**
- * code-server with a fresh profile (its own user-data and extensions folders) and the .vsix installed, opened in
- * headless chromium at `target` (`?folder=` or `?workspace=`). `trust`: Workspace Trust on (folders open in
- * Restricted Mode, no prompt) or off. `env` reaches the extension host.
+ * code-server with a fresh profile (its own user-data and extensions folders) and the .vsix installed (and the
+ * `extraExtensions` .vsix files), opened in headless chromium at `target` (`?folder=` or `?workspace=`). `trust`:
+ * Workspace Trust on (folders open in Restricted Mode, no prompt) or off. `env` reaches the extension host.
  */
-export async function openWorkbench(name, { target, trust = false, env = {}, userSettings = {}, machineSettings = {} }) {
+export async function openWorkbench(name, { target, trust = false, env = {}, userSettings = {}, machineSettings = {},
+  extraExtensions = [] }) {
   const dir = path.join(RUN, name);
   const dataDir = path.join(dir, 'data');
   const extDir = path.join(dir, 'extensions');
@@ -273,8 +274,10 @@ export async function openWorkbench(name, { target, trust = false, env = {}, use
     fs.mkdirSync(path.join(dataDir, 'Machine'), { recursive: true });
     fs.writeFileSync(path.join(dataDir, 'Machine', 'settings.json'), JSON.stringify(machineSettings, null, 2));
   }
-  execFileSync(NODE, [CODE_SERVER, '--extensions-dir', extDir, '--user-data-dir', dataDir, '--install-extension', VSIX],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+  for (const vsix of [VSIX, ...extraExtensions]) {
+    execFileSync(NODE, [CODE_SERVER, '--extensions-dir', extDir, '--user-data-dir', dataDir, '--install-extension', vsix],
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+  }
   check(fs.readdirSync(extDir).some((d) => d.startsWith('crashguard.crash-guard-')), `${name}: the .vsix installs into a fresh profile`);
   const port = await freePort();
   fs.writeFileSync(path.join(dir, 'config.yaml'), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);

@@ -108,7 +108,7 @@ export class Report implements vscode.Disposable {
       const latest = this.deps.latest();
       if (latest) this.data.addSample(latest);
     }
-    const status = `sidecar ${this.deps.sidecarState()}`;
+    const status = `memory monitor ${this.deps.sidecarState()}`;
     if (this.data.points.length === 0) {
       // Nothing to draw yet (e.g. restored after a reload before the sidecar is up): keep what the webview shows.
       void panel.webview.postMessage({ type: 'status', status: `${status}: no samples yet` });
@@ -135,7 +135,7 @@ export class Report implements vscode.Disposable {
 </head>
 <body>
 <header><h1>Crash Guard memory report</h1><div class="windows" role="group" aria-label="Time window">${windows}</div></header>
-<p id="status" class="muted">Loading the history from the sidecar…</p>
+<p id="status" class="muted">Loading the history from the memory monitor…</p>
 <ul id="summary"></ul>
 <div id="legend" class="legend"></div>
 <svg id="chart" role="img" aria-label="RAM and GPU memory over time" data-points="0" data-thresholds="0"></svg>

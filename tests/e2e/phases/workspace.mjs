@@ -42,6 +42,23 @@ const line = (text, pattern) => text.split('\n').find((l) => pattern.test(l)) ??
 const toastWith = (page, pattern, timeoutMs, what) =>
   until(async () => (await toastTexts(page)).find((x) => pattern.test(x)), timeoutMs, what);
 
+/** The buttons of the toast holding `text`: their labels and whether VS Code had to cut them short. */
+async function toastButtons(page, text) {
+  const toast = page.locator('.notifications-toasts .notification-toast', { hasText: text }).first();
+  return toast.locator('.monaco-button').evaluateAll((els) => els.map((el) => ({
+    text: el.textContent.trim(), cut: el.scrollWidth > el.clientWidth + 1 })));
+}
+
+/** The RAM item's icon (codicon name) and accessibility label. */
+async function ramItemAccessibility(page) {
+  return page.evaluate(() => {
+    const item = [...document.querySelectorAll('#workbench\\.parts\\.statusbar .statusbar-item')].find((el) => /RAM \d+%/.test(el.textContent ?? ''));
+    const icon = item?.querySelector('.codicon');
+    return { icon: icon ? [...icon.classList].find((c) => c.startsWith('codicon-'))?.slice('codicon-'.length) : undefined,
+      label: item?.querySelector('[aria-label]')?.getAttribute('aria-label') ?? '' };
+  });
+}
+
 async function clickToastButton(page, text, button) {
   await page.locator('.notifications-toasts .notification-toast', { hasText: text }).getByRole('button', { name: button }).click();
 }
@@ -107,7 +124,7 @@ export async function twoFolderWorkspace() {
     // 3. Emergency Cleanup from the palette shows what was freed.
     await runCommand(page, 'Crash Guard: Emergency Cleanup');
     const cleanupToast = await toastWith(page, /Emergency cleanup freed/, 20_000, 'the cleanup result');
-    check(/sidecar .*B/.test(cleanupToast), `the cleanup reports what was freed: ${line(cleanupToast, /freed/)}`);
+    check(/memory monitor .*B/.test(cleanupToast), `the cleanup reports what was freed: ${line(cleanupToast, /freed/)}`);
 
     // 4. A live run in folder 2, seen by the one sidecar; the tooltip's breakdown (the README's picture).
     const bRun = startTrainer(runsB, configB, 'b-run', b);
@@ -145,7 +162,7 @@ export async function twoFolderWorkspace() {
     await until(async () => sidecarPids(server.pid).some((p) => !beforeReload.includes(p)), 30_000, 'a new sidecar after the reload', 250);
     const revived = await until(async () => {
       const s = await reportState(page);
-      return s && s.points > 0 && /sidecar running/.test(s.status) ? s : undefined;
+      return s && s.points > 0 && /memory monitor running/.test(s.status) ? s : undefined;
     }, 25_000, 'the report restored after the reload', 250);
     check(revived.thresholds.length >= 2, `the report survives a window reload (${revived.points} points)`);
     const again = await toastWith(page, /Run a-pre stopped unexpectedly/, 20_000, 'the unanswered a-pre prompt after the reload');
@@ -153,18 +170,31 @@ export async function twoFolderWorkspace() {
     await clickToastButton(page, 'a-pre', 'Don\'t Ask Again for This Run');
     await runCommand(page, 'View: Close All Editors');
 
-    // 6. A warning threshold below current use: one notification, the warning colour.
+    // 6. A warning threshold below current use: one notification with at most three short actions, none cut, on
+    // the heaviest run; the warning colour and icon; the report one click away in the toast's text.
     await setSetting(page, 'crashGuard.ramWarningPercent', 'Ram Warning Percent', '1');
     const warningToast = await toastWith(page, /Crash Guard: RAM at/, 20_000, 'the RAM warning');
     log(`warning: ${warningToast.replace(/\n/g, ' | ')}`);
-    check(/Emergency Cleanup/.test(warningToast) && /Show Report/.test(warningToast) && /Stop Training/.test(warningToast) &&
-      /Don't Warn Again for This Run/.test(warningToast), 'the warning offers cleanup, the report, stop and "Don\'t Warn Again for This Run"');
+    const buttons = await toastButtons(page, 'Crash Guard: RAM at');
+    log(`warning buttons: ${JSON.stringify(buttons)}`);
+    check(buttons.length <= 3 && JSON.stringify(buttons.map((b) => b.text)) === JSON.stringify(['Clean Up', 'Stop Run', 'Don\'t Warn Again']),
+      'the warning offers three short actions: Clean Up, Stop Run, Don\'t Warn Again');
+    check(buttons.every((b) => !b.cut), 'no action is cut short ("Emergenc…")');
+    check(/Heaviest run: b-run/.test(warningToast), 'the warning names the run Stop Run acts on');
     const warned = await until(async () => {
       const s = await ramItemStyle(page);
       return s && s.warning && s.background === s.warning ? s : undefined;
     }, 10_000, 'the warning colour on the gauge');
     check(warned.background !== 'rgba(0, 0, 0, 0)', `the RAM gauge has the warning colour (${warned.background})`);
+    const ramA11y = await ramItemAccessibility(page);
+    check(ramA11y.icon === 'warning' && /^Crash Guard: RAM \d+% used, warning$/.test(ramA11y.label),
+      `a level is not colour alone: the warning icon and the label "${ramA11y.label}"`);
     await page.screenshot({ path: path.join(SHOTS, 'warning.png') });
+    await page.locator('.notifications-toasts .notification-toast', { hasText: 'Crash Guard: RAM at' })
+      .getByRole('link', { name: 'Memory report' }).click();
+    await until(async () => (await reportState(page))?.points > 0, 20_000, 'the report from the toast\'s link', 250);
+    check(true, 'the toast\'s "Memory report" link opens the memory report');
+    await runCommand(page, 'View: Close All Editors');
     await runCommand(page, 'Notifications: Clear All Notifications');
 
     // 7. kill -9 of the sidecar: back within 10 s, no repeated warning, no repeated (answered) crash prompt.
@@ -177,6 +207,16 @@ export async function twoFolderWorkspace() {
     await sleep(2500);
     const after = await toastTexts(page);
     check(!after.some((x) => /RAM at|a-pre/.test(x)), 'after the restart: no repeated warning, no crash prompt already answered');
+    // Start and Restart Memory Monitor differ: Start leaves a running monitor alone, Restart replaces it.
+    const [running] = sidecarPids(server.pid);
+    await runCommand(page, 'Crash Guard: Start Memory Monitor');
+    await toastWith(page, /memory monitor is already running/, 10_000, 'Start on a running monitor');
+    check(JSON.stringify(sidecarPids(server.pid)) === JSON.stringify([running]), 'Start Memory Monitor leaves a running monitor alone');
+    await runCommand(page, 'Crash Guard: Restart Memory Monitor');
+    await until(() => sidecarPids(server.pid).length === 1 && !sidecarPids(server.pid).includes(running), 20_000, 'a new monitor');
+    await until(() => ramGauge(page), 20_000, 'the gauge after Restart Memory Monitor');
+    check(true, 'Restart Memory Monitor replaces it');
+    await runCommand(page, 'Notifications: Clear All Notifications');
 
     // 8. A crash in folder 2: the prompt names it; Resume runs in folder 2.
     const step = JSON.parse(fs.readFileSync(bStatus, 'utf8')).step;
@@ -208,6 +248,11 @@ export async function twoFolderWorkspace() {
     await waitRegistered(runsA, 'a-late');
     await runCommand(page, 'Crash Guard: Stop Memory Monitor');
     await until(() => sidecarPids(server.pid).length === 0, 10_000, 'the sidecar to stop');
+    // "Off" is remembered: a reloaded window keeps the monitor off until Start Memory Monitor.
+    await runCommand(page, 'Developer: Reload Window');
+    await until(async () => /RAM: monitor off/.test(await statusText(page)), 60_000, '"monitor off" after the reload');
+    await sleep(3000);
+    check(sidecarPids(server.pid).length === 0, 'Stop Memory Monitor survives a window reload (no monitor, "RAM: monitor off")');
     // Emergency Cleanup with the monitor down: the cleanup task, in a folder that plants crashguard/.
     let cleanup;
     const watchCleanup = (async () => {
@@ -224,9 +269,9 @@ export async function twoFolderWorkspace() {
     await until(() => !descendants(server.pid).some((x) => x.pid === cleanup.pid), 30_000, 'the cleanup task to finish', 100);
     late.kill('SIGKILL');
     await sleep(500);
-    await runCommand(page, 'Crash Guard: Restart Sidecar');
+    await runCommand(page, 'Crash Guard: Start Memory Monitor');
     const lateToast = await toastWith(page, /Run a-late stopped unexpectedly/, 20_000, 'the prompt for the run that crashed while the sidecar was down');
-    check(Boolean(lateToast), 'after Restart Sidecar, a run that crashed while the sidecar was down is asked about');
+    check(Boolean(lateToast), 'after Start Memory Monitor, a run that crashed while the monitor was off is asked about');
     await runCommand(page, 'Notifications: Clear All Notifications');
 
     // 10. Stop Training (checkpoint) of a run in folder 2: a real checkpoint-and-stop through the sidecar.

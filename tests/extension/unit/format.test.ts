@@ -49,7 +49,7 @@ describe('gauge text', () => {
     for (const state of ['starting', 'stale', 'down', 'stopped', 'restricted', 'incompatible'] as const) {
       assert.doesNotMatch(noDataGaugeText(state), /\d/);
     }
-    assert.match(noDataGaugeText('down'), /sidecar down/);
+    assert.match(noDataGaugeText('down'), /monitor down/);
   });
 });
 
@@ -100,7 +100,7 @@ describe('cleanupSummary', () => {
         { run: 'other', rank: 0, pid: 9, ok: false, report: null, error: 'timed out', rssBefore: null, rssAfter: null }],
     });
     assert.match(text, /^Emergency cleanup freed 1\.00 GiB of RAM \(used 10\.0 GiB → 9\.00 GiB\)/);
-    assert.match(text, /sidecar 2\.00 MiB/);
+    assert.match(text, /memory monitor 2\.00 MiB/);
     assert.match(text, /run brats-safe: 800 MiB \+ 512 MiB VRAM/);
     assert.match(text, /run other: failed \(timed out\)/);
   });

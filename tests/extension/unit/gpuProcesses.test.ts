@@ -20,12 +20,12 @@ function gpu(overrides: Partial<GpuInfo> = {}): GpuInfo {
 }
 
 describe('who holds the VRAM: tooltip lines', () => {
-  it('lists the heaviest first with user and command, and a process the sidecar cannot see', () => {
+  it('lists the heaviest first with user and command, and a process the memory monitor cannot see', () => {
     assert.deepEqual(gpuProcessLines(gpu()), [
       '', '**Who holds the VRAM**', '',
       '- 25.0 GiB python3.11 (303, bob) — `python -m crashguard train --config big.json`',
       '- 2.00 GiB python3.11 (101, alice) — `python train.py --config a.json`',
-      '- n/a ? (202, not visible from the sidecar)',
+      '- n/a ? (202, not visible to the memory monitor)',
     ]);
   });
 
@@ -52,7 +52,7 @@ describe('who holds the VRAM: report rows', () => {
     const s = sample({ gpus: [gpu(), gpu({ index: 1, processes: [] })] });
     assert.deepEqual(gpuProcessRows(s).map((r) => [r.gpu, r.pid, r.user, r.vram]), [
       ['GPU 0', 303, 'bob', '25.0 GiB'], ['GPU 0', 101, 'alice', '2.00 GiB'],
-      ['GPU 0', 202, 'not visible from the sidecar', 'n/a'],
+      ['GPU 0', 202, 'not visible to the memory monitor', 'n/a'],
     ]);
     assert.deepEqual(gpuProcessRows(undefined), []);
   });

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import {
   SAFE_TRAINING_CONFIG, SAFE_TRAINING_DEBUG_ARGS, taskArgs, TRAINING_CONFIG_GLOB as CONFIG_GLOB, type CrashGuardTaskDefinition,
 } from '../../../extension/src/cli';
+import { GPU_STATUS_BAR_MODES } from '../../../extension/src/gauges';
 import { CRITICAL_ACTIONS } from '../../../extension/src/protocol';
 import { DEFAULTS, RANGES, RESTRICTED_KEYS } from '../../../extension/src/settings';
 
@@ -88,7 +89,7 @@ function settingsDrift(properties: Record<string, Declared | undefined>): string
     } else if (d.type !== typeof value || d.minimum !== undefined || d.maximum !== undefined) {
       out.push(`${key}: type ${String(d.type)}, settings.ts ${typeof value} without a range`);
     }
-    const choices = key === 'criticalAction' ? CRITICAL_ACTIONS : undefined;
+    const choices = key === 'criticalAction' ? CRITICAL_ACTIONS : key === 'gpuStatusBar' ? GPU_STATUS_BAR_MODES : undefined;
     if (String(d.enum) !== String(choices)) out.push(`${key}: enum ${String(d.enum)}, settings.ts ${String(choices)}`);
   }
   return out;
@@ -108,10 +109,24 @@ describe('manifest', () => {
     for (const c of manifest.contributes.commands) assert.equal(c.category, 'Crash Guard', c.command);
     const titles = manifest.contributes.commands.map((c) => c.title);
     for (const t of ['Emergency Cleanup', 'Start Memory Monitor', 'Stop Memory Monitor', 'Start Safe Training',
-      'Stop Training (checkpoint)', 'Resume Last Run', 'Show Logs', 'Restart Sidecar', 'Select Python for Training',
-      'Show Memory Report', 'Add Safe Training to this Folder', 'Set Up Crash Guard Training…']) {
+      'Stop Training (checkpoint)', 'Resume Last Run', 'Show Logs', 'Restart Memory Monitor', 'Select Python for Training',
+      'Select Python for the Memory Monitor', 'Show Memory Report', 'Add Safe Training to this Folder',
+      'Set Up Crash Guard Training…']) {
       assert.ok(titles.includes(t), t);
     }
+    assert.equal(new Set(titles).size, titles.length, 'no two commands share a title');
+  });
+  it('says "memory monitor" to users, never "sidecar" (titles, descriptions, choices)', () => {
+    const visible: string[] = [manifest.contributes.commands.map((c) => c.title).join('\n')];
+    const raw = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      description: string; contributes: { configuration: { properties: Record<string, {
+        markdownDescription?: string; description?: string; enumDescriptions?: string[] }> } };
+      capabilities: { untrustedWorkspaces: { description: string } } };
+    visible.push(raw.description, raw.capabilities.untrustedWorkspaces.description);
+    for (const p of Object.values(raw.contributes.configuration.properties)) {
+      visible.push(p.markdownDescription ?? '', p.description ?? '', (p.enumDescriptions ?? []).join('\n'));
+    }
+    for (const text of visible) assert.doesNotMatch(text, /sidecar/i, text);
   });
   it('is the one declaration of every setting: settings.ts has its defaults, ranges and choices', () => {
     assert.deepEqual(settingsDrift(manifest.contributes.configuration.properties), []);

@@ -4,9 +4,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import {
-  chooseSidecarInterpreter, configuredInterpreters, expandPath, parseProbe, probePython, resolveTrainingInterpreter,
-  trainingState, versionAtLeast, type Probe, type PythonInfo,
+  chooseSidecarInterpreter, configuredInterpreters, expandPath, findInterpreters, MONITOR_CHOICE_SOURCE, parseProbe,
+  probePython, resolveTrainingInterpreter, searchFolders, trainingState, usableForMonitor, versionAtLeast, type Probe,
+  type PythonInfo,
 } from '../../../extension/src/python';
+import { noDataGaugeText } from '../../../extension/src/format';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
 const VENV_PYTHON = path.join(ROOT, '.venv', 'bin', 'python');
@@ -126,5 +128,79 @@ describe('probePython (real interpreters, in a folder that plants crashguard)', 
   it('explains a missing interpreter', async () => {
     assert.deepEqual(await probePython('/nonexistent/python', PROBE, os.tmpdir()),
       { ok: false, reason: 'interpreter not found: /nonexistent/python' });
+  });
+});
+
+/** A Python 3.9 for the monitor: pyenv's when this machine has one, else a script that answers the probe as 3.9. */
+function python39(dir: string): string {
+  const pyenv = path.join(os.homedir(), '.pyenv', 'versions');
+  const real = fs.existsSync(pyenv) ? fs.readdirSync(pyenv).filter((v) => v.startsWith('3.9.')).map((v) => path.join(pyenv, v, 'bin', 'python3.9'))
+    .find((p) => fs.existsSync(p)) : undefined;
+  if (real) return real;
+  const fake = path.join(dir, 'python3.9');
+  fs.writeFileSync(fake, `#!/bin/sh\necho '${JSON.stringify(info('3.9.18', { executable: fake }))}'\n`, { mode: 0o755 });
+  return fake;
+}
+
+describe('a Python 3.9 configured for the monitor (issue 22)', () => {
+  it('is passed over with its version said, and with no other Python the gauge reads "needs Python 3.10+"', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-py39-'));
+    const old = python39(dir);
+    const tried: string[] = [];
+    // PATH holds only that 3.9 (as python3): nothing >= 3.10 anywhere the monitor looks.
+    const choice = await chooseSidecarInterpreter({ setting: old, env: {}, workspaceFolder: dir, pythonExtension: none },
+      (p) => {
+        tried.push(p);
+        if (p === old || p === 'python3') return probePython(old, PROBE, dir);
+        return Promise.resolve({ ok: false, reason: `interpreter not found: ${p}` });
+      });
+    assert.ok(!('interpreter' in choice));
+    assert.match(choice.passedOver[0] ?? '', /\(setting crashGuard\.pythonPath\): Python 3\.9\.\d+ is older than 3\.10/);
+    assert.equal(tried[0], old);
+    assert.match(choice.passedOver[1] ?? '', /^python3 \(PATH\): Python 3\.9\.\d+ is older than 3\.10/);
+    assert.equal(noDataGaugeText('noPython'), '$(warning) RAM: needs Python 3.10+');
+  });
+  it('the user\'s pick for the monitor is tried first, then the configured ones', async () => {
+    const tried: string[] = [];
+    const choice = await chooseSidecarInterpreter(
+      { setting: '/old/python', env: {}, workspaceFolder: '/ws', pythonExtension: none, monitorChoice: '/picked/python3.12' },
+      (p) => {
+        tried.push(p);
+        return Promise.resolve({ ok: true, info: info(p === '/old/python' ? '3.9.1' : '3.12.1') });
+      });
+    assert.ok('interpreter' in choice);
+    assert.deepEqual(choice.interpreter, { path: '/picked/python3.12', source: MONITOR_CHOICE_SOURCE });
+    assert.deepEqual(tried, ['/picked/python3.12']);
+  });
+});
+
+describe('interpreters on this machine, for "Select Python for the Memory Monitor"', () => {
+  it('looks on PATH, in system folders, pyenv, conda and uv', () => {
+    const folders = searchFolders({ env: { PATH: '/opt/x/bin:relative/bin' }, home: '/home/u', extra: [] });
+    for (const f of ['/opt/x/bin', '/usr/bin', '/usr/local/bin', '/home/u/.pyenv/versions/*/bin', '/home/u/miniconda3/envs/*/bin',
+      '/home/u/.local/share/uv/python/*/bin', '/opt/conda/bin']) assert.ok(folders.includes(f), f);
+    assert.ok(!folders.includes('relative/bin'), 'a relative PATH entry names the working folder: never searched');
+  });
+  it('finds executables once each (a symlink to one already found is the same interpreter), globs expanded', () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-home-'));
+    const bin = path.join(home, '.pyenv', 'versions', '3.12.1', 'bin');
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, 'python3.12'), '#!/bin/sh\n', { mode: 0o755 });
+    fs.symlinkSync('python3.12', path.join(bin, 'python3'));
+    fs.writeFileSync(path.join(bin, 'python'), 'not executable', { mode: 0o644 });
+    const found = findInterpreters({ env: { PATH: '' }, home, extra: ['/nowhere/python'] });
+    const mine = found.filter((f) => f.startsWith(home));
+    assert.deepEqual(mine, [path.join(bin, 'python3.12')]);
+  });
+  it('offers only Python >= 3.10, newest first, and says why the others are not offered', () => {
+    const { usable, passedOver } = usableForMonitor([
+      { path: '/a', probe: { ok: true, info: info('3.10.13') } },
+      { path: '/b', probe: { ok: true, info: info('3.9.18') } },
+      { path: '/c', probe: { ok: true, info: info('3.13.0') } },
+      { path: '/d', probe: { ok: false, reason: 'interpreter not found: /d' } },
+      { path: '/e', probe: { ok: true, info: info('3.10.2') } },
+    ]);
+    assert.deepEqual(usable.map((u) => u.path), ['/c', '/a', '/e']);
+    assert.deepEqual(passedOver, ['/b: Python 3.9.18 is older than 3.10', '/d: interpreter not found: /d']);
   });
 });

@@ -14,7 +14,8 @@ from crashguard.sidecar.settings import CRITICAL_ACTIONS, FIELDS, Settings, Sett
 
 PROPERTIES: dict[str, dict[str, Any]] = json.loads((REPO / "package.json").read_text())[
     "contributes"]["configuration"]["properties"]
-EXTENSION_ONLY = {"pythonPath", "showNotifications", "notificationCooldownMinutes"}  # never sent to the monitor
+# never sent to the monitor
+EXTENSION_ONLY = {"pythonPath", "showNotifications", "notificationCooldownMinutes", "gpuStatusBar"}
 DERIVED = {"runsDirectories"}  # every folder's runsDirectory, made absolute by the extension
 KINDS = {"int": "integer", "number": "number", "bool": "boolean", "choice": "string", "path": "string"}
 
