@@ -22,13 +22,14 @@ from ..runs.stall import HUNG
 from ..runs.status import RunState
 from . import protocol as p
 from .escalation import CLEANUP, STOP, Escalation, Observation, Timings
-from .forecast import History, describe, next_crossing
+from .forecast import History, describe, next_crossing, seconds_to_limit
 from .history import ACTION, LEVEL, REFUSED, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
 from .oom_watch import OomWatch
 from .pressure import SYSTEM, PressureLevels, PressureTransition, forecast_message, run_resource
 from .registries import AmbiguousRun, Registries
 from .sampler import Reading, Sampler
+from .schedule import headroom, next_delay
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class Sidecar:
         self._pressure = PressureLevels()
         self._oom = OomWatch()
         self._history: dict[str, History] = {}
+        self._limit_in: dict[str, float | None] = {}  # each resource's forecast seconds to its limit (the ladder)
+        self._ram_headroom: float | None = None  # bytes, at the last sample (the sampling schedule)
         # Each run's last state, by (run folder, rank); a directory's first scan is a baseline, not events.
         self._run_states: dict[tuple[str, int], str] = {}
         self._baselined: set[Path] = set()
@@ -153,6 +156,12 @@ class Sidecar:
         self._escalation.on_sample(self._observations(sample, settings), settings)  # every sample, not on changes
         return sample
 
+    def next_delay(self) -> float:
+        """Seconds until the sampling loop's next tick: the RAM headroom at the fastest plausible fill, within
+        [0.1 s, the configured interval] (schedule.py)."""
+        ram = self._history.get("RAM")
+        return next_delay(self._ram_headroom, ram.fastest_rise() if ram else None, self._settings.interval)
+
     def _event_params(self, event: str, info: RunInfo) -> p.RunEventParams:
         message = _run_event_message(event, info)
         heaviest = self._oom.heaviest(info) if event == "crashed" else None
@@ -161,14 +170,14 @@ class Sidecar:
         procs = [p.ProcessInfo(t.pid, t.name, t.rss) for t in heaviest]
         return p.RunEventParams(event, info, message + _heaviest_text(procs), procs)
 
-    @staticmethod
-    def _observations(sample: p.Sample, s: Settings) -> list[Observation]:
+    def _observations(self, sample: p.Sample, s: Settings) -> list[Observation]:
         found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_warning_percent,
-                             s.ram_critical_percent)]
+                             s.ram_critical_percent, self._limit_in.get("RAM"))]
         for gpu in sample.gpus:
             if gpu.percent is not None:
-                found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_warning_percent,
-                                         s.vram_critical_percent))
+                name = f"GPU {gpu.index}"
+                found.append(Observation(name, Level(gpu.level), gpu.percent, s.vram_warning_percent,
+                                         s.vram_critical_percent, self._limit_in.get(name)))
         # Pressure never reaches critical: with autoCleanup it asks for a cleanup round, it never stops a run.
         if sample.pressure is not None:
             found.append(Observation(SYSTEM, Level(sample.pressure.level), sample.pressure.some,
@@ -203,6 +212,7 @@ class Sidecar:
         history = self._history.setdefault(resource, History())
         if record:
             history.add(t, float(used))
+            self._limit_in[resource] = seconds_to_limit(history, total)
         trend = history.trend()
         crossing = next_crossing(trend, total, level, warning, critical) if trend else None
         if crossing is None:
@@ -271,6 +281,8 @@ class Sidecar:
             self._tracker.forget_except(present)
             for gone in set(self._history) - present:
                 del self._history[gone]
+                self._limit_in.pop(gone, None)
+            self._ram_headroom = headroom(ram.used, ram.total, s.ram_critical_percent)
         sample = p.Sample(
             seq=self._seq, time=round(reading.time, 3), level=worst(levels).value,
             ram=p.RamInfo(ram.total, ram.available, ram.used, ram.percent, ram.swap_total, ram.swap_used,
