@@ -1,7 +1,7 @@
 """The escalation ladder: what the sidecar does on its own when memory runs short.
 
-- A resource at `warning` (or above), with `autoCleanup`: one cleanup round (the sidecar's own cleanup and a
-  cleanup request to every live run) per episode above normal.
+- A resource at `warning` (or above), with `autoCleanup`: one cleanup round (a cleanup request to every live run;
+  the sidecar's own heap has nothing worth its gc pause) per episode above normal.
 - A resource at `critical`, with `criticalAction: checkpointAndStop`, climbs one rung after the other, each as
   soon as the previous one finished or timed out, re-judged on every sample (not only when a level changes):
   cleanup -> wait for its effect (a sample taken after the round) -> if still at or above critical,
