@@ -103,8 +103,11 @@ class Sidecar:
         self._pressure = PressureLevels()
         self._oom = OomWatch()
         self._history: dict[str, History] = {}
-        self._limit_in: dict[str, float | None] = {}  # each resource's forecast seconds to its limit (the ladder)
-        self._ram_headroom: float | None = None  # bytes, at the last sample (the sampling schedule)
+        # RAM at the last sample: bytes of headroom (the sampling schedule) and the forecast seconds to its limit (the
+        # ladder). RAM only: at its limit the kernel's OOM killer acts; VRAM running out raises in the process that
+        # asked (the guarded step backs off), and a cleanup's empty_cache often brings it back, so it keeps its wait.
+        self._ram_headroom: float | None = None
+        self._ram_limit_in: float | None = None
         # Each run's last state, by (run folder, rank); a directory's first scan is a baseline, not events.
         self._run_states: dict[tuple[str, int], str] = {}
         self._baselined: set[Path] = set()
@@ -172,12 +175,11 @@ class Sidecar:
 
     def _observations(self, sample: p.Sample, s: Settings) -> list[Observation]:
         found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_warning_percent,
-                             s.ram_critical_percent, self._limit_in.get("RAM"))]
+                             s.ram_critical_percent, self._ram_limit_in)]
         for gpu in sample.gpus:
             if gpu.percent is not None:
-                name = f"GPU {gpu.index}"
-                found.append(Observation(name, Level(gpu.level), gpu.percent, s.vram_warning_percent,
-                                         s.vram_critical_percent, self._limit_in.get(name)))
+                found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_warning_percent,
+                                         s.vram_critical_percent))
         # Pressure never reaches critical: with autoCleanup it asks for a cleanup round, it never stops a run.
         if sample.pressure is not None:
             found.append(Observation(SYSTEM, Level(sample.pressure.level), sample.pressure.some,
@@ -212,7 +214,6 @@ class Sidecar:
         history = self._history.setdefault(resource, History())
         if record:
             history.add(t, float(used))
-            self._limit_in[resource] = seconds_to_limit(history, total)
         trend = history.trend()
         crossing = next_crossing(trend, total, level, warning, critical) if trend else None
         if crossing is None:
@@ -281,8 +282,8 @@ class Sidecar:
             self._tracker.forget_except(present)
             for gone in set(self._history) - present:
                 del self._history[gone]
-                self._limit_in.pop(gone, None)
             self._ram_headroom = headroom(ram.used, ram.total, s.ram_critical_percent)
+            self._ram_limit_in = seconds_to_limit(self._history["RAM"], ram.total)
         sample = p.Sample(
             seq=self._seq, time=round(reading.time, 3), level=worst(levels).value,
             ram=p.RamInfo(ram.total, ram.available, ram.used, ram.percent, ram.swap_total, ram.swap_used,

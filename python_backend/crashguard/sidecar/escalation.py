@@ -9,9 +9,10 @@
   when it does not answer within the stop timeout (inside `runs.control.stop_run`, to a verified run only).
   After the stop cooldown, a resource still critical climbs again (the next heaviest run).
 - The waits for a cleanup and its effect are bounded by the forecast time to the limit (`Observation.
-  seconds_to_limit`, forecast.seconds_to_limit): when the limit is forecast sooner than the wait would end (plus
-  `stop_lead`, what a stop needs to take effect), the ladder goes on to the stop at once. A spike of 1 GB/s from
-  90 % of 24 GB reaches the kernel's limit in ~2.4 s, well inside the 5 s a cleanup would be waited for.
+  seconds_to_limit`, forecast.seconds_to_limit; the core gives it for RAM, where the kernel's OOM killer waits):
+  when the limit is forecast sooner than the wait would end (plus `stop_lead`, what a stop needs to take effect),
+  the ladder goes on to the stop at once. A spike of 1 GB/s from 90 % of 24 GB reaches the kernel's limit in
+  ~2.4 s, well inside the 5 s a cleanup would be waited for.
 
 Each rung is reported once, as a `crashGuard/action` (`cleanup`, `checkpointAndStop`, `terminate`). Cooldowns
 are kept per rung and per resource. A cleanup round in flight serves every resource that needs one meanwhile, so

@@ -3,12 +3,16 @@ real Sidecar core whose RAM reading is a fixture /proc/meminfo that the test fil
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from fake_nvml import FakeGpu, FakeNvml, uuid
 
 from crashguard.monitor import host
+from crashguard.monitor.gpu import GPUMonitor
 from crashguard.sidecar.core import Sidecar
+from crashguard.sidecar.escalation import Escalation, Observation
 from crashguard.sidecar.forecast import History, seconds_to_limit
 from crashguard.sidecar.schedule import MIN_DELAY, WORST_CASE_FILL, headroom, next_delay
 from crashguard.sidecar.settings import Settings
@@ -85,13 +89,17 @@ def _meminfo(path: Path, total: int, available: int) -> None:
                     "SwapTotal: 0 kB\nSwapFree: 0 kB\n")
 
 
+def _fake_ram(monkeypatch: pytest.MonkeyPatch, meminfo: Path) -> None:
+    real_read_ram = host.read_ram
+    monkeypatch.setattr("crashguard.sidecar.sampler.read_ram",
+                        lambda cgroup=None: real_read_ram(cgroup=lambda: None, meminfo=meminfo))
+
+
 def test_the_core_asks_for_the_next_sample_sooner_as_a_spike_nears_the_limit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real Sidecar whose RAM comes from a /proc/meminfo the test writes: 24 GiB, critical at 90 %."""
     meminfo = tmp_path / "meminfo"
-    real_read_ram = host.read_ram
-    monkeypatch.setattr("crashguard.sidecar.sampler.read_ram",
-                        lambda cgroup=None: real_read_ram(cgroup=lambda: None, meminfo=meminfo))
+    _fake_ram(monkeypatch, meminfo)
     total = 24 * GiB
     core = Sidecar(Settings(runs_directory=str(tmp_path / "runs"), sample_interval_ms=1000), lambda m, x: None)
     try:
@@ -107,3 +115,30 @@ def test_the_core_asks_for_the_next_sample_sooner_as_a_spike_nears_the_limit(
     # the limit is next (10 %: the interval again; 4 %: 0.96 s), and 0.1 % from it: the minimum. (The ticks came
     # milliseconds apart: too close to make a rise of their own, so the worst case, 1 GiB/s, is the rate.)
     assert delays == pytest.approx([1.0, 1.0, 0.48, 0.12, 1.0, 0.96, MIN_DELAY], rel=1e-3)
+
+
+def test_the_ladder_gets_a_time_to_the_limit_for_ram_and_none_for_a_gpu(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAM and a (fake) GPU both rise 1 GiB every 0.1 s past critical: only RAM's wait is bounded by its forecast
+    (the kernel's OOM killer waits at its limit; a full GPU raises in the process that asked)."""
+    meminfo = tmp_path / "meminfo"
+    _fake_ram(monkeypatch, meminfo)
+    seen: list[list[Observation]] = []
+    real_on_sample = Escalation.on_sample
+    monkeypatch.setattr(Escalation, "on_sample", lambda self, observations, settings: (
+        seen.append(observations), real_on_sample(self, observations, settings))[1])
+    gpu = FakeGpu(uuid(0), total=24 * GiB, used=18 * GiB)
+    core = Sidecar(Settings(runs_directory=str(tmp_path / "runs")), lambda m, x: None,
+                   gpu=GPUMonitor(nvml=FakeNvml([gpu])))  # type: ignore[arg-type]
+    try:
+        for used in (18, 19, 20, 21, 22):  # GiB of 24: 75 % -> 92 %, critical (90 / 95 % for VRAM) at the end
+            _meminfo(meminfo, 24 * GiB, (24 - used) * GiB)
+            gpu.used = used * GiB + GiB  # 79 % -> 96 %
+            core.tick()
+            time.sleep(0.1)
+    finally:
+        core.close()
+    ram, vram = seen[-1][0], seen[-1][1]
+    assert (ram.resource, vram.resource) == ("RAM", "GPU 0")
+    assert ram.seconds_to_limit is not None and 0 < ram.seconds_to_limit < 2.0  # 2 GiB to go at up to 10 GiB/s
+    assert vram.seconds_to_limit is None
