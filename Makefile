@@ -44,6 +44,7 @@ test-e2e:
 bench: setup
 	$(PY) -m benchmarks.sample_cost
 	$(PY) -m benchmarks.sidecar_cost --seconds 60
+	$(PY) -m benchmarks.spike_drill --rounds 3
 	$(PY) -m benchmarks.registry_cost
 	$(PY) -m benchmarks.train_loops
 	$(PY) benchmarks/integrations.py

@@ -12,6 +12,15 @@ forecasts, history or the escalation ladder:
   sidecar at most TARGET_CPU_RATIO x its CPU;
 - "proc": the same reads through Crash Guard's own `monitor.processes` (the /proc walk the sidecar uses), so the
   ratio to it is the sidecar's own overhead over the bare reads (reported, no target).
+The machine is quiet there (far from the critical threshold), so the sidecar samples at the configured interval.
+
+Then the reaction to a spike (--spike-rounds, needs a writable memory cgroup: tests/python/helpers/memory_groups.py):
+in a 2 GiB memory group this script creates and removes (the group's limit is the machine's, as in a container), the
+sidecar and a loop reading the same RAM figure (`read_ram`, the group's) at the fixed configured interval (the
+sidecar before issue 22) watch a hog growing 1 GiB/s to 90 % of the limit, past a critical threshold 0.8 GiB below
+it; a few rounds, each starting at another phase of the fixed loop's ticks. For each: when RAM crossed critical
+(interpolated between the sidecar's samples on both sides) and how long after it each of the two saw it. The target
+(issue 22): the sidecar sees it within SPIKE_TARGET_S (the schedule's 0.1 s floor, plus a tick) in the median.
 """
 
 from __future__ import annotations
@@ -33,6 +42,10 @@ from crashguard.util.json_io import json_text
 
 TARGET_CPU_RATIO = 1.5  # the sidecar's CPU over the bare psutil loop's, measured in the same window
 TARGET_RSS_MB = 45.0
+SPIKE_TARGET_S = 0.15  # median delay from RAM crossing critical to the sidecar's first critical sample
+SPIKE_LIMIT = 2 * 2**30  # the spike's memory group
+SPIKE_TO_LIMIT = int(0.8 * 2**30)  # critical this far below the group's limit
+SPIKE_RATE_MB = 1024  # the hog's growth, MiB/s
 
 # A guarded run: registers with RunHook and takes a step every 0.5 s until killed.
 _RUN = """
@@ -87,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval-ms", type=int, default=1000, help="sample interval (default 1000)")
     parser.add_argument("--runs", type=int, default=1, help="registered runs to guard (default 1)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (default 3)")
+    parser.add_argument("--spike-rounds", type=int, default=5,
+                        help="spikes to react to, in a memory group (default 5; 0: none)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 
@@ -232,8 +247,16 @@ def run(args: argparse.Namespace) -> int:
     ratio = figures["bare_loops"]["psutil"]["sidecar_cpu_ratio"]
     cpu_ok = ratio is not None and ratio <= TARGET_CPU_RATIO
     rss_ok = figures["rss_mb_max"] <= TARGET_RSS_MB
+    spike: dict[str, Any] = {"skipped": "--spike-rounds 0"}
+    if args.spike_rounds > 0:
+        from benchmarks.spike_reaction import measure_spike
+
+        spike = measure_spike(args.interval_ms, args.spike_rounds, SPIKE_RATE_MB, SPIKE_TO_LIMIT, SPIKE_LIMIT,
+                              SPIKE_TARGET_S)
+    spike_ok = spike.get("ok", True)  # skipped (no memory group here): said, not failed
+    figures["spike"] = spike
     figures["targets"] = {"cpu_ratio_to_bare_loop": TARGET_CPU_RATIO, "rss_mb": TARGET_RSS_MB, "cpu_ok": cpu_ok,
-                          "rss_ok": rss_ok}
+                          "rss_ok": rss_ok, "spike_seen_s": SPIKE_TARGET_S, "spike_ok": spike_ok}
     if args.json:
         print(json_text(figures))
     else:
@@ -252,7 +275,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"  sample gaps  max {f['sample_gap_s_max']} s")
         print(f"  sample cost  mean {f['sample_cost_ms_mean']} ms, p95 {f['sample_cost_ms_p95']} ms (in the server)")
         print(f"  status req.  median {f['status_request_ms_median']} ms, max {f['status_request_ms_max']} ms")
-    return 0 if cpu_ok and rss_ok else 1
+        if "skipped" in spike:
+            print(f"  spike        skipped: {spike['skipped']}")
+        else:
+            print(f"  spike        {spike['rounds']} x {spike['rate_mib_s']} MiB/s in a {spike['limit_gib']} GiB "
+                  f"group, critical {spike['to_limit_gib']} GiB below the limit: critical seen after the crossing: "
+                  f"sidecar median {spike['sidecar_median_s']} s, max {spike['sidecar_max_s']} s (target <= "
+                  f"{SPIKE_TARGET_S} s: {'ok' if spike_ok else 'MISSED'}); a loop at the fixed {f['interval_ms']} ms "
+                  f"median {spike['fixed_median_s']} s, max {spike['fixed_max_s']} s")
+    return 0 if cpu_ok and rss_ok and spike_ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

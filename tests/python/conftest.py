@@ -11,17 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from locations import REPO
-from memory_groups import MakeGroup, MemoryGroup, writable_parent
+from memory_groups import MakeGroup, MemoryGroup, remove, writable_parent
 from trainer_helpers import TRAINER, StartTrainer, wait_registered
 from training_helpers import tiny_config
 
@@ -99,15 +97,7 @@ def memory_group(request: pytest.FixtureRequest) -> Iterator[MakeGroup]:
 
     yield make
     for group in made:
-        deadline = time.monotonic() + 10
-        while group.path.exists() and time.monotonic() < deadline:
-            for pid in group.pids() if group.path.exists() else []:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                group.path.rmdir()
-            time.sleep(0.05)
-        assert not group.path.exists(), f"could not remove the test's memory group {group.path}"
+        remove(group)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import type { HistoryEvent, HistoryPoint, HistoryResult, RunInfo, Sample, Thresh
 export const WINDOWS_SECONDS = [60, 300, 900] as const;
 export const DEFAULT_WINDOW_SECONDS = 300;
 const DEFAULT_MAX_POINTS = 3600;
+/** Samples closer than this share of the interval share one point (the sidecar's history.py SLOT_SHARE). */
+const SLOT_SHARE = 0.9;
 const MAX_EVENTS = 500;
 const EVENT_ROWS = 15;
 /** A history shorter than the window is drawn over its own length (at least this many seconds), not squeezed. */
@@ -67,15 +69,20 @@ export class ReportData {
   thresholds: Thresholds | undefined;
   gpuNames: string[] = [];
   maxPoints = DEFAULT_MAX_POINTS;
+  /** The configured sample interval: near the limit samples come faster, and one point per interval is kept. */
+  intervalMs = 1000;
   latest: Sample | undefined;
+  private slotStart = -Infinity;
 
   /** A crashGuard/history answer: merged with what is here (a restarted sidecar has a shorter history). */
   addHistory(h: HistoryResult): void {
     this.maxPoints = Math.max(1, h.maxPoints);
+    this.intervalMs = h.intervalMs;
     this.thresholds = h.thresholds;
     if (h.gpuNames.length > 0 || this.gpuNames.length === 0) this.gpuNames = h.gpuNames;
     this.points = mergePoints(this.points, h.points, this.maxPoints);
     this.events = mergeEvents(this.events, h.events, MAX_EVENTS);
+    this.slotStart = this.points[this.points.length - 1]?.time ?? -Infinity;
   }
 
   addSample(sample: Sample): void {
@@ -84,7 +91,11 @@ export class ReportData {
     this.gpuNames = sample.gpus.map((g) => g.name);
     const point = pointFromSample(sample);
     const last = this.points[this.points.length - 1];
-    if (last === undefined || point.time > last.time) {
+    if (last !== undefined && point.time > last.time && point.time - this.slotStart < SLOT_SHARE * this.intervalMs / 1000) {
+      // Sampled sooner than the interval (near the limit): the interval's point is its highest RAM use.
+      if (point.ramPercent > last.ramPercent) this.points[this.points.length - 1] = point;
+    } else if (last === undefined || point.time > last.time) {
+      this.slotStart = point.time;
       this.points.push(point);
       if (this.points.length > this.maxPoints) this.points.splice(0, this.points.length - this.maxPoints);
     } else {

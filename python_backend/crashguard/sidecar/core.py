@@ -22,13 +22,14 @@ from ..runs.stall import HUNG
 from ..runs.status import RunState
 from . import protocol as p
 from .escalation import CLEANUP, STOP, Escalation, Observation, Timings
-from .forecast import History, describe, next_crossing
+from .forecast import History, describe, next_crossing, seconds_to_limit
 from .history import ACTION, LEVEL, REFUSED, RUN, TRAINING, HistoryEvent, HistoryPoint, SampleHistory
 from .levels import Level, LevelTracker, Transition, worst
 from .oom_watch import OomWatch
 from .pressure import SYSTEM, PressureLevels, PressureTransition, forecast_message, run_resource
 from .registries import AmbiguousRun, Registries
 from .sampler import Reading, Sampler
+from .schedule import headroom, next_delay
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,11 @@ class Sidecar:
         self._pressure = PressureLevels()
         self._oom = OomWatch()
         self._history: dict[str, History] = {}
+        # RAM at the last sample: bytes of headroom (the sampling schedule) and the forecast seconds to its limit (the
+        # ladder). RAM only: at its limit the kernel's OOM killer acts; VRAM running out raises in the process that
+        # asked (the guarded step backs off), and a cleanup's empty_cache often brings it back, so it keeps its wait.
+        self._ram_headroom: float | None = None
+        self._ram_limit_in: float | None = None
         # Each run's last state, by (run folder, rank); a directory's first scan is a baseline, not events.
         self._run_states: dict[tuple[str, int], str] = {}
         self._baselined: set[Path] = set()
@@ -153,6 +159,12 @@ class Sidecar:
         self._escalation.on_sample(self._observations(sample, settings), settings)  # every sample, not on changes
         return sample
 
+    def next_delay(self) -> float:
+        """Seconds until the sampling loop's next tick: the RAM headroom at the fastest plausible fill, within
+        [0.1 s, the configured interval] (schedule.py)."""
+        ram = self._history.get("RAM")
+        return next_delay(self._ram_headroom, ram.fastest_rise() if ram else None, self._settings.interval)
+
     def _event_params(self, event: str, info: RunInfo) -> p.RunEventParams:
         message = _run_event_message(event, info)
         heaviest = self._oom.heaviest(info) if event == "crashed" else None
@@ -161,10 +173,9 @@ class Sidecar:
         procs = [p.ProcessInfo(t.pid, t.name, t.rss) for t in heaviest]
         return p.RunEventParams(event, info, message + _heaviest_text(procs), procs)
 
-    @staticmethod
-    def _observations(sample: p.Sample, s: Settings) -> list[Observation]:
+    def _observations(self, sample: p.Sample, s: Settings) -> list[Observation]:
         found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_warning_percent,
-                             s.ram_critical_percent)]
+                             s.ram_critical_percent, self._ram_limit_in)]
         for gpu in sample.gpus:
             if gpu.percent is not None:
                 found.append(Observation(f"GPU {gpu.index}", Level(gpu.level), gpu.percent, s.vram_warning_percent,
@@ -271,6 +282,8 @@ class Sidecar:
             self._tracker.forget_except(present)
             for gone in set(self._history) - present:
                 del self._history[gone]
+            self._ram_headroom = headroom(ram.used, ram.total, s.ram_critical_percent)
+            self._ram_limit_in = seconds_to_limit(self._history["RAM"], ram.total)
         sample = p.Sample(
             seq=self._seq, time=round(reading.time, 3), level=worst(levels).value,
             ram=p.RamInfo(ram.total, ram.available, ram.used, ram.percent, ram.swap_total, ram.swap_used,
@@ -361,7 +374,10 @@ class Sidecar:
         self._emit(p.ACTION, p.to_wire(p.ActionParams(action, reason, result)))
 
     def _ladder_cleanup(self, timeout: float) -> CleanupResult:
-        return self.cleanup(None, timeout)
+        # The runs only: the sidecar's own gc.collect gives back well under 1 MiB and holds the GIL for 50-190 ms,
+        # delaying the very samples that watch the spike (the user's Emergency Cleanup still does both).
+        registry = self._registry
+        return cleanup_runs(registry.runs_dir, timeout=timeout, own_cleanup=False, registry=registry)
 
     def _ladder_stop(self, name: str, run_dir: str, timeout: float, urgent: bool) -> StopResult:
         return self.stop(name, timeout, run_dir, urgent)

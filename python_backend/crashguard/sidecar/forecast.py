@@ -1,4 +1,10 @@
-"""Time to the next threshold from the recent trend: a least-squares line through the last ~30 s of use."""
+"""Time to the next threshold from the recent trend: a least-squares line through the last ~30 s of use; and, for
+the escalation ladder and the sampling schedule, how fast use is rising right now.
+
+A 30-s line moves slowly: in a spike that began a second ago it still says "flat". The ladder's time to the limit
+therefore takes the faster of that line and the slope over the last second (RECENT_SECONDS), and the sampling
+schedule (schedule.py) takes the fastest rise between two samples of the window.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ WINDOW_SECONDS = 30.0
 HORIZON_SECONDS = 600.0  # a crossing further away than this is not worth a forecast
 MIN_POINTS = 3
 MIN_SPAN_SECONDS = 2.0
+RECENT_SECONDS = 1.0  # "rising right now": the slope over this much of the latest readings (at least two)
+MIN_PAIR_SECONDS = 0.05  # two readings closer than this say nothing about a rate
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,36 @@ class History:
     def __init__(self, window: float = WINDOW_SECONDS) -> None:
         self._window = window
         self._points: deque[tuple[float, float]] = deque()
+        self._rises: deque[tuple[float, float]] = deque()  # (time, bytes/s since the reading before)
 
     def add(self, t: float, used: float) -> None:
+        if self._points:
+            t0, used0 = self._points[-1]
+            if t - t0 >= MIN_PAIR_SECONDS:
+                self._rises.append((t, (used - used0) / (t - t0)))
         self._points.append((t, used))
         while self._points and t - self._points[0][0] > self._window:
             self._points.popleft()
+        while self._rises and t - self._rises[0][0] > self._window:
+            self._rises.popleft()
+
+    def fastest_rise(self) -> float | None:
+        """The fastest rise between two successive readings of the window, bytes/s (None: no pair yet)."""
+        return max((rate for _, rate in self._rises), default=None)
+
+    def recent_rate(self, span: float = RECENT_SECONDS) -> float | None:
+        """The least-squares slope of the readings of the last `span` seconds (at least the last two), bytes/s."""
+        latest = self._points[-1][0] if self._points else 0.0
+        recent: list[tuple[float, float]] = []
+        for point in reversed(self._points):  # newest first; past `span` only to make a usable pair
+            if len(recent) >= 2 and latest - point[0] > span and latest - recent[-1][0] >= MIN_PAIR_SECONDS:
+                break
+            recent.append(point)
+        return least_squares_slope(recent)
+
+    def latest(self) -> float | None:
+        """The last reading, bytes."""
+        return self._points[-1][1] if self._points else None
 
     def trend(self) -> Trend | None:
         if len(self._points) < MIN_POINTS or self._points[-1][0] - self._points[0][0] < MIN_SPAN_SECONDS:
@@ -76,6 +109,20 @@ def next_crossing(trend: Trend, total: int, level: Level, warning_percent: float
             return None
         return Crossing(level=name, seconds=round(seconds, 1), bytes_per_second=round(trend.bytes_per_second))
     return None
+
+
+def seconds_to_limit(history: History, total: float) -> float | None:
+    """When use reaches `total` (the limit: 100 %), rising at the faster of the 30-s trend and the recent rate;
+    None when it is not rising (or too little is known). 0 when it is there already."""
+    points = history.latest()
+    if points is None:
+        return None
+    trend = history.trend()
+    rates = [rate for rate in (trend.bytes_per_second if trend else None, history.recent_rate()) if rate is not None]
+    rate = max(rates, default=0.0)
+    if rate <= 0:
+        return None
+    return max(0.0, total - points) / rate
 
 
 def describe(resource: str, crossing: Crossing) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 HISTORY_SECONDS = 15 * 60.0
 MAX_POINTS = 3600  # 15 min at 250 ms; a faster interval keeps less time rather than more memory
 MAX_EVENTS = 500
+SLOT_SHARE = 0.9  # points closer than this share of the sample interval share one slot (a tick may come early)
 
 # Event kinds: a resource changed level, a run started/ended/crashed, a run reported something of its own
 # (RunInfo.lastEvent: OOM back-off, cleanup, checkpoint, ...), the sidecar acted on its own.
@@ -53,6 +54,8 @@ class SampleHistory:
                  max_events: int = MAX_EVENTS) -> None:
         self._seconds = seconds
         self._max_points = max_points
+        self._slot = interval_s * SLOT_SHARE
+        self._slot_start = -math.inf
         self._points: deque[HistoryPoint] = deque(maxlen=capacity(interval_s, seconds, max_points))
         self._events: deque[HistoryEvent] = deque(maxlen=max_events)
         self._lock = threading.Lock()
@@ -65,12 +68,20 @@ class SampleHistory:
         """A new sample interval: keep the newest points that still fit."""
         size = capacity(interval_s, self._seconds, self._max_points)
         with self._lock:
+            self._slot = interval_s * SLOT_SHARE
             if size != self._points.maxlen:
                 self._points = deque(self._points, maxlen=size)
 
     def add_point(self, point: HistoryPoint) -> None:
+        """Near the limit samples come faster than the interval (schedule.py): one point per interval is kept, the
+        one with the highest RAM use, so a spike's peak shows and the buffer still holds its ~15 minutes."""
         with self._lock:
+            if self._points and point.time - self._slot_start < self._slot:
+                if point.ram_percent > self._points[-1].ram_percent:
+                    self._points[-1] = point
+                return
             self._points.append(point)
+            self._slot_start = point.time
 
     def add_event(self, event: HistoryEvent) -> None:
         with self._lock:

@@ -96,7 +96,7 @@ class CrashGuardServer(LanguageServer):
     # -- sampling --------------------------------------------------------------------------------------
     def start_sampling(self) -> None:
         if self._ticker is None:
-            self._ticker = Ticker(lambda: self.core().tick(), lambda: self.core().settings.interval)
+            self._ticker = Ticker(lambda: self.core().tick(), lambda: self.core().next_delay())
             self._ticker.start()
 
     def reschedule(self) -> None:

@@ -99,8 +99,9 @@ class WorkerPool:
 
 
 class Ticker:
-    """Calls `tick()` every `interval()` seconds on its own thread, at a steady rate (a slow tick skips ahead
-    instead of causing a burst). `wake()` takes the next tick now (new settings)."""
+    """Calls `tick()` on its own thread, the next one `interval()` seconds after the start of the last (asked after
+    every tick: the sampling schedule shortens it near the limit), at a steady rate (a slow tick skips ahead instead
+    of causing a burst). `wake()` takes the next tick now (new settings)."""
 
     def __init__(self, tick: Callable[[], object], interval: Callable[[], float], name: str = "sampling") -> None:
         self._tick = tick

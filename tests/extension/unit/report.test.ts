@@ -47,6 +47,16 @@ describe('report data', () => {
     const gpu: GpuInfo = { index: 0, name: 'NVIDIA H200', total: 100, used: 40, percent: 40, utilization: 0, level: 'normal', processes: [] };
     assert.deepEqual(pointFromSample(sample({ gpus: [gpu] })).gpuPercent, [40]);
   });
+
+  it('keeps one point per interval, the highest, when samples come sooner near the limit', () => {
+    const data = new ReportData();
+    data.addHistory(history([point(0, 50)]));
+    for (const [t, ram] of [[1, 52], [1.5, 70], [1.7, 91], [1.8, 88], [2, 87], [2.95, 60]] as const) {
+      data.addSample(sample({ time: T0 + t, ram: { ...sample().ram, percent: ram } }));
+    }
+    assert.deepEqual(data.points.map((p) => [Math.round((p.time - T0) * 100) / 100, p.ramPercent]),
+      [[0, 50], [1.7, 91], [2, 87], [2.95, 60]]);
+  });
 });
 
 describe('chart layout', () => {

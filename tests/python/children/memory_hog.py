@@ -1,7 +1,9 @@
 """An unregistered memory hog for the ladder's drills: grows by --step-mb every --every seconds (200 MiB/s by
-default) up to --target bytes, holds it for --hold seconds, then leaves on its own (bounded and short, whatever
-happens to the test). Every catchable signal it receives is appended to --signals, so a test can prove that
-Crash Guard never signalled it (SIGKILL and SIGSTOP cannot be caught: check that it is still running, not stopped).
+default), or at --rate-mb MiB/s paced by the clock, up to --target bytes, holds it for --hold seconds, then leaves
+on its own (bounded and short, whatever happens to the test). Every catchable signal it receives is appended to
+--signals, so a test can prove that Crash Guard never signalled it (SIGKILL and SIGSTOP cannot be caught: check
+that it is still running, not stopped). --reached FILE gets the wall-clock times it started growing and reached
+its target ("<started> <reached>").
 """
 
 from __future__ import annotations
@@ -15,8 +17,21 @@ from pathlib import Path
 HOG = Path(__file__).resolve()
 
 
-def command(target: int, signals: Path, hold: float = 45.0) -> list[str]:
-    return [sys.executable, str(HOG), "--target", str(target), "--signals", str(signals), "--hold", str(hold)]
+def command(target: int, signals: Path, hold: float = 45.0, rate_mb: int | None = None,
+            reached: Path | None = None) -> list[str]:
+    argv = [sys.executable, str(HOG), "--target", str(target), "--signals", str(signals), "--hold", str(hold)]
+    if rate_mb is not None:
+        argv += ["--rate-mb", str(rate_mb), "--step-mb", "16"]
+    if reached is not None:
+        argv += ["--reached", str(reached)]
+    return argv
+
+
+def touched(size: int) -> bytearray:
+    """`size` bytes, every page written (so each counts as used), in C: a first touch costs the page fault."""
+    chunk = bytearray(size)
+    chunk[::4096] = b"\x01" * len(range(0, size, 4096))
+    return chunk
 
 
 def main() -> int:
@@ -26,6 +41,8 @@ def main() -> int:
     parser.add_argument("--step-mb", type=int, default=50)
     parser.add_argument("--every", type=float, default=0.25)
     parser.add_argument("--hold", type=float, default=45.0)
+    parser.add_argument("--rate-mb", type=float, help="grow at this many MiB/s, paced by the clock")
+    parser.add_argument("--reached", help="file for '<started> <reached>' (wall-clock seconds)")
     args = parser.parse_args()
 
     def note(signum: int, _frame: object) -> None:
@@ -35,13 +52,16 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, note)
     chunks, grown = [], 0
+    started, paced = time.time(), time.monotonic()
     while grown < args.target:
-        chunk = bytearray(args.step_mb * 2**20)
-        for i in range(0, len(chunk), 4096):  # touch every page so it counts
-            chunk[i] = 1
-        chunks.append(chunk)
-        grown += len(chunk)
-        time.sleep(args.every)
+        chunks.append(touched(min(args.step_mb * 2**20, args.target - grown)))
+        grown += len(chunks[-1])
+        if args.rate_mb:
+            time.sleep(max(0.0, paced + grown / (args.rate_mb * 2**20) - time.monotonic()))
+        else:
+            time.sleep(args.every)
+    if args.reached:
+        Path(args.reached).write_text(f"{started} {time.time()}\n")
     time.sleep(args.hold)
     return 0
 

@@ -9,8 +9,11 @@ own (not conftest.py: another test folder's conftest may be the one `import conf
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +83,17 @@ class MemoryGroup:
 
 
 MakeGroup = Callable[[int], MemoryGroup]
+
+
+def remove(group: MemoryGroup, timeout: float = 10.0) -> None:
+    """Empty `group` (SIGKILL to each process in it) and remove it; raises if it is still there after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while group.path.exists() and time.monotonic() < deadline:
+        for pid in group.pids() if group.path.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            group.path.rmdir()
+        time.sleep(0.05)
+    if group.path.exists():
+        raise RuntimeError(f"could not remove the memory group {group.path}")

@@ -164,6 +164,51 @@ def test_both_resources_joining_one_round_are_both_served_by_it() -> None:
     assert ladder.position("GPU 0") is Position.SETTLING  # its turn comes when RAM's stop has ended
 
 
+def limit_in(seconds: float | None, percent: float = 95.0, resource: str = "RAM") -> Observation:
+    """A critical observation whose forecast says the limit comes in `seconds`."""
+    return Observation(resource, Level.CRITICAL, percent, 80.0, 90.0, seconds)
+
+
+def test_a_limit_forecast_sooner_than_the_cleanup_wait_stops_at_once() -> None:
+    # The issue's spike: 1 GB/s from 90 % of 24 GB reaches the limit in ~2.4 s; the cleanup would be waited 5 s.
+    ladder = Ladder(T)
+    round_, stop = ladder.on_sample([limit_in(2.4)], BOTH, 0.0)
+    assert (round_.rung, stop.rung, stop.urgent) == (Rung.CLEANUP, Rung.STOP, True)  # the same sample
+    assert stop.reason == "RAM critical (95% >= 90%, full in ~2.4 s)"
+    assert ladder.on_sample([limit_in(1.0)], BOTH, 0.2) == []  # one stop at a time
+    # The wait is the round's 5 s and the settle's 0.5 s; a stop needs stop_lead (1 s) to take effect: a limit 6.4 s
+    # away is not waited for, one 6.6 s away is.
+    assert rungs(Ladder(T).on_sample([limit_in(6.4)], BOTH, 0.0)) == [("cleanup", "RAM"), ("checkpointAndStop", "RAM")]
+    assert rungs(Ladder(T).on_sample([limit_in(6.6)], BOTH, 0.0)) == [("cleanup", "RAM")]
+
+
+def test_the_wait_is_judged_again_on_every_sample_as_the_forecast_moves() -> None:
+    ladder = Ladder(T)
+    [round_] = ladder.on_sample([limit_in(None)], STOPS, 0.0)  # not rising: the usual wait
+    assert ladder.on_sample([limit_in(300.0)], STOPS, 1.0) == []  # rising slowly: still worth the wait
+    # 3 s into the 5 s wait the fill speeds up: the limit in 3 s, sooner than 2 s of wait, 0.5 s settle and 1 s lead.
+    [stop] = ladder.on_sample([limit_in(3.0)], STOPS, 3.0)
+    assert stop.rung is Rung.STOP
+    # Waiting for the effect of a round that has ended (settle 0.5 s) is bounded too.
+    ladder = Ladder(T)
+    [round_] = ladder.on_sample([limit_in(None)], STOPS, 0.0)
+    ladder.finished(round_, 1.0)
+    assert ladder.on_sample([limit_in(2.0)], STOPS, 1.1) == []  # 0.4 s + 1 s lead < 2 s: wait for the effect
+    [stop] = ladder.on_sample([limit_in(1.2)], STOPS, 1.2)  # 0.3 s + 1 s > 1.2 s: now
+    assert stop.rung is Rung.STOP
+
+
+def test_a_near_limit_never_stops_below_the_critical_threshold_nor_without_the_critical_action() -> None:
+    ladder = Ladder(T)
+    ladder.on_sample([limit_in(None, percent=91.0)], STOPS, 0.0)
+    # Back under the threshold (critical by hysteresis): the forecast alone stops nothing.
+    assert ladder.on_sample([limit_in(0.5, percent=89.0)], STOPS, 0.1) == []
+    assert rungs(ladder.on_sample([limit_in(0.5, percent=90.0)], STOPS, 0.2)) == [("checkpointAndStop", "RAM")]
+    ladder = Ladder(T)
+    taken = [s for t in range(0, 20) for s in ladder.on_sample([limit_in(0.1)], AUTO, float(t))]
+    assert rungs(taken) == [("cleanup", "RAM")]
+
+
 def test_critical_action_none_never_stops() -> None:
     ladder = Ladder(T)
     taken = [s for t in range(0, 300, 2) for s in ladder.on_sample([obs("critical")], AUTO, float(t))]

@@ -56,11 +56,32 @@ def test_the_ring_buffer_keeps_only_the_newest_points_and_events() -> None:
     assert [x.time for x in small.window(None, now=9.0)[0]] == [8.0, 9.0]
 
 
+def test_samples_faster_than_the_interval_keep_one_point_per_interval_the_highest() -> None:
+    """Near the limit the schedule samples up to 10x faster than the interval: the buffer keeps its minutes and the
+    spike's peak."""
+    history = SampleHistory(1.0, max_points=100)
+    spike = [(0.0, 50.0), (1.0, 52.0), (1.5, 70.0), (1.6, 85.0), (1.7, 91.0), (1.8, 88.0), (2.0, 87.0), (2.1, 86.0),
+             (2.95, 60.0), (3.9, 55.0)]
+    for t, percent in spike:
+        history.add_point(HistoryPoint(t, percent, 0, ()))
+    points, _ = history.window(None, now=4.0)
+    # Slots start at 0, 1 (the highest of 1-1.8: 91 % at 1.7), 2 (2-2.1: 87 %), 2.95, 3.9.
+    assert [(x.time, x.ram_percent) for x in points] == [(0.0, 50.0), (1.7, 91.0), (2.0, 87.0), (2.95, 60.0),
+                                                           (3.9, 55.0)]
+    history.set_interval(0.25)  # a shorter interval: shorter slots
+    history.add_point(HistoryPoint(4.2, 50.0, 0, ()))
+    assert len(history) == 6
+
+
 def test_the_core_with_a_tiny_cap_stays_bounded(tmp_path: Path) -> None:
     settings = Settings(runs_directory=str(tmp_path / "runs"), sample_interval_ms=200)
-    core = Sidecar(settings, lambda method, params: None, history=SampleHistory(settings.interval, max_points=4))
+    # A history for ticks 10 ms apart (one point per tick), as a fast interval would give.
+    core = Sidecar(settings, lambda method, params: None, history=SampleHistory(0.005, max_points=4))
     try:
-        samples = [core.tick() for _ in range(7)]
+        samples = []
+        for _ in range(7):
+            samples.append(core.tick())
+            time.sleep(0.01)
         result = p.to_wire(core.history(None))
     finally:
         core.close()
