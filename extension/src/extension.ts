@@ -122,7 +122,7 @@ export function activate(context: vscode.ExtensionContext): void {
     () => vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)));
 
   sidecar = new Sidecar({
-    log, outputChannel: log, launcher, cwd, trusted,
+    log, outputChannel: log, launcher, cwd, trusted, focused: () => vscode.window.state.focused,
     development: context.extensionMode === vscode.ExtensionMode.Development,
     settings: () => sidecarSettings(config.settings, runsDirectories()),
     interpreter: () => chooseSidecarInterpreter(discovery(), (python) => cwd().then((dir) => probePython(python, probeScript, dir))),
@@ -166,6 +166,8 @@ export function activate(context: vscode.ExtensionContext): void {
       taskProvider.update();
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => void sidecar?.pushSettings()),
+    // One monitor for every window: a warning shows in the focused one.
+    vscode.window.onDidChangeWindowState((state) => sidecar?.reportFocus(state.focused)),
     vscode.workspace.onDidChangeConfiguration((e) => {
       // A folder's own runs directory (resource scope) is not in the window-level diff of Config.
       if (e.affectsConfiguration(`${SECTION}.runsDirectory`)) {
