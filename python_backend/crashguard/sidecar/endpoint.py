@@ -47,6 +47,9 @@ def build_id(development: bool = False) -> str:
 def endpoint(development: bool = False, folder: Path | None = None) -> Endpoint:
     """The paths of this user's monitor of this build; raises UnsafeDirectory (util.user_dirs) for a runtime
     folder that is not private, UnsafeEndpoint for a path too long for a unix socket."""
+    if not hasattr(socket, "SO_PEERCRED"):  # Linux's: without it the monitor could not tell who connects
+        raise UnsafeEndpoint("this platform has no peer credentials (SO_PEERCRED), which the shared memory monitor "
+                             "needs to admit only this user's windows")
     where = folder if folder is not None else runtime_dir()
     build = build_id(development)
     found = Endpoint(build, where / f"monitor-{build}.sock", where / f"monitor-{build}.lock",

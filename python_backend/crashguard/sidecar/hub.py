@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,11 +36,21 @@ RUN_REQUEST_WORKERS, RUN_REQUEST_QUEUE = 4, 16
 
 
 class Listener(Protocol):
-    """A connection as the hub sees it: a key and a way to send it a notification (on the event loop)."""
+    """A connection as the hub sees it: a key and ways to send it a notification (on the event loop)."""
 
     key: int
 
     def send(self, method: str, params: Any) -> None: ...
+
+    def send_frame(self, frame: bytes) -> None: ...
+
+
+def frame(method: str, params: Any) -> bytes:
+    """A notification with plain JSON params, framed as pygls frames it (Content-Length of the ASCII body). Encoded
+    once for every window it goes to: pygls would restructure and encode the whole sample once per connection."""
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+    return (f"Content-Length: {len(body)}\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n"
+            f"{body}").encode("ascii")
 
 
 @dataclass
@@ -78,10 +89,16 @@ class Hub:
             loop.call_soon_threadsafe(self._deliver, method, params)
 
     def _deliver(self, method: str, params: Any) -> None:
-        for key in self._router.targets(method, params):
-            member = self._members.get(key)
-            if member is not None:
-                member.listener.send(method, params)
+        listeners = [m.listener for m in map(self._members.get, self._router.targets(method, params)) if m]
+        if not listeners:
+            return
+        if not isinstance(params, dict):  # an LSP type (window/logMessage): pygls serializes it
+            for listener in listeners:
+                listener.send(method, params)
+            return
+        framed = frame(method, params)
+        for listener in listeners:
+            listener.send_frame(framed)
 
     # -- membership (event loop only) ----------------------------------------------------------------------
     @property
@@ -103,17 +120,15 @@ class Hub:
     def join(self, listener: Listener, settings: Settings) -> None:
         """A connection initialized with `settings` (the first one creates the core)."""
         self._members[listener.key] = _Member(listener, settings)
-        self._router.join(listener.key).runs_dirs = frozenset(self._dirs_of(settings))
-        self._router.windows[listener.key].listening = False
+        self._router.register(listener.key, self._dirs_of(settings))
         self._latest = settings
         self._apply()
 
     def ready(self, listener: Listener) -> None:
         """The connection sent `initialized`: from now on it gets notifications; sampling runs."""
-        member = self._members.get(listener.key)
-        if member is None:
+        if listener.key not in self._members:
             return
-        self._router.listen(listener.key, self._dirs_of(member.settings))
+        self._router.listen(listener.key)
         self.start_sampling()
 
     def update(self, listener: Listener, settings: Settings) -> None:
@@ -121,9 +136,7 @@ class Hub:
         if member is None:
             return
         member.settings = settings
-        window = self._router.windows.get(listener.key)
-        if window is not None:
-            window.runs_dirs = frozenset(self._dirs_of(settings))
+        self._router.register(listener.key, self._dirs_of(settings))
         self._latest = settings
         self._apply()
 

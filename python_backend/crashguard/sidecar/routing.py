@@ -48,10 +48,16 @@ class Router:
             window = self.windows[key] = Window(key, self._joined)
         return window
 
-    def listen(self, key: int, runs_dirs: Iterable[Path]) -> None:
+    def register(self, key: int, runs_dirs: Iterable[Path]) -> None:
+        """The window's runs directories (from its initialize or a settings change)."""
+        self.join(key).runs_dirs = frozenset(runs_dirs)
+
+    def listen(self, key: int, runs_dirs: Iterable[Path] | None = None) -> None:
+        """The window is initialized: from now on notifications are for it too."""
         window = self.join(key)
         window.listening = True
-        window.runs_dirs = frozenset(runs_dirs)
+        if runs_dirs is not None:
+            window.runs_dirs = frozenset(runs_dirs)
 
     def leave(self, key: int) -> None:
         self.windows.pop(key, None)
@@ -65,8 +71,9 @@ class Router:
             window.focused_at = now
 
     def runs_dirs(self) -> list[Path]:
-        """The union of every listening window's runs directories, in the order the windows joined."""
-        ordered = sorted((w for w in self.windows.values() if w.listening), key=lambda w: w.joined)
+        """The union of every window's runs directories, in the order the windows joined (a window's folders are
+        watched from its initialize, so its first sample already has its runs)."""
+        ordered = sorted(self.windows.values(), key=lambda w: w.joined)
         return list(dict.fromkeys(d for w in ordered for d in sorted(w.runs_dirs)))
 
     def alert_window(self) -> int | None:

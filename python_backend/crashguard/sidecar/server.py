@@ -112,6 +112,16 @@ class CrashGuardServer(LanguageServer):
         except Exception:
             self.disconnect()
 
+    def send_frame(self, frame: bytes) -> None:
+        """An already framed notification (the hub encodes a sample once for every window)."""
+        writer = self.protocol.writer
+        if self._closed or writer is None:
+            return
+        try:
+            writer.write(frame)
+        except Exception:
+            self.disconnect()
+
     def emit(self, method: str, params: Any) -> None:
         """A notification from any thread, to the windows it is for (the hub routes it)."""
         self.hub.emit(method, params)

@@ -50,7 +50,8 @@ class Found:
 def holder(ep: Endpoint) -> dict[str, Any]:
     """What the monitor holding the lock recorded about itself (pid, python); {} when unreadable."""
     try:
-        data = json.loads(ep.lock.read_text(encoding="utf-8")[:4096])
+        with open(ep.lock, "rb") as f:
+            data = json.loads(f.read(4096))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

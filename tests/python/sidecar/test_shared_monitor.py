@@ -189,10 +189,13 @@ async def test_stop_monitor_from_the_last_window_ends_it_at_once_and_idle_exit_a
 
 
 async def test_kill_9_of_the_monitor_every_window_reconnects_to_one_new_monitor(
-        host: Host, folders: list[Path]) -> None:
+        host: Host, folders: list[Path], ranks: list[subprocess.Popen[bytes]]) -> None:
+    start_rank(ranks, folders[1], "in-second", 0, 1)
     found = host.ensure()
     async with window(found["socket"], settings(folders[0])) as wa, \
             window(found["socket"], settings(folders[1])) as wb:
+        # The last window's folder is watched from its initialize on: its first answers have its run.
+        assert [r["name"] for r in (await wb.request(p.RUNS, {}))["runs"]] == ["in-second"]
         await wa.wait_samples(1)
         os.kill(found["pid"], signal.SIGKILL)
         for w in (wa, wb):
@@ -284,3 +287,16 @@ def test_a_socket_that_is_not_a_socket_of_this_user_is_never_used(host: Host) ->
     _, err = done.communicate(timeout=60)
     assert done.returncode == 5 and "is not a socket" in err
     assert host.monitors() == []
+    sock.unlink()
+    # The lock file through a symlink (to a file of the user's choosing): never opened, nothing starts.
+    lock = host.folder / f"monitor-{build_id()}.lock"
+    lock.symlink_to(planted)
+    done = host.ensure_process()
+    _, err = done.communicate(timeout=60)
+    assert done.returncode == 5 and str(lock) in err
+    assert host.monitors() == [] and planted.read_text() == ""
+    lock.unlink()
+    # A lock file of garbage (or huge) is no monitor's record: overwritten by the monitor that takes the lock.
+    lock.write_bytes(b"\xff" * 100_000)
+    found = host.ensure()
+    assert isinstance(found["pid"], int) and found["started"]
