@@ -187,6 +187,8 @@ class Hub:
         return self.sidecar
 
     def start_sampling(self) -> None:
+        """The host's one sampling loop (a delay function that adapts to headroom would replace the fixed
+        interval here)."""
         if self._ticker is None and not self.closed:
             self._ticker = Ticker(lambda: self.core().tick(), lambda: self.core().settings.interval)
             self._ticker.start()
