@@ -1,6 +1,10 @@
 """`python -m benchmarks.sidecar_cost`: the running sidecar's cost, measured from outside as a real client over stdio,
 side by side with the alternative a user would pick: a bare psutil loop.
 
+`--clients N` (N >= 2) measures the shared monitor instead (one per user and host, every window a connection to its
+unix socket): its CPU with one window connected, then with N, in the same run (the target: N windows cost at most
+TARGET_SHARED_RATIO x one), and, side by side, what N windows cost before it existed: N stdio sidecars, one each.
+
 Starts `python -m crashguard serve`, guards one (or --runs N) real registered run, lets it sample at the
 given interval for --seconds, and reports the server's CPU (% of one core), its RSS, the in-server cost of a
 sample, the sample rate, and how fast a status request is answered while sampling goes on.
@@ -26,9 +30,11 @@ it; a few rounds, each starting at another phase of the fixed loop's ticks. For 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
+import os
 import shutil
 import statistics
 import subprocess
@@ -46,6 +52,7 @@ SPIKE_TARGET_S = 0.15  # median delay from RAM crossing critical to the sidecar'
 SPIKE_LIMIT = 2 * 2**30  # the spike's memory group
 SPIKE_TO_LIMIT = int(0.8 * 2**30)  # critical this far below the group's limit
 SPIKE_RATE_MB = 1024  # the hog's growth, MiB/s
+TARGET_SHARED_RATIO = 1.2  # the shared monitor's CPU with N windows over its CPU with one
 
 # A guarded run: registers with RunHook and takes a step every 0.5 s until killed.
 _RUN = """
@@ -102,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (default 3)")
     parser.add_argument("--spike-rounds", type=int, default=5,
                         help="spikes to react to, in a memory group (default 5; 0: none)")
+    parser.add_argument("--clients", type=int, default=1,
+                        help="N >= 2: the shared monitor with 1 window, then N windows over its socket, beside N stdio "
+                             "sidecars (one per window, as before); default 1: the stdio sidecar beside bare loops")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 
@@ -222,6 +232,164 @@ async def _measure(args: argparse.Namespace, runs_dir: Path, bare_pids: dict[str
         "status_request_ms_max": round(max(latencies) * 1000, 1) if latencies else None,
     }
 
+def _cpu(proc: Any) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+async def _over(procs: list[Any], seconds: float) -> dict[str, float]:
+    """CPU (% of one core, all of `procs` together) and the largest RSS (sum) over `seconds`."""
+    import asyncio
+
+    cpu0 = sum(_cpu(p) for p in procs)
+    wall0 = time.monotonic()
+    rss: list[int] = []
+    while time.monotonic() - wall0 < seconds:
+        rss.append(sum(p.memory_info().rss for p in procs))
+        await asyncio.sleep(1.0)
+    wall = time.monotonic() - wall0
+    return {"cpu_percent_of_one_core": round(100.0 * (sum(_cpu(p) for p in procs) - cpu0) / wall, 3),
+            "rss_mb_max": round(max(rss) / 2**20, 1), "seconds": round(wall, 1)}
+
+
+def _window_client(samples: list[dict[str, Any]]) -> Any:
+    from lsprotocol import types as lsp
+    from pygls.lsp.client import LanguageClient
+
+    from crashguard.sidecar import protocol as p
+    from crashguard.sidecar.server import plain_json_converter
+
+    client = LanguageClient("crashguard-bench", "1", converter_factory=plain_json_converter)
+
+    @client.feature(p.SAMPLE)
+    def on_sample(ls: Any, params: Any) -> None:
+        samples.append(params)
+
+    @client.feature(lsp.WINDOW_LOG_MESSAGE)
+    def on_log(ls: Any, params: Any) -> None:
+        pass
+
+    return client
+
+
+async def _initialize(client: Any, settings: dict[str, Any]) -> None:
+    from lsprotocol import types as lsp
+
+    capabilities, _ = _client_capabilities()
+    await client.initialize_async(lsp.InitializeParams(capabilities=capabilities,
+                                                       initialization_options={"settings": settings}))
+    client.initialized(lsp.InitializedParams())
+
+
+async def _socket_window(path: str, settings: dict[str, Any], samples: list[dict[str, Any]]) -> Any:
+    """One window of the shared monitor: a pygls client over its own connection to the socket."""
+    import asyncio
+
+    from pygls.io_ import run_async
+
+    client = _window_client(samples)
+    reader, writer = await asyncio.open_unix_connection(path)
+    client.protocol.set_writer(writer)
+    task = asyncio.ensure_future(run_async(stop_event=client._stop_event, reader=reader, protocol=client.protocol))
+    await _initialize(client, settings)
+    return client, writer, task
+
+
+async def _measure_shared(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
+    import asyncio
+
+    import psutil
+
+    settings = {"sampleIntervalMs": args.interval_ms, "runsDirectories": [str(runs_dir)]}
+    xdg = tempfile.mkdtemp(prefix="cg-bench-", dir="/tmp")  # a private runtime folder: never the user's monitor
+    os.chmod(xdg, 0o700)
+    started = subprocess.run([sys.executable, "-m", "crashguard", "serve", "--ensure", "--idle-grace", "5"],
+                             env={**os.environ, "XDG_RUNTIME_DIR": xdg}, capture_output=True, text=True, check=True)
+    found = json.loads(started.stdout.strip().splitlines()[-1])
+    monitor = psutil.Process(found["pid"])
+    windows: list[Any] = []
+    streams: list[list[dict[str, Any]]] = []
+    try:
+        figures: dict[str, Any] = {}
+        for count in (1, args.clients):
+            while len(windows) < count:
+                streams.append([])
+                windows.append(await _socket_window(found["socket"], settings, streams[-1]))
+            await asyncio.sleep(args.warmup)
+            first = [len(s) for s in streams]
+            costs_from = len(streams[0])
+            figures[f"{count}"] = await _over([monitor], args.seconds)
+            figures[f"{count}"]["samples_per_window"] = [len(s) - n for s, n in zip(streams, first, strict=True)]
+            costs = [s["costMs"] for s in streams[0][costs_from:]]
+            figures[f"{count}"]["sample_cost_ms_mean"] = round(statistics.fmean(costs), 3) if costs else None
+        for client, writer, task in windows:
+            await client.shutdown_async(None)
+            client.exit(None)
+            writer.close()
+            client._stop_event.set()
+            await asyncio.wait_for(task, 10)
+    finally:
+        with contextlib.suppress(psutil.Error):
+            monitor.kill()
+        shutil.rmtree(xdg, ignore_errors=True)
+
+    # Before: every window started its own sidecar over stdio.
+    clients: list[Any] = []
+    try:
+        for _ in range(args.clients):
+            client = _window_client([])
+            await client.start_io(sys.executable, "-m", "crashguard", "serve")
+            clients.append(client)
+            await _initialize(client, settings)
+        await asyncio.sleep(args.warmup)
+        figures["separate"] = await _over([psutil.Process(c._server.pid) for c in clients], args.seconds)
+        for client in clients:
+            await client.shutdown_async(None)
+            client.exit(None)
+    finally:
+        for client in clients:
+            await client.stop()
+    return figures
+
+
+def run_shared(args: argparse.Namespace) -> int:
+    import asyncio
+
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+    runs_dir = Path(tempfile.mkdtemp(prefix="crashguard-bench-"))
+    child = subprocess.Popen([sys.executable, "-c", _RUN, "bench-run-0", str(runs_dir)])
+    try:
+        deadline = time.monotonic() + 30
+        while not any(runs_dir.glob("*/status.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        figures = asyncio.run(_measure_shared(args, runs_dir))
+    finally:
+        child.kill()
+        child.wait()
+        shutil.rmtree(runs_dir, ignore_errors=True)
+    one, many, separate = figures["1"], figures[str(args.clients)], figures["separate"]
+    ratio = many["cpu_percent_of_one_core"] / one["cpu_percent_of_one_core"] if one["cpu_percent_of_one_core"] else None
+    before = separate["cpu_percent_of_one_core"] / many["cpu_percent_of_one_core"] \
+        if many["cpu_percent_of_one_core"] else None
+    ok = ratio is not None and ratio <= TARGET_SHARED_RATIO
+    figures["shared_cpu_ratio"] = round(ratio, 2) if ratio is not None else None
+    figures["separate_over_shared"] = round(before, 2) if before is not None else None
+    figures["targets"] = {"shared_cpu_ratio": TARGET_SHARED_RATIO, "ok": ok}
+    if args.json:
+        print(json_text(figures))
+        return 0 if ok else 1
+    n = args.clients
+    print(f"shared memory monitor over its unix socket, {one['seconds']} s each at {args.interval_ms} ms, "
+          "guarding 1 run")
+    print(f"  1 window     CPU {one['cpu_percent_of_one_core']} % of one core, RSS {one['rss_mb_max']} MB, "
+          f"in-server sample cost {one['sample_cost_ms_mean']} ms")
+    print(f"  {n} windows    CPU {many['cpu_percent_of_one_core']} % of one core, RSS {many['rss_mb_max']} MB, "
+          f"in-server sample cost {many['sample_cost_ms_mean']} ms, samples per window {many['samples_per_window']}")
+    print(f"  ratio        {figures['shared_cpu_ratio']} (target <= {TARGET_SHARED_RATIO}: {'ok' if ok else 'MISSED'})")
+    print(f"  before: {n} stdio sidecars, one per window: CPU {separate['cpu_percent_of_one_core']} % of one core, "
+          f"RSS {separate['rss_mb_max']} MB in all ({figures['separate_over_shared']}x the shared monitor's CPU)")
+    return 0 if ok else 1
+
 
 def run(args: argparse.Namespace) -> int:
     import asyncio  # here, so that importing the CLI does not load asyncio (see serve.py on ssl)
@@ -287,7 +455,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    return run_shared(args) if args.clients > 1 else run(args)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def main():
         sys.stderr.write("Crash Guard: development mode: the memory monitor runs from {}\n".format(CHECKOUT))
     from crashguard.sidecar.main import main as serve
 
-    return serve()
+    # A development host's shared monitor is a build of its own: it never joins an installed extension's.
+    return serve(development=source == CHECKOUT)
 
 
 if __name__ == "__main__":

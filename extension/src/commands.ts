@@ -174,8 +174,9 @@ export function registerCommands(context: vscode.ExtensionContext, deps: Command
   reg('crashGuard.stopTraining', (name) => stopTraining(deps, name));
   reg('crashGuard.resumeLastRun', () => resumeLastRun(deps));
   reg('crashGuard.showLogs', () => deps.log.show());
-  // "Restart Memory Monitor" (the id is older than the name): stop it and start it again, whatever its state.
-  reg('crashGuard.restartSidecar', () => deps.monitor.turnOn());
+  // "Restart Memory Monitor" (the id is older than the name): a new monitor process, whatever its state; the other
+  // windows reconnect to it.
+  reg('crashGuard.restartSidecar', () => deps.monitor.replace());
   reg('crashGuard.selectMonitorPython', () => deps.selectMonitorPython());
   reg('crashGuard.selectPython', () => deps.training.choose());
   reg('crashGuard.setUpTraining', () => deps.training.setUp());

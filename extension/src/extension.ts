@@ -65,7 +65,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const monitorPython = new MonitorPython({
     log, state: context.globalState, trusted: () => vscode.workspace.isTrusted,
     probe: (python) => cwd().then((dir) => probePython(python, probeScript, dir)),
-    restart: () => monitor.turnOn(),
+    restart: () => monitor.replace(), // a new monitor process, on the chosen interpreter
   });
   const firstFolder = (): vscode.WorkspaceFolder | undefined => vscode.workspace.workspaceFolders?.[0];
   const runsDirectory = (folder: vscode.WorkspaceFolder): string =>
@@ -83,7 +83,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const config = new Config(log, (_settings, change) => {
     if (change.restart) {
       log.info('crashGuard.pythonPath changed: checking the interpreters again');
-      void monitor.startIfWanted();
+      void monitor.startIfWanted(true);
       if (trusted()) void training.check();
     } else if (Object.keys(change.sidecar).length > 0) {
       log.info(`settings changed: ${JSON.stringify(change.sidecar)}`);
@@ -131,7 +131,7 @@ export function activate(context: vscode.ExtensionContext): void {
     () => vscode.tasks.registerTaskProvider(TASK_TYPE, new CrashGuardTaskProvider(taskDeps)));
 
   sidecar = new Sidecar({
-    log, outputChannel: log, launcher, cwd, trusted,
+    log, outputChannel: log, launcher, cwd, trusted, focused: () => vscode.window.state.focused,
     development: context.extensionMode === vscode.ExtensionMode.Development,
     settings: () => sidecarSettings(config.settings, runsDirectories()),
     interpreter: () => chooseSidecarInterpreter(discovery(), (python) => cwd().then((dir) => probePython(python, probeScript, dir))),
@@ -176,6 +176,8 @@ export function activate(context: vscode.ExtensionContext): void {
       taskProvider.update();
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => void sidecar?.pushSettings()),
+    // One monitor for every window: a warning shows in the focused one.
+    vscode.window.onDidChangeWindowState((state) => sidecar?.reportFocus(state.focused)),
     vscode.workspace.onDidChangeConfiguration((e) => {
       // A folder's own runs directory (resource scope) is not in the window-level diff of Config.
       if (e.affectsConfiguration(`${SECTION}.runsDirectory`)) {

@@ -11,7 +11,7 @@ export interface Memento {
 }
 
 export interface Monitor {
-  restart(): Promise<void>;
+  restart(replace?: boolean): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -28,14 +28,21 @@ export class MonitorSwitch {
     await this.monitor.stop();
   }
 
-  /** Start (or Restart) Memory Monitor: forget "off" and (re)start it. */
+  /** Start Memory Monitor: forget "off" and connect (starting a monitor if none runs). */
   async turnOn(): Promise<void> {
     await this.state.update(MONITOR_OFF_KEY, false);
     await this.monitor.restart();
   }
 
-  /** Activation, trust granted, a new interpreter: start it unless the user turned it off (then show "off"). */
-  startIfWanted(): Promise<void> {
-    return this.off ? this.monitor.stop() : this.monitor.restart();
+  /** Restart Memory Monitor: forget "off"; the running monitor makes way for a new one (every window reconnects). */
+  async replace(): Promise<void> {
+    await this.state.update(MONITOR_OFF_KEY, false);
+    await this.monitor.restart(true);
+  }
+
+  /** Activation, trust granted, a new interpreter: start it unless the user turned it off (then show "off");
+   *  `replace`: a running monitor makes way for one on the interpreter chosen now (crashGuard.pythonPath changed). */
+  startIfWanted(replace = false): Promise<void> {
+    return this.off ? this.monitor.stop() : this.monitor.restart(replace);
   }
 }

@@ -20,6 +20,10 @@ export const METHOD_STOP_RUN = 'crashGuard/stopRun';
 export const METHOD_PROCESS_DETAIL = 'crashGuard/processDetail';
 export const METHOD_UPDATE_SETTINGS = 'crashGuard/updateSettings';
 export const METHOD_HISTORY = 'crashGuard/history';
+/** Client → server: `{ focused }`, whenever this window gains or loses focus (a warning shows in one window). */
+export const METHOD_WINDOW_STATE = 'crashGuard/windowState';
+/** Client → server: `{}`, "Stop Memory Monitor": the shared monitor exits once no other window is connected. */
+export const METHOD_STOP_MONITOR = 'crashGuard/stopMonitor';
 /** Standard LSP notification carrying `{ settings: { crashGuard: SidecarSettings } }`. */
 export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
 
@@ -33,6 +37,8 @@ export const REQUESTS = [
   METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
   METHOD_HISTORY,
 ] as const;
+/** Client → server notifications. */
+export const CLIENT_NOTIFICATIONS = [METHOD_WINDOW_STATE, METHOD_STOP_MONITOR] as const;
 
 export const LEVELS = ['normal', 'warning', 'critical'] as const;
 /** A resource's level (with hysteresis). */

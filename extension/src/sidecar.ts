@@ -1,7 +1,11 @@
-// Starts, restarts and stops the bundled Python sidecar over stdio: `<python> -I bundled/tool/sidecar.py`, in a
-// folder no workspace controls. Not at all in Restricted Mode (extension.ts starts it when trust is granted).
-// One restart at a time (RestartQueue); a fresh LanguageClient for every start; popups are never awaited here.
-// Everything the sidecar sends is checked (protocol.ts) before any handler sees it.
+// Connects this window to the user's ONE memory monitor on this host, started from the bundled launcher
+// (`<python> -I bundled/tool/sidecar.py --ensure`, in a folder no workspace controls) when none runs: it runs
+// detached, outlives this window, and serves every window over a unix socket (monitorConnection.ts). Not at all
+// in Restricted Mode (extension.ts connects when trust is granted). One (re)connect at a time (RestartQueue); a
+// fresh LanguageClient for every connection; popups are never awaited here. A monitor that dies is started again by
+// the first window to notice (the others find it running). Everything the monitor sends is checked (protocol.ts)
+// before any handler sees it.
+import type * as net from 'node:net';
 import * as vscode from 'vscode';
 import {
   CloseAction, ErrorAction, LanguageClient, RevealOutputChannelOn, State,
@@ -11,6 +15,7 @@ import { PayloadError, type Checker } from './check';
 import { displayCommand } from './cli';
 import type { SidecarState } from './format';
 import type { Log } from './logger';
+import { connectMonitor, ensureMonitor, nodeConnectDeps, type Connected } from './monitorConnection';
 import * as P from './protocol';
 import { sidecarArgs, type SidecarChoice } from './python';
 import { CrashBudget, RestartQueue } from './restartQueue';
@@ -44,12 +49,19 @@ export interface SidecarDeps {
   cwd(): Promise<string>;
   /** Whether the workspace is trusted: the sidecar never starts in Restricted Mode. */
   trusted(): boolean;
+  /** Whether this window has focus now (the monitor shows a warning in one window: the focused one). */
+  focused(): boolean;
 }
+
+const isChoice = (c: SidecarChoice | { passedOver: string[] }): c is SidecarChoice => 'interpreter' in c;
 
 export class Sidecar implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private readonly queue: RestartQueue;
-  private readonly budget = new CrashBudget();
+  /** A monitor that dies is started again at once (every window notices at the same moment; one starts it). */
+  private readonly budget = new CrashBudget(5, 180_000, 100);
+  /** After an unexpected exit the interpreter chosen last time starts the monitor again (no new probe). */
+  private reuseInterpreter = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private disposed = false;
   /** Whether the sidecar should run (false after Stop Memory Monitor). */
@@ -57,6 +69,11 @@ export class Sidecar implements vscode.Disposable {
   private state: SidecarState = 'down';
   private chosen: SidecarChoice | undefined;
   private pid: number | undefined;
+  private socket: net.Socket | undefined;
+  /** Stop Memory Monitor: tell the monitor before leaving (it exits once no other window is connected). */
+  private release = false;
+  /** Restart Memory Monitor asked for a new monitor: the next leave tells the running one to make way. */
+  private replace = false;
   /** The client whose payload failed a check (reported once, then stopped). */
   private incompatible: LanguageClient | undefined;
 
@@ -77,19 +94,33 @@ export class Sidecar implements vscode.Disposable {
     return this.pid;
   }
 
-  /** Starts or restarts the sidecar; concurrent calls collapse into at most one more restart. */
-  restart(): Promise<void> {
+  /** Connects this window to the monitor (starting one if none runs), again if it was connected; `replace`
+   *  (Restart Memory Monitor): the running monitor exits for every window and this window starts a new one, which
+   *  the others reconnect to. Concurrent calls collapse into at most one more restart. */
+  restart(replace = false): Promise<void> {
     this.wanted = true;
+    this.release = false;
+    this.replace = replace;
     this.clearRetry();
     this.budget.reset();
     return this.queue.request();
   }
 
-  /** Stops the sidecar (Stop Memory Monitor); goes through the same queue, so it never races a restart. */
+  /** Stop Memory Monitor: this window leaves the monitor (which exits if no other window uses it); goes through
+   *  the same queue, so it never races a restart. */
   stop(): Promise<void> {
     this.wanted = false;
+    this.release = true;
     this.clearRetry();
     return this.queue.request();
+  }
+
+  /** This window gained or lost focus: the monitor sends a warning to the focused window only. */
+  reportFocus(focused: boolean): void {
+    const client = this.client;
+    if (!client || client.state !== State.Running) return; // sent again after every (re)connect
+    client.sendNotification(P.METHOD_WINDOW_STATE, { focused })
+      .catch((e: unknown) => this.deps.log.warn(`sending the window state: ${String(e)}`));
   }
 
   /** A request whose result is checked against `result` before anyone reads it. */
@@ -127,7 +158,7 @@ export class Sidecar implements vscode.Disposable {
     if (this.disposed) return;
     await this.stopClient();
     if (!this.deps.trusted()) {
-      this.deps.log.info('Restricted Mode: the sidecar starts when the workspace is trusted');
+      this.deps.log.info('Restricted Mode: the memory monitor starts when the workspace is trusted');
       this.setState('restricted');
       return;
     }
@@ -138,9 +169,11 @@ export class Sidecar implements vscode.Disposable {
     }
     this.setState('starting');
     const started = Date.now();
-    const choice = await this.deps.interpreter();
-    for (const line of choice.passedOver) this.deps.log.warn(`interpreter passed over: ${line}`);
-    if (!('interpreter' in choice)) {
+    const reuse = this.reuseInterpreter ? this.chosen : undefined;
+    this.reuseInterpreter = false;
+    const choice = reuse ?? await this.deps.interpreter();
+    if (!reuse) for (const line of choice.passedOver) this.deps.log.warn(`interpreter passed over: ${line}`);
+    if (!isChoice(choice)) {
       // Not an error toast: the gauge says it and offers Select Python for the Memory Monitor.
       this.deps.log.warn('no Python 3.10 or newer found for the memory monitor');
       this.setState('noPython', choice.passedOver.join('\n'));
@@ -152,21 +185,47 @@ export class Sidecar implements vscode.Disposable {
       `at ${choice.info.executable}`);
     if (this.isDisposed()) return; // deactivated while probing (a method: re-read after the await)
     const cwd = await this.deps.cwd();
+    const args = sidecarArgs(this.deps.launcher, this.deps.development);
+    // -I already ignores PYTHON* variables; dropping them keeps the monitor's environment honest too.
+    const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PYTHON'))), PYTHONUNBUFFERED: '1' };
+    this.deps.log.info(`connecting to the memory monitor: ${displayCommand(python.path, [...args, '--ensure'])} (cwd ${cwd})`);
+    let connected: Connected;
+    try {
+      connected = await connectMonitor(nodeConnectDeps(() => ensureMonitor(python.path, args, cwd, env)));
+    } catch (error) {
+      const why = String(error instanceof Error ? error.message : error);
+      this.deps.log.error(why);
+      this.setState('down', 'failed to start');
+      this.handlers.onFailure(`The Crash Guard memory monitor is not available: ${why}`);
+      return;
+    }
+    const { endpoint, socket } = connected;
+    this.deps.log.info(`memory monitor ${endpoint.build} (pid ${endpoint.pid ?? '?'}, Python ${endpoint.python ?? '?'}) ` +
+      `${endpoint.started ? 'started by this window' : 'already running'}, at ${endpoint.socket}`);
+    if (this.isDisposed()) {
+      socket.destroy();
+      return;
+    }
     const sentSettings = this.deps.settings();
-    const client = this.createClient(python.path, cwd, sentSettings);
+    const client = this.createClient(socket, sentSettings);
     this.client = client;
+    this.socket = socket;
     let initError: string | undefined;
     try {
       await client.start();
-      // start() can resolve after the connection already closed (the server died during initialize).
-      if (!client.isRunning()) throw new Error('the memory monitor exited during start-up (see Crash Guard logs)');
+      // start() can resolve after the connection already closed (the monitor died during initialize).
+      if (!client.isRunning()) throw new Error('the monitor closed the connection during start-up (see Crash Guard logs)');
     } catch (error) {
       initError = String(error instanceof Error ? error.message : error);
     }
     if (initError !== undefined) {
-      this.deps.log.error(`sidecar failed to start: ${initError}`);
-      if (this.client === client) this.client = undefined;
+      this.deps.log.error(`connecting to the memory monitor failed: ${initError}`);
+      if (this.client === client) {
+        this.client = undefined;
+        this.socket = undefined;
+      }
       await client.dispose().catch(() => undefined);
+      socket.destroy();
       if (/protocol mismatch/.test(initError)) {
         this.setState('incompatible', 'it speaks another protocol version');
         this.handlers.onIncompatible(`Crash Guard: ${initError}`);
@@ -185,8 +244,9 @@ export class Sidecar implements vscode.Disposable {
       this.handlers.onIncompatible(`Crash Guard: ${mismatch}`);
       return;
     }
-    this.pid = this.serverPid(client);
-    this.deps.log.info(`sidecar running (pid ${this.pid ?? '?'}), started in ${Date.now() - started} ms`);
+    this.pid = endpoint.pid ?? undefined;
+    this.deps.log.info(`memory monitor connected (pid ${this.pid ?? '?'}), connected in ${Date.now() - started} ms`);
+    this.reportFocus(this.deps.focused());
     this.setState('running');
     // Settings changed while it was starting went nowhere: send the current ones.
     if (JSON.stringify(this.deps.settings()) !== JSON.stringify(sentSettings)) {
@@ -216,7 +276,7 @@ export class Sidecar implements vscode.Disposable {
       return `protocol mismatch: this extension speaks protocol ${P.PROTOCOL_VERSION}, the memory monitor (crashguard ` +
         `${announced.version}) speaks protocol ${announced.protocolVersion}; install matching versions`;
     }
-    this.deps.log.info(`sidecar crashguard ${announced.version}, protocol ${announced.protocolVersion}`);
+    this.deps.log.info(`memory monitor crashguard ${announced.version}, protocol ${announced.protocolVersion}`);
     return undefined;
   }
 
@@ -239,23 +299,9 @@ export class Sidecar implements vscode.Disposable {
     }
   }
 
-  private serverPid(client: LanguageClient): number | undefined {
-    // vscode-languageclient keeps the child process privately; the pid only feeds log lines.
-    const proc = (client as unknown as { _serverProcess?: { pid?: number } })._serverProcess;
-    return proc?.pid;
-  }
-
-  private createClient(python: string, cwd: string, settings: P.SidecarSettings): LanguageClient {
-    const args = sidecarArgs(this.deps.launcher, this.deps.development);
-    this.deps.log.info(`starting sidecar: ${displayCommand(python, args)} (cwd ${cwd})`);
-    // -I already ignores PYTHON* variables; dropping them keeps the logged environment honest too.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PYTHON')));
-    const serverOptions: ServerOptions = {
-      command: python,
-      args,
-      // No `transport`: plain stdio without the `--stdio` flag the launcher does not take.
-      options: { cwd, env: { ...env, PYTHONUNBUFFERED: '1' } },
-    };
+  private createClient(socket: net.Socket, settings: P.SidecarSettings): LanguageClient {
+    // The monitor is not our child: the connection is the socket (it outlives this window).
+    const serverOptions: ServerOptions = () => Promise.resolve({ reader: socket, writer: socket });
     let reachedRunning = false;
     const initializationOptions: P.InitializationOptions = { protocolVersion: P.PROTOCOL_VERSION, settings };
     const clientOptions: LanguageClientOptions = {
@@ -295,15 +341,18 @@ export class Sidecar implements vscode.Disposable {
   private onUnexpectedExit(client: LanguageClient): void {
     if (this.disposed || this.client !== client) return;
     this.client = undefined;
+    this.socket?.destroy();
+    this.socket = undefined;
     this.pid = undefined;
-    this.deps.log.warn('sidecar exited unexpectedly');
+    this.deps.log.warn('the memory monitor closed the connection (it exited or was killed)');
     this.setState('down', 'exited unexpectedly');
     const delay = this.budget.nextDelay();
     if (delay === undefined) {
       this.handlers.onFailure('The Crash Guard memory monitor keeps exiting; automatic restarts are paused.');
       return;
     }
-    this.deps.log.info(`restarting sidecar in ${delay} ms`);
+    this.deps.log.info(`reconnecting to the memory monitor (starting it if none runs) in ${delay} ms`);
+    this.reuseInterpreter = true;
     this.clearRetry();
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -311,17 +360,28 @@ export class Sidecar implements vscode.Disposable {
     }, delay);
   }
 
+  /** Leaves the monitor (shutdown, exit, close): the monitor goes on for the other windows. */
   private async stopClient(): Promise<void> {
     const client = this.client;
+    const socket = this.socket;
+    const release = this.release;
+    const replace = this.replace;
+    this.replace = false;
     this.client = undefined;
+    this.socket = undefined;
     this.pid = undefined;
+    this.release = false;
     if (!client) return;
     try {
-      if (client.state === State.Running) await client.stop(2000);
+      if (client.state === State.Running) {
+        if (release || replace) await client.sendNotification(P.METHOD_STOP_MONITOR, replace ? { replace: true } : {});
+        await client.stop(2000);
+      }
     } catch (error) {
-      this.deps.log.warn(`stopping the sidecar: ${String(error)}`);
+      this.deps.log.warn(`leaving the memory monitor: ${String(error)}`);
     }
     await client.dispose().catch(() => undefined);
+    socket?.destroy();
   }
 
   /** For deactivate: stop and dispose the client, and wait for it. */

@@ -123,12 +123,17 @@ export function descendants(rootPid) {
   return out;
 }
 
-/** The sidecars below code-server: the bundled launcher, whatever the interpreter. */
-export function sidecars(rootPid) {
-  return descendants(rootPid).filter((p) => p.cmdline.some((a) => a.endsWith(path.join('bundled', 'tool', 'sidecar.py'))));
-}
+const LAUNCHER = path.join('bundled', 'tool', 'sidecar.py');
 
-export const sidecarPids = (rootPid) => sidecars(rootPid).map((p) => p.pid);
+/** The memory monitor processes of one profile: whatever runs the launcher bundled in its extensions folder. The
+ *  monitor runs detached (it outlives the window that started it), so it is not below code-server. */
+export function monitorsOf(extDir) {
+  const out = [];
+  for (const [pid, info] of processTable()) {
+    if (info.cmdline.some((a) => a.startsWith(`${extDir}${path.sep}`) && a.endsWith(LAUNCHER))) out.push({ pid, cmdline: info.cmdline });
+  }
+  return out;
+}
 
 export function cwdOf(pid) {
   try {
@@ -256,6 +261,11 @@ export async function openWorkbench(name, { target, trust = false, env = {}, use
   const dir = path.join(RUN, name);
   const dataDir = path.join(dir, 'data');
   const extDir = path.join(dir, 'extensions');
+  // This profile's own runtime folder: its monitor's socket never meets the user's, another run's or another
+  // profile's (the monitor is per user and build, and every profile installs the same build).
+  const runtimeDir = path.join(dir, 'xdg');
+  fs.mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(runtimeDir, 0o700);
   fs.mkdirSync(path.join(dataDir, 'User'), { recursive: true });
   fs.writeFileSync(path.join(dataDir, 'User', 'settings.json'), JSON.stringify({
     'workbench.startupEditor': 'none',
@@ -290,7 +300,7 @@ export async function openWorkbench(name, { target, trust = false, env = {}, use
   delete baseEnv.CRASH_GUARD_PYTHON;
   delete baseEnv.VIRTUAL_ENV;
   const server = spawn(NODE, args, { detached: true, stdio: ['ignore', serverLog, serverLog],
-    env: { ...baseEnv, PATH: PLAIN_PATH, ...env } });
+    env: { ...baseEnv, PATH: PLAIN_PATH, XDG_RUNTIME_DIR: runtimeDir, ...env } });
   const consoleProblems = [];
   const cspProblems = [];
   const children = [];
@@ -298,7 +308,7 @@ export async function openWorkbench(name, { target, trust = false, env = {}, use
   const close = async () => {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     if (browser) await browser.close().catch(() => undefined);
-    const leftovers = server.pid ? descendants(server.pid).map((p) => p.pid) : [];
+    const leftovers = [...(server.pid ? descendants(server.pid).map((p) => p.pid) : []), ...monitorsOf(extDir).map((p) => p.pid)];
     try {
       process.kill(-server.pid, 'SIGTERM');
     } catch {
@@ -316,8 +326,7 @@ export async function openWorkbench(name, { target, trust = false, env = {}, use
   try {
     await until(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, 60_000, 'code-server /healthz', 250);
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    page.on('console', (msg) => {
+    const watchConsole = (page) => page.on('console', (msg) => {
       if (/Content Security Policy|Refused to (load|apply|execute|connect)/.test(msg.text())) {
         cspProblems.push(`${msg.type()}: ${msg.text().slice(0, 300)} (${msg.location().url})`);
       }
@@ -327,11 +336,31 @@ export async function openWorkbench(name, { target, trust = false, env = {}, use
         consoleProblems.push(`${msg.type()}: ${msg.text()}`);
       }
     });
+    /** Another VS Code window on the same code-server (its own extension host, as a second desktop window). */
+    const openWindow = async (where) => {
+      const other = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      watchConsole(other);
+      await other.goto(`http://127.0.0.1:${port}/${where}`);
+      await other.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+      log(`${name}: another window up (${where})`);
+      return other;
+    };
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    watchConsole(page);
     const loadStart = Date.now();
     await page.goto(`http://127.0.0.1:${port}/${target}`);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     log(`${name}: workbench up on port ${port} (${target})`);
-    return { name, dir, dataDir, server, page, port, loadStart, consoleProblems, cspProblems, children, close,
+    return { name, dir, dataDir, extDir, runtimeDir, server, page, port, loadStart, consoleProblems, cspProblems, children,
+      close, openWindow,
+      monitors: () => monitorsOf(extDir),
+      monitorPids: () => monitorsOf(extDir).map((p) => p.pid),
+      /** The monitor's own log (it has no window of its own): what it did for every window. */
+      monitorLog: () => {
+        const folder = path.join(runtimeDir, 'crashguard');
+        return fs.existsSync(folder) ? fs.readdirSync(folder).filter((f) => /^monitor-.*\.log$/.test(f))
+          .map((f) => fs.readFileSync(path.join(folder, f), 'utf8')).join('') : '';
+      },
       shot: (file) => page.screenshot({ path: path.join(SHOTS, file) }),
       logText: () => {
         const file = newestLog(dataDir, 'Crash Guard.log');

@@ -6,17 +6,14 @@ updating). The sidecar announces its own version in the `initialize` result, und
 `capabilities.experimental.crashGuard.protocolVersion`, so a client can refuse an older sidecar that never looks
 at the client's version. Bump PROTOCOL_VERSION with every incompatible change of a payload or a method, and the
 same constant in extension/src/protocol.ts (a test compares them).
+
+Standard library only at import (pygls is imported when a client is refused): the monitor's starter names its
+socket after PROTOCOL_VERSION and must start fast. server.py puts the announcement into the initialize result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
-
-from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcInvalidParams
-from pygls.protocol import LanguageServerProtocol
-from pygls.protocol.language_server import lsp_method
 
 from ..util.version import __version__
 
@@ -31,6 +28,8 @@ def check_client_version(options: Any) -> None:
     theirs = options["protocolVersion"]
     if theirs == PROTOCOL_VERSION and not isinstance(theirs, bool):
         return
+    from pygls.exceptions import JsonRpcInvalidParams
+
     raise JsonRpcInvalidParams(
         f"Crash Guard protocol mismatch: the client speaks protocol {theirs!r}, this sidecar (crashguard "
         f"{__version__}) speaks protocol {PROTOCOL_VERSION}; install matching versions",
@@ -40,13 +39,3 @@ def check_client_version(options: Any) -> None:
 def announcement() -> dict[str, Any]:
     """What the initialize result carries under capabilities.experimental."""
     return {"crashGuard": {"protocolVersion": PROTOCOL_VERSION, "version": __version__}}
-
-
-class HandshakeProtocol(LanguageServerProtocol):
-    """pygls' protocol, with the sidecar's protocol version in the initialize result's capabilities."""
-
-    @lsp_method(lsp.INITIALIZE)
-    def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, lsp.InitializeResult]:
-        result: lsp.InitializeResult = yield from super().lsp_initialize(params)
-        result.capabilities.experimental = announcement()
-        return result

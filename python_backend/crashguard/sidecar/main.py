@@ -1,12 +1,24 @@
-"""The memory monitor's entry: JSON-RPC over stdio (LSP framing). The extension's bundled launcher calls `main()`
-directly; `crashguard serve` is the same from an installed package. Imports nothing heavy until it runs."""
+"""The memory monitor's entry. The extension's bundled launcher calls `main()` directly; `crashguard serve` is the
+same from an installed package. Imports nothing heavy until it runs.
+
+- no option: JSON-RPC over stdio (LSP framing), one client (tests, the CLI);
+- `--ensure`: make sure this user's shared monitor of this build runs (started detached when none does) and print
+  where it listens, one JSON line: `{"socket", "pid", "started", "python", "build"}` (what a window runs first);
+- `--daemon`: be that shared monitor (started by `--ensure`, with `--lock-fd` of the lock it hands over).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import BinaryIO
+
+EXIT_UNSAFE = 5  # the runtime folder, socket or lock is not this user's own: nothing is started or connected
+EXIT_NO_MONITOR = 6  # the monitor did not come up
 
 
 def claim_stdout() -> BinaryIO:
@@ -27,19 +39,76 @@ def block_ssl() -> None:
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 
-def main() -> int:
-    """The memory monitor over stdio (the extension's bundled launcher and `crashguard serve` call this)."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--ensure", action="store_true",
+                      help="start this user's shared memory monitor if none runs, print where it listens (JSON)")
+    mode.add_argument("--daemon", action="store_true", help="be the shared memory monitor (started by --ensure)")
+    parser.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--idle-grace", type=float, default=None, metavar="SECONDS",
+                        help="the shared monitor exits this long after the last window left (default 30)")
+
+
+def _ensure(development: bool) -> int:
+    from ..util.user_dirs import UnsafeDirectory
+    from .endpoint import UnsafeEndpoint, endpoint
+    from .starter import MonitorFailed, daemon_argv, ensure_monitor
+
+    try:
+        found = ensure_monitor(endpoint(development), daemon_argv())
+    except (UnsafeDirectory, UnsafeEndpoint) as exc:
+        sys.stderr.write(f"Crash Guard: refusing to start or use the memory monitor: {exc}\n")
+        return EXIT_UNSAFE
+    except MonitorFailed as exc:
+        sys.stderr.write(f"Crash Guard: {exc}\n")
+        return EXIT_NO_MONITOR
+    sys.stdout.write(json.dumps(found.to_json()) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _daemon(development: bool, lock_fd: int | None, grace: float | None) -> int:
+    from ..util.user_dirs import UnsafeDirectory
+    from .endpoint import UnsafeEndpoint, bind, endpoint, hold_lock
+
+    log = logging.getLogger(__name__)
+    try:
+        ep = endpoint(development)
+        lock = hold_lock(ep, lock_fd)
+    except (UnsafeDirectory, UnsafeEndpoint) as exc:
+        log.error("refusing to serve: %s", exc)
+        return EXIT_UNSAFE
+    if lock is None:
+        log.info("another memory monitor of build %s runs already (it holds %s)", ep.build, ep.lock)
+        return 0
+    listener = bind(ep.socket)  # windows may connect now; they are served once the imports below are done
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+    from .daemon import IDLE_GRACE, run_daemon  # after block_ssl: pygls imports asyncio
+
+    return run_daemon(ep, listener, IDLE_GRACE if grace is None else grace)
+
+
+def main(argv: Sequence[str] | None = None, development: bool = False) -> int:
+    """The memory monitor (see the module's doc for the modes); `development`: the launcher runs it from a source
+    checkout (its shared monitor is a build of its own)."""
+    parser = argparse.ArgumentParser(prog="crashguard serve")
+    add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     block_ssl()
+    if args.ensure:
+        return _ensure(development)
+    if args.daemon:
+        return _daemon(development, args.lock_fd, args.idle_grace)
     protocol_out = claim_stdout()
     # pygls logs every message it sends at INFO: costly at one sample a second, and noise.
     logging.getLogger("pygls").setLevel(logging.WARNING)
     from .server import ClientLogHandler, build_server  # after block_ssl: pygls imports asyncio
 
     server = build_server()
-    handler = ClientLogHandler(server)
+    handler = ClientLogHandler(server.hub)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logging.getLogger("crashguard").addHandler(handler)
     server.start_io(sys.stdin.buffer, protocol_out)

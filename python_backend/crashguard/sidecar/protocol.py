@@ -34,10 +34,14 @@ STOP_RUN = "crashGuard/stopRun"
 PROCESS_DETAIL = "crashGuard/processDetail"
 UPDATE_SETTINGS = "crashGuard/updateSettings"
 HISTORY = "crashGuard/history"
+# -- client -> server notifications (several windows share one monitor: docs/protocol.md) ---------------------
+WINDOW_STATE = "crashGuard/windowState"  # {"focused": bool}: where a warning is shown
+STOP_MONITOR = "crashGuard/stopMonitor"  # {replace?}: Stop (exit once no window is left) or Restart Memory Monitor
 
 NOTIFICATIONS = (SAMPLE, WARNING, RUN_EVENT, ACTION)
 REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY)
-METHODS = NOTIFICATIONS + REQUESTS
+CLIENT_NOTIFICATIONS = (WINDOW_STATE, STOP_MONITOR)
+METHODS = NOTIFICATIONS + REQUESTS + CLIENT_NOTIFICATIONS
 
 # Levels a resource can be at; forecasts also use FULL (the limit itself, 100 %).
 NORMAL, WARNING_LEVEL, CRITICAL, FULL = "normal", "warning", "critical", "full"
@@ -291,6 +295,23 @@ def parse_history(params: Any) -> float | None:
     return float(seconds)
 
 
+def parse_stop_monitor(params: Any) -> bool:
+    """crashGuard/stopMonitor's `replace` (Restart Memory Monitor: the monitor exits for every window, which
+    reconnect to the new one), false when absent (Stop Memory Monitor)."""
+    replace = _object(params, {"replace"}).get("replace", False)
+    if not isinstance(replace, bool):
+        raise ParamsError("replace", f"expected true or false, got {replace!r}")
+    return replace
+
+
+def parse_window_state(params: Any) -> bool:
+    """crashGuard/windowState's `focused`."""
+    focused = _object(params, {"focused"}).get("focused")
+    if not isinstance(focused, bool):
+        raise ParamsError("focused", f"expected true or false, got {focused!r}")
+    return focused
+
+
 def parse_update_settings(params: Any) -> Any:
     """The partial settings object of crashGuard/updateSettings (validated by Settings.updated)."""
     return _object(params, {"settings"}).get("settings")
@@ -334,11 +355,12 @@ def to_wire(value: Any) -> Any:
 
 
 __all__ = [
-    "ACTION", "ACTIONS", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS",
-    "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING",
+    "ACTION", "ACTIONS", "CLEANUP", "CLIENT_NOTIFICATIONS", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL",
+    "REQUESTS", "RUNS", "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_MONITOR", "STOP_RUN",
+    "UPDATE_SETTINGS", "WARNING", "WINDOW_STATE",
     "ActionParams", "CleanupParams", "CleanupResult", "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent",
     "HistoryPoint", "HistoryResult", "ParamsError", "PressureInfo", "ProcessDetailResult", "ProcessInfo", "RamInfo",
     "RunCleanup", "RunEventParams", "RunInfo", "RunMemory", "RunsResult", "Sample", "StopResult", "StopRunParams",
     "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
-    "parse_update_settings", "to_wire",
+    "parse_stop_monitor", "parse_update_settings", "parse_window_state", "to_wire",
 ]

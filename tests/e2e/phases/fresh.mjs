@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  check, log, psutilPercent, quickPickRows, runCommand, ramGauge, RUN, sidecars, sleep, statusText, toasts, until, openWorkbench,
+  check, log, psutilPercent, quickPickRows, runCommand, ramGauge, RUN, sleep, statusText, toasts, until, openWorkbench,
 } from '../harness.mjs';
 
 async function oneFolder(wb, folder, label, full) {
@@ -63,7 +63,7 @@ export async function freshProfile() {
     await oneFolder(wb, empty, 'an empty folder', false);
     await wb.shot('fresh-empty-folder.png');
     await oneFolder(wb, other, 'an unrelated project', true);
-    const [sidecar] = sidecars(wb.server.pid);
+    const [sidecar] = wb.monitors();
     check(sidecar && sidecar.cmdline[0] !== path.resolve('.venv/bin/python') && !sidecar.cmdline[0].includes('.venv'),
       `the monitor runs on the machine's Python, not a project venv (${sidecar?.cmdline.join(' ')})`);
     const logText = wb.logText();

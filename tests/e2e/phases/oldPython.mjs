@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  check, log, NODE, openWorkbench, PYTHON, quickPickRows, ROOT, ramGauge, RUN, runCommand, sidecars, sleep, statusText,
+  check, log, NODE, openWorkbench, PYTHON, quickPickRows, ROOT, ramGauge, RUN, runCommand, sleep, statusText,
   toasts, until,
 } from '../harness.mjs';
 
@@ -58,7 +58,7 @@ export async function oldPython() {
     // pyenv's shims, and so a newer python3, first on PATH).
     env: { PATH: pathWithOldPython(dir, old), VSCODE_CLI: '1', FAKE_PYTHON_INTERPRETER: PYTHON },
     machineSettings: { 'crashGuard.pythonPath': old }, extraExtensions: [fakePythonExtension(dir)] });
-  const { page, server } = wb;
+  const { page } = wb;
   try {
     await until(async () => /RAM: needs Python 3\.10\+/.test(await statusText(page)), 60_000, 'the "needs Python 3.10+" gauge');
     await sleep(3000); // a toast, if any, would be up by now
@@ -66,7 +66,7 @@ export async function oldPython() {
     log(`old-python: toasts ${JSON.stringify(shown)}`);
     check(!shown.some((x) => x.severity === 'error'), 'no error toast for a missing Python 3.10+');
     check(!shown.some((x) => /Crash Guard/i.test(x.text)), 'no Crash Guard notification at all: the gauge says it');
-    check(sidecars(server.pid).length === 0, 'no memory monitor process without a Python 3.10+');
+    check(wb.monitors().length === 0, 'no memory monitor process without a Python 3.10+');
     const label = await page.evaluate(() => [...document.querySelectorAll('#workbench\\.parts\\.statusbar .statusbar-item')]
       .find((el) => /needs Python/.test(el.textContent ?? ''))?.querySelector('[aria-label]')?.getAttribute('aria-label'));
     check(label === 'Crash Guard RAM: needs Python 3.10+', `the item's accessibility label says it (${label})`);
@@ -77,7 +77,7 @@ export async function oldPython() {
     await runCommand(page, 'Fake Python: Activate');
     const lateStart = Date.now();
     await until(() => ramGauge(page), 30_000, 'the gauge once the Python extension is active', 100);
-    const [fromExtension] = sidecars(server.pid);
+    const [fromExtension] = wb.monitors();
     log(`old-python: the Python extension activated; gauge after ${Date.now() - lateStart} ms, monitor ${fromExtension?.cmdline.join(' ')}`);
     check(fromExtension?.cmdline[0] === PYTHON && wb.logText().includes(`monitor interpreter: ${PYTHON} (source: Python extension)`),
       'a Python extension that activates later is used: the monitor starts on its interpreter');
@@ -94,7 +94,7 @@ export async function oldPython() {
     const first = page.locator('.quick-input-list .monaco-list-row', { hasText: /Python 3\.1\d\.\d/ }).first();
     const picked = (await first.innerText()).replace(/\s+/g, ' ');
     await first.click();
-    const monitor = await until(() => sidecars(server.pid).find((p) => p.pid !== fromExtension.pid), 30_000, 'the monitor on the pick');
+    const monitor = await until(() => wb.monitors().find((p) => p.pid !== fromExtension.pid), 30_000, 'the monitor on the pick');
     const percent = await until(() => ramGauge(page), 30_000, 'the gauge after picking an interpreter', 100);
     log(`old-python: picked ${picked}; monitor ${monitor?.cmdline.join(' ')}`);
     check(percent > 0 && monitor && /python3\.1\d|python3$/.test(monitor.cmdline[0]) && monitor.cmdline[0] !== old,

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  check, cwdOf, descendants, log, psutilPercent, ramGauge, RUN, sidecars, sleep, statusText, STATUSBAR, until, SHOTS, openWorkbench,
+  check, cwdOf, descendants, log, psutilPercent, ramGauge, RUN, sleep, statusText, STATUSBAR, until, SHOTS, openWorkbench,
 } from '../harness.mjs';
 
 export async function restrictedMode() {
@@ -26,7 +26,7 @@ export async function restrictedMode() {
     await sleep(3000); // time for anything that would start to start
     check(/Crash Guard: Restricted Mode/.test(await statusText(page)) && (await ramGauge(page)) === undefined,
       'in Restricted Mode the status bar says "Crash Guard: Restricted Mode" and shows no gauge');
-    check(sidecars(server.pid).length === 0, 'in Restricted Mode no sidecar (no Python at all) is started');
+    check(wb.monitors().length === 0, 'in Restricted Mode no memory monitor is started, nor connected to');
     check(!descendants(server.pid).some((p) => /python/.test(p.cmdline[0] ?? '')),
       'in Restricted Mode the extension host runs no Python process');
     check(!fs.existsSync(marker), 'the planted crashguard was never imported');
@@ -41,7 +41,7 @@ export async function restrictedMode() {
     const percent = await until(() => ramGauge(page), 30_000, 'the RAM gauge after trust was granted', 100);
     const reference = psutilPercent();
     check(Math.abs(percent - reference) <= 5, `after trust the gauge appears: RAM ${percent}% (psutil ${reference}%)`);
-    const [sidecar] = sidecars(server.pid);
+    const [sidecar] = wb.monitors();
     check(sidecar && sidecar.cmdline.includes('-I'), `the sidecar runs isolated: ${sidecar?.cmdline.join(' ')}`);
     const cwd = cwdOf(sidecar.pid);
     check(cwd && !cwd.startsWith(ws), `the sidecar's working directory is outside the folder (${cwd})`);

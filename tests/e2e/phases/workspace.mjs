@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   check, cwdOf, descendants, EDITOR, log, newestLog, openWorkbench, psutilPercent, PYTHON, ramGauge, ramItemStyle,
-  ROOT, RUN, runCommand, setSetting, SHOTS, sidecarPids, sleep, startTrainer, statusText, STATUSBAR, toastTexts, until,
+  ROOT, RUN, runCommand, setSetting, SHOTS, sleep, startTrainer, statusText, STATUSBAR, toastTexts, until,
   waitRegistered,
 } from '../harness.mjs';
 
@@ -114,7 +114,7 @@ export async function twoFolderWorkspace() {
     const firstGauge = /first gauge (\d+) ms after activation/.exec(wb.logText());
     check(firstGauge, 'the extension logged its time to the first gauge');
     log(`MEASURED activation → first gauge: ${firstGauge[1]} ms`);
-    check(sidecarPids(server.pid).length === 1, 'one sidecar for the two folders');
+    check(wb.monitorPids().length === 1, 'one memory monitor for the two folders');
     await page.locator(STATUSBAR).screenshot({ path: path.join(SHOTS, 'statusbar-normal.png') });
 
     // 2. The crash that happened while the editor was closed: asked on activation, named.
@@ -157,9 +157,11 @@ export async function twoFolderWorkspace() {
       `the report draws RAM in a theme colour with its thresholds (${opened.points} points)`);
     check(opened.markers.some((m) => /Run b-run started/.test(m)), 'the run\'s start is a marker on the chart');
     await page.locator(EDITOR).screenshot({ path: path.join(SHOTS, 'report-open.png') });
-    const beforeReload = sidecarPids(server.pid);
+    const beforeReload = wb.monitorPids();
     await runCommand(page, 'Developer: Reload Window');
-    await until(async () => sidecarPids(server.pid).some((p) => !beforeReload.includes(p)), 30_000, 'a new sidecar after the reload', 250);
+    // The monitor outlives the window (a grace after the last window leaves): the reloaded window reconnects to it.
+    await until(async () => (await ramGauge(page)) !== undefined, 30_000, 'the gauge after the reload', 250);
+    check(JSON.stringify(wb.monitorPids()) === JSON.stringify(beforeReload), 'the reloaded window reconnects to the same monitor');
     const revived = await until(async () => {
       const s = await reportState(page);
       return s && s.points > 0 && /memory monitor running/.test(s.status) ? s : undefined;
@@ -172,7 +174,7 @@ export async function twoFolderWorkspace() {
 
     // 6. A warning threshold below current use: one notification with at most three short actions, none cut, on
     // the heaviest run; the warning colour and icon; the report one click away in the toast's text.
-    await setSetting(page, 'crashGuard.ramWarningPercent', 'Ram Warning Percent', '1');
+    await setSetting(page, 'crashGuard.ramWarningPercent', 'Ram Warning Percent', '1', 'Remote'); // machine-scoped
     const warningToast = await toastWith(page, /Crash Guard: RAM at/, 20_000, 'the RAM warning');
     log(`warning: ${warningToast.replace(/\n/g, ' | ')}`);
     const buttons = await toastButtons(page, 'Crash Guard: RAM at');
@@ -198,22 +200,22 @@ export async function twoFolderWorkspace() {
     await runCommand(page, 'Notifications: Clear All Notifications');
 
     // 7. kill -9 of the sidecar: back within 10 s, no repeated warning, no repeated (answered) crash prompt.
-    const [victim] = sidecarPids(server.pid);
+    const [victim] = wb.monitorPids();
     process.kill(victim, 'SIGKILL');
     const killedAt = Date.now();
-    await until(async () => (await ramGauge(page)) !== undefined && sidecarPids(server.pid).some((p) => p !== victim),
+    await until(async () => (await ramGauge(page)) !== undefined && wb.monitorPids().some((p) => p !== victim),
       10_000, 'the gauge with a new sidecar', 100);
     check(Date.now() - killedAt <= 10_000, `the gauge came back ${Date.now() - killedAt} ms after kill -9 of the sidecar`);
     await sleep(2500);
     const after = await toastTexts(page);
     check(!after.some((x) => /RAM at|a-pre/.test(x)), 'after the restart: no repeated warning, no crash prompt already answered');
     // Start and Restart Memory Monitor differ: Start leaves a running monitor alone, Restart replaces it.
-    const [running] = sidecarPids(server.pid);
+    const [running] = wb.monitorPids();
     await runCommand(page, 'Crash Guard: Start Memory Monitor');
     await toastWith(page, /memory monitor is already running/, 10_000, 'Start on a running monitor');
-    check(JSON.stringify(sidecarPids(server.pid)) === JSON.stringify([running]), 'Start Memory Monitor leaves a running monitor alone');
+    check(JSON.stringify(wb.monitorPids()) === JSON.stringify([running]), 'Start Memory Monitor leaves a running monitor alone');
     await runCommand(page, 'Crash Guard: Restart Memory Monitor');
-    await until(() => sidecarPids(server.pid).length === 1 && !sidecarPids(server.pid).includes(running), 20_000, 'a new monitor');
+    await until(() => wb.monitorPids().length === 1 && !wb.monitorPids().includes(running), 20_000, 'a new monitor');
     await until(() => ramGauge(page), 20_000, 'the gauge after Restart Memory Monitor');
     check(true, 'Restart Memory Monitor replaces it');
     await runCommand(page, 'Notifications: Clear All Notifications');
@@ -247,12 +249,12 @@ export async function twoFolderWorkspace() {
     wb.children.push(late);
     await waitRegistered(runsA, 'a-late');
     await runCommand(page, 'Crash Guard: Stop Memory Monitor');
-    await until(() => sidecarPids(server.pid).length === 0, 10_000, 'the sidecar to stop');
+    await until(() => wb.monitorPids().length === 0, 10_000, 'the monitor to stop (the only window stopped it)');
     // "Off" is remembered: a reloaded window keeps the monitor off until Start Memory Monitor.
     await runCommand(page, 'Developer: Reload Window');
     await until(async () => /RAM: monitor off/.test(await statusText(page)), 60_000, '"monitor off" after the reload');
     await sleep(3000);
-    check(sidecarPids(server.pid).length === 0, 'Stop Memory Monitor survives a window reload (no monitor, "RAM: monitor off")');
+    check(wb.monitorPids().length === 0, 'Stop Memory Monitor survives a window reload (no monitor, "RAM: monitor off")');
     // Emergency Cleanup with the monitor down: the cleanup task, in a folder that plants crashguard/.
     let cleanup;
     const watchCleanup = (async () => {

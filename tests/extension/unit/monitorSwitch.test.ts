@@ -16,7 +16,10 @@ class Store implements Memento {
 }
 
 function monitor(calls: string[]) {
-  return { restart: () => Promise.resolve(void calls.push('restart')), stop: () => Promise.resolve(void calls.push('stop')) };
+  return {
+    restart: (replace?: boolean) => Promise.resolve(void calls.push(replace ? 'replace' : 'restart')),
+    stop: () => Promise.resolve(void calls.push('stop')),
+  };
 }
 
 describe('the memory monitor on / off', () => {
@@ -36,5 +39,16 @@ describe('the memory monitor on / off', () => {
     await again.turnOn();
     assert.deepEqual(reloaded, ['stop', 'restart']);
     assert.equal(new MonitorSwitch(store, monitor([])).off, false);
+  });
+
+  it('Restart Memory Monitor asks for a new monitor and forgets "off"; Start only connects', async () => {
+    const store = new Store();
+    const calls: string[] = [];
+    const monitorSwitch = new MonitorSwitch(store, monitor(calls));
+    await monitorSwitch.turnOff();
+    await monitorSwitch.replace();
+    assert.equal(monitorSwitch.off, false);
+    await monitorSwitch.turnOn();
+    assert.deepEqual(calls, ['stop', 'replace', 'restart']);
   });
 });

@@ -12,7 +12,7 @@ import { SIDECAR_KEYS } from '../../../extension/src/settings';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
 const PYTHON = process.env.CRASH_GUARD_TEST_PYTHON ?? path.join(ROOT, '.venv', 'bin', 'python');
-const ours = new Set<string>([...P.NOTIFICATIONS, ...P.REQUESTS]);
+const ours = new Set<string>([...P.NOTIFICATIONS, ...P.REQUESTS, ...P.CLIENT_NOTIFICATIONS]);
 
 interface PyField { kind: string; nullable: boolean; name?: string; of?: PyField }
 interface PyProtocol { protocolVersion: number; payloads: Record<string, Record<string, PyField>>; settings: string[] }

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as lsp
 from pytest_lsp.client import LanguageClient
+from shared_monitor import private_host, window
 from sidecar_session import sidecar
 
 from crashguard.sidecar import protocol as p
@@ -75,6 +76,27 @@ async def test_bundled_sidecar_serves_from_any_python_and_imports_nothing_from_i
         status = await s.request(p.STATUS, {})
         assert status["ram"]["total"] > 0
     assert not marker.exists(), "the sidecar imported code from the folder it ran in"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python", _interpreters())
+async def test_the_bundled_launcher_starts_the_shared_monitor_from_any_python(
+        bundle: Path, python: str, hostile_folder: tuple[Path, Path], runs_dir: Path) -> None:
+    """What a window runs: `--ensure` starts the monitor detached (on this interpreter, isolated from the folder it
+    runs in), prints where it listens, and the window connects to the socket."""
+    folder, marker = hostile_folder
+    with private_host() as host:
+        done = subprocess.run([python, "-I", str(bundle / "tool" / "sidecar.py"), "--ensure"], cwd=folder,
+                              env={**host.env, "PYTHONPATH": str(folder)}, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)
+        host.pids.add(found["pid"])
+        assert found["started"] and found["python"] == subprocess.run(
+            [python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True).stdout.strip()
+        async with window(found["socket"], {"runsDirectories": [str(runs_dir)], "sampleIntervalMs": 200}) as w:
+            sample = (await w.wait_samples(1))[0]
+            assert 0 < sample["ram"]["percent"] <= 100
+    assert not marker.exists(), "the monitor imported code from the folder it was started in"
 
 
 async def test_a_client_of_another_protocol_version_gets_one_clear_error(bundle: Path, tmp_path: Path) -> None:
