@@ -35,11 +35,12 @@ async def test_fast_spike_drill_checkpoints_before_the_limit_within_a_second_of_
     assert drill.hog_signals is None, f"the hog was signalled: {drill.hog_signals}"
     assert drill.hog_was_running
     assert drill.trainer_rc == 0
-    # A cleanup round at warning (its request waits for the step boundary), then the urgent stop of the only
-    # registered run, at once: the limit was forecast sooner than the cleanup's wait.
+    # A cleanup round (at warning, or at critical when no sample fell between the two: the hog crosses the band in
+    # well under a second on a loaded machine; its request waits for the step boundary), then the urgent stop of the
+    # only registered run, at once: the limit was forecast sooner than the cleanup's wait.
     actions = {a["action"]: a for a in drill.actions}
     assert sorted(actions) == sorted([CLEANUP, STOP]), drill.actions
-    assert actions[CLEANUP]["reason"].startswith("RAM warning"), actions[CLEANUP]
+    assert actions[CLEANUP]["reason"].startswith(("RAM warning", "RAM critical")), actions[CLEANUP]
     assert actions[CLEANUP]["result"]["sidecar"] is None  # the round is the runs': no gc pause in the sidecar
     stop = drill.stop
     assert stop["result"]["ok"] and not stop["result"]["signalled"], stop
