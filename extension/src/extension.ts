@@ -85,6 +85,9 @@ export function activate(context: vscode.ExtensionContext): void {
       log.info('crashGuard.pythonPath changed: checking the interpreters again');
       void monitor.startIfWanted(true);
       if (trusted()) void training.check();
+    } else if (change.reconnect) {
+      log.info(`crashGuard.monitorPerWindow is ${config.settings.monitorPerWindow ? 'on' : 'off'}: reconnecting`);
+      void monitor.startIfWanted();
     } else if (Object.keys(change.sidecar).length > 0) {
       log.info(`settings changed: ${JSON.stringify(change.sidecar)}`);
       sidecar?.pushSettings().catch((e: unknown) => log.warn(`sending settings: ${String(e)}`));
@@ -99,7 +102,7 @@ export function activate(context: vscode.ExtensionContext): void {
   });
   const statusBar = new StatusBar({ log, activatedAt, intervalMs: () => config.settings.sampleIntervalMs,
     pythonLines: () => training.pythonLines(), topProcesses: () => config.settings.topProcesses,
-    gpuMode: () => config.settings.gpuStatusBar });
+    gpuMode: () => config.settings.gpuStatusBar, transportNote: () => sidecar?.transportNote ?? null });
   const taskDeps: TaskDeps = {
     log,
     launch: (python) => training.launch(python),
@@ -132,6 +135,7 @@ export function activate(context: vscode.ExtensionContext): void {
 
   sidecar = new Sidecar({
     log, outputChannel: log, launcher, cwd, trusted, focused: () => vscode.window.state.focused,
+    perWindow: () => config.settings.monitorPerWindow,
     development: context.extensionMode === vscode.ExtensionMode.Development,
     settings: () => sidecarSettings(config.settings, runsDirectories()),
     interpreter: () => chooseSidecarInterpreter(discovery(), (python) => cwd().then((dir) => probePython(python, probeScript, dir))),

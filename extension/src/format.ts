@@ -92,6 +92,8 @@ export interface TooltipExtras {
   runParts?: (run: RunInfo) => string[];
   /** What this platform lacks (platform.ts): said once, after the guarded runs. */
   platform?: string | null;
+  /** A memory monitor of this window's own (monitorTransport.ts): said after the platform's line. */
+  transport?: string | null;
 }
 
 /** Markdown breakdown used by the gauge tooltip (and, longer, by the report). */
@@ -128,6 +130,7 @@ export function tooltipMarkdown(sample: Sample, maxProcesses = 5, python?: Pytho
   for (const run of sample.runs) lines.push(runLine(run, extras.runParts?.(run)));
   if (sample.runs.length > 0) lines.push('');
   if (extras.platform) lines.push(extras.platform, '');
+  if (extras.transport) lines.push(extras.transport, '');
   if (sample.forecasts.length > 0) {
     lines.push('**Forecast**', '');
     for (const f of sample.forecasts) lines.push(`- ${f.message}`);

@@ -19,7 +19,13 @@ export interface MonitorEndpoint {
   build: string;
 }
 
-export class MonitorUnavailable extends Error {}
+export class MonitorUnavailable extends Error {
+  /** The starter's exit code when it exited with one (monitorTransport.ts tells a platform without a shared
+   *  monitor from a refusal by it). */
+  constructor(message: string, readonly exitCode?: number) {
+    super(message);
+  }
+}
 
 /** The last line of `--ensure`'s stdout, checked; throws MonitorUnavailable naming what is wrong. */
 export function parseEndpoint(stdout: string): MonitorEndpoint {
@@ -47,7 +53,9 @@ export function ensureMonitor(python: string, args: readonly string[], cwd: stri
     execFile(python, [...args, '--ensure'], { cwd, env, timeout: timeoutMs, maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
       if (error) {
         const why = stderr.trim().split('\n').filter((l) => !/development mode/.test(l)).join('\n') || error.message;
-        reject(new MonitorUnavailable(`the memory monitor could not be started: ${why}`));
+        // A number: the starter's exit code; a string (ENOENT, ...) or none: it did not run, or was killed.
+        const code = typeof error.code === 'number' ? error.code : undefined;
+        reject(new MonitorUnavailable(`the memory monitor could not be started: ${why}`, code));
         return;
       }
       try {

@@ -34,6 +34,8 @@ export interface ExtensionSettings {
   pressureSeconds: number;
   /** VRAM in the status bar: one item per GPU, one for the fullest, or none; `auto` = per GPU up to 2 GPUs. */
   gpuStatusBar: GpuStatusBarMode;
+  /** A memory monitor of this window's own over stdio instead of the host's shared one (monitorTransport.ts). */
+  monitorPerWindow: boolean;
 }
 
 export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
@@ -54,6 +56,7 @@ export const DEFAULTS: Readonly<ExtensionSettings> = Object.freeze({
   pressureFullPercent: 10,
   pressureSeconds: 10,
   gpuStatusBar: 'auto',
+  monitorPerWindow: false,
 });
 
 export interface Range {
@@ -190,6 +193,7 @@ export function resolveSettings(read: Reader, previous: Readonly<ExtensionSettin
       pressureFullPercent: num(read, 'pressureFullPercent', problems),
       pressureSeconds: num(read, 'pressureSeconds', problems),
       gpuStatusBar,
+      monitorPerWindow: bool(read, 'monitorPerWindow', problems),
     },
     problems,
   };
@@ -212,6 +216,8 @@ export function sidecarSettings(s: ExtensionSettings, runsDirectories: readonly 
 export interface SettingsChange {
   /** The interpreter changed: the sidecar must be restarted. */
   restart: boolean;
+  /** crashGuard.monitorPerWindow changed: this window reconnects (its own monitor, or the shared one). */
+  reconnect: boolean;
   /** Sidecar values that changed (send as didChangeConfiguration); empty when none. */
   sidecar: Partial<ExtensionSettings>;
 }
@@ -221,5 +227,6 @@ export function diffSettings(prev: ExtensionSettings, next: ExtensionSettings): 
   for (const key of [...SIDECAR_KEYS, 'runsDirectory'] as const) {
     if (prev[key] !== next[key]) sidecar[key] = next[key];
   }
-  return { restart: prev.pythonPath !== next.pythonPath, sidecar: sidecar as Partial<ExtensionSettings> };
+  return { restart: prev.pythonPath !== next.pythonPath, reconnect: prev.monitorPerWindow !== next.monitorPerWindow,
+    sidecar: sidecar as Partial<ExtensionSettings> };
 }

@@ -1,6 +1,8 @@
 // Connects this window to the user's ONE memory monitor on this host, started from the bundled launcher
 // (`<python> -I bundled/tool/sidecar.py --ensure`, in a folder no workspace controls) when none runs: it runs
-// detached, outlives this window, and serves every window over a unix socket (monitorConnection.ts). Not at all
+// detached, outlives this window, and serves every window over a unix socket (monitorConnection.ts). Where the
+// platform cannot host a shared one (macOS) or crashGuard.monitorPerWindow says so, the window runs a monitor of
+// its own over stdio instead, from the same launcher, argv and environment (monitorTransport.ts). Not at all
 // in Restricted Mode (extension.ts connects when trust is granted). One (re)connect at a time (RestartQueue); a
 // fresh LanguageClient for every connection; popups are never awaited here. A monitor that dies is started again by
 // the first window to notice (the others find it running). Everything the monitor sends is checked (protocol.ts)
@@ -15,7 +17,10 @@ import { PayloadError, type Checker } from './check';
 import { displayCommand } from './cli';
 import type { SidecarState } from './format';
 import type { Log } from './logger';
-import { connectMonitor, ensureMonitor, nodeConnectDeps, type Connected } from './monitorConnection';
+import { connectMonitor, ensureMonitor, MonitorUnavailable, nodeConnectDeps, type Connected } from './monitorConnection';
+import {
+  chooseTransport, knownOutcome, transportLogLine, transportNote, type PerWindowReason,
+} from './monitorTransport';
 import * as P from './protocol';
 import { sidecarArgs, type SidecarChoice } from './python';
 import { CrashBudget, RestartQueue } from './restartQueue';
@@ -51,6 +56,17 @@ export interface SidecarDeps {
   trusted(): boolean;
   /** Whether this window has focus now (the monitor shows a warning in one window: the focused one). */
   focused(): boolean;
+  /** crashGuard.monitorPerWindow: a monitor of this window's own over stdio, never the shared one. */
+  perWindow(): boolean;
+}
+
+/** How this window reaches its monitor (Sidecar.reach). */
+interface Reached {
+  server: ServerOptions;
+  /** The shared monitor: where the starter said it listens, and this window's connection to it. */
+  connected?: Connected;
+  /** A monitor of this window's own, and why. */
+  own?: PerWindowReason;
 }
 
 const isChoice = (c: SidecarChoice | { passedOver: string[] }): c is SidecarChoice => 'interpreter' in c;
@@ -76,6 +92,12 @@ export class Sidecar implements vscode.Disposable {
   private replace = false;
   /** The client whose payload failed a check (reported once, then stopped). */
   private incompatible: LanguageClient | undefined;
+  /** Why this window runs a monitor of its own (undefined: it uses the shared one, or none yet). */
+  private ownReason: PerWindowReason | undefined;
+  /** Interpreters whose starter said "no shared monitor on this platform": not asked again by this window. */
+  private readonly noSharedSaidBy = new Set<string>();
+  /** Reasons already said in the log (once per window). */
+  private readonly told = new Set<PerWindowReason>();
 
   constructor(private readonly deps: SidecarDeps, private readonly handlers: SidecarHandlers) {
     this.queue = new RestartQueue(() => this.restartNow(), (error) => deps.log.error(`restart failed: ${String(error)}`));
@@ -92,6 +114,11 @@ export class Sidecar implements vscode.Disposable {
 
   get processId(): number | undefined {
     return this.pid;
+  }
+
+  /** The gauge tooltip's line about a monitor of this window's own (null: the shared one). */
+  get transportNote(): string | null {
+    return transportNote(this.ownReason);
   }
 
   /** Connects this window to the monitor (starting one if none runs), again if it was connected; `replace`
@@ -188,28 +215,13 @@ export class Sidecar implements vscode.Disposable {
     const args = sidecarArgs(this.deps.launcher, this.deps.development);
     // -I already ignores PYTHON* variables; dropping them keeps the monitor's environment honest too.
     const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PYTHON'))), PYTHONUNBUFFERED: '1' };
-    this.deps.log.info(`connecting to the memory monitor: ${displayCommand(python.path, [...args, '--ensure'])} (cwd ${cwd})`);
-    let connected: Connected;
-    try {
-      connected = await connectMonitor(nodeConnectDeps(() => ensureMonitor(python.path, args, cwd, env)));
-    } catch (error) {
-      const why = String(error instanceof Error ? error.message : error);
-      this.deps.log.error(why);
-      this.setState('down', 'failed to start');
-      this.handlers.onFailure(`The Crash Guard memory monitor is not available: ${why}`);
-      return;
-    }
-    const { endpoint, socket } = connected;
-    this.deps.log.info(`memory monitor ${endpoint.build} (pid ${endpoint.pid ?? '?'}, Python ${endpoint.python ?? '?'}) ` +
-      `${endpoint.started ? 'started by this window' : 'already running'}, at ${endpoint.socket}`);
-    if (this.isDisposed()) {
-      socket.destroy();
-      return;
-    }
+    const reached = await this.reach(python.path, args, cwd, env);
+    if (!reached) return; // failed closed (said) or disposed meanwhile
+    this.ownReason = reached.own;
     const sentSettings = this.deps.settings();
-    const client = this.createClient(socket, sentSettings);
+    const client = this.createClient(reached.server, sentSettings);
     this.client = client;
-    this.socket = socket;
+    this.socket = reached.connected?.socket;
     let initError: string | undefined;
     try {
       await client.start();
@@ -225,7 +237,7 @@ export class Sidecar implements vscode.Disposable {
         this.socket = undefined;
       }
       await client.dispose().catch(() => undefined);
-      socket.destroy();
+      reached.connected?.socket.destroy();
       if (/protocol mismatch/.test(initError)) {
         this.setState('incompatible', 'it speaks another protocol version');
         this.handlers.onIncompatible(`Crash Guard: ${initError}`);
@@ -244,8 +256,9 @@ export class Sidecar implements vscode.Disposable {
       this.handlers.onIncompatible(`Crash Guard: ${mismatch}`);
       return;
     }
-    this.pid = endpoint.pid ?? undefined;
-    this.deps.log.info(`memory monitor connected (pid ${this.pid ?? '?'}), connected in ${Date.now() - started} ms`);
+    this.pid = reached.connected ? reached.connected.endpoint.pid ?? undefined : ownServerPid(client);
+    this.deps.log.info(`memory monitor connected (pid ${this.pid ?? '?'}${this.ownReason ? ', this window\'s own' : ''}), ` +
+      `connected in ${Date.now() - started} ms`);
     this.reportFocus(this.deps.focused());
     this.setState('running');
     // Settings changed while it was starting went nowhere: send the current ones.
@@ -259,6 +272,56 @@ export class Sidecar implements vscode.Disposable {
     } catch (error) {
       this.deps.log.warn(`first status request failed: ${String(error)}`);
     }
+  }
+
+  /** How this window reaches a monitor now (monitorTransport.ts): the shared one's socket, from the starter, or a
+   *  monitor of its own over stdio (the setting, or a platform whose starter said it cannot host a shared one).
+   *  Undefined when there is none: a refusal or a failed start (said here, fail closed), or disposed meanwhile. */
+  private async reach(python: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Reached | undefined> {
+    const plan = chooseTransport(this.deps.perWindow(), knownOutcome(python, this.noSharedSaidBy));
+    let own = plan.kind === 'perWindow' ? plan.reason : undefined;
+    let connected: Connected | undefined;
+    if (plan.kind === 'askStarter') {
+      this.deps.log.info(`connecting to the memory monitor: ${displayCommand(python, [...args, '--ensure'])} (cwd ${cwd})`);
+      try {
+        connected = await connectMonitor(nodeConnectDeps(() => ensureMonitor(python, args, cwd, env)));
+      } catch (error) {
+        const why = String(error instanceof Error ? error.message : error);
+        const code = error instanceof MonitorUnavailable ? error.exitCode : undefined;
+        const next = chooseTransport(this.deps.perWindow(), { kind: 'failed', code });
+        if (next.kind !== 'perWindow') {
+          // A refusal (a socket or lock that is not this user's) or a monitor that did not come up: fail closed.
+          this.deps.log.error(why);
+          this.setState('down', 'failed to start');
+          this.handlers.onFailure(`The Crash Guard memory monitor is not available: ${why}`);
+          return undefined;
+        }
+        if (next.reason === 'platform') this.noSharedSaidBy.add(python);
+        this.deps.log.info(`the shared monitor's starter: ${why}`);
+        own = next.reason;
+      }
+    }
+    if (connected) {
+      const { endpoint } = connected;
+      this.deps.log.info(`memory monitor ${endpoint.build} (pid ${endpoint.pid ?? '?'}, Python ${endpoint.python ?? '?'}) ` +
+        `${endpoint.started ? 'started by this window' : 'already running'}, at ${endpoint.socket}`);
+      if (this.isDisposed()) {
+        connected.socket.destroy();
+        return undefined;
+      }
+      // The shared monitor is not our child: the connection is the socket (it outlives this window).
+      const socket = connected.socket;
+      return { server: () => Promise.resolve({ reader: socket, writer: socket }), connected };
+    }
+    if (own === undefined || this.isDisposed()) return undefined;
+    if (!this.told.has(own)) {
+      this.told.add(own);
+      this.deps.log.info(transportLogLine(own));
+    }
+    this.deps.log.info(`starting this window's memory monitor: ${displayCommand(python, args)} (cwd ${cwd})`);
+    // The model from before the shared monitor: a child of this extension host over stdio, ended with it; no
+    // `transport`, so no `--stdio` flag (the launcher takes none).
+    return { server: { command: python, args, options: { cwd, env } }, own };
   }
 
   /** The sidecar's announced protocol version must be ours (an older sidecar announces none). */
@@ -299,9 +362,7 @@ export class Sidecar implements vscode.Disposable {
     }
   }
 
-  private createClient(socket: net.Socket, settings: P.SidecarSettings): LanguageClient {
-    // The monitor is not our child: the connection is the socket (it outlives this window).
-    const serverOptions: ServerOptions = () => Promise.resolve({ reader: socket, writer: socket });
+  private createClient(serverOptions: ServerOptions, settings: P.SidecarSettings): LanguageClient {
     let reachedRunning = false;
     const initializationOptions: P.InitializationOptions = { protocolVersion: P.PROTOCOL_VERSION, settings };
     const clientOptions: LanguageClientOptions = {
@@ -364,13 +425,15 @@ export class Sidecar implements vscode.Disposable {
   private async stopClient(): Promise<void> {
     const client = this.client;
     const socket = this.socket;
-    const release = this.release;
-    const replace = this.replace;
+    // A monitor of this window's own ends with its connection: nothing to tell it.
+    const release = this.release && !this.ownReason;
+    const replace = this.replace && !this.ownReason;
     this.replace = false;
     this.client = undefined;
     this.socket = undefined;
     this.pid = undefined;
     this.release = false;
+    this.ownReason = undefined;
     if (!client) return;
     try {
       if (client.state === State.Running) {
@@ -394,4 +457,10 @@ export class Sidecar implements vscode.Disposable {
   dispose(): void {
     void this.shutdown();
   }
+}
+
+/** The pid of a monitor this window started itself (vscode-languageclient keeps its child privately; the pid only
+ *  feeds log lines). */
+function ownServerPid(client: LanguageClient): number | undefined {
+  return (client as unknown as { _serverProcess?: { pid?: number } })._serverProcess?.pid;
 }

@@ -33,6 +33,8 @@ export interface StatusBarDeps {
   pythonLines(): PythonLines;
   topProcesses(): number;
   gpuMode(): GpuStatusBarMode;
+  /** A line when this window runs a memory monitor of its own (monitorTransport.ts), else null. */
+  transportNote(): string | null;
 }
 
 /** One StatusBarItem and what it last showed: properties are set only when they change. */
@@ -139,6 +141,7 @@ export class StatusBar implements vscode.Disposable {
     const linux = isLinux(process.platform);
     const tooltip = tooltipMarkdown(sample, this.deps.topProcesses(), this.deps.pythonLines(), {
       pressure: linux ? pressureLine(sample) : null, runParts: runDefenceParts, platform: platformNote(process.platform),
+      transport: this.deps.transportNote(),
     });
     this.ram.render(ramGauge(sample), tooltip, CMD_SHOW_REPORT, force);
 

@@ -1,8 +1,9 @@
 // End-to-end test of the packaged extension in a real VS Code (code-server) driven by headless chromium.
 // Run with `npm run test:e2e` (scripts/e2e/run.sh: setup, package the .vsix, then this file under node 24).
-// Four fresh profiles, each with the .vsix installed: a hostile folder in Restricted Mode, a user's own folders
-// with no project venv, a host whose Python is too old for the monitor, a two-folder workspace that trains, and two
-// windows sharing one memory monitor. Exits non-zero on the first failed check; always stops code-server, chromium and
+// Five fresh profiles, each with the .vsix installed: a hostile folder in Restricted Mode, a user's own folders
+// with no project venv (then a memory monitor per window: the setting, and a Python without peer credentials), a
+// host whose Python is too old for the monitor, a two-folder workspace that trains, and two windows sharing one
+// memory monitor. Exits non-zero on the first failed check; always stops code-server, chromium and
 // everything they started.
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -31,6 +31,11 @@ class UnsafeEndpoint(Exception):
     """The socket (or lock) found where the monitor should be is not this user's own: never used (fail closed)."""
 
 
+class NoSharedMonitor(Exception):
+    """This platform cannot host the shared monitor safely (no peer credentials to tell who connects). Not a
+    refusal of something found: nothing is there to distrust, so a window runs a monitor of its own over stdio."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     build: str
@@ -45,11 +50,12 @@ def build_id(development: bool = False) -> str:
 
 
 def endpoint(development: bool = False, folder: Path | None = None) -> Endpoint:
-    """The paths of this user's monitor of this build; raises UnsafeDirectory (util.user_dirs) for a runtime
-    folder that is not private, UnsafeEndpoint for a path too long for a unix socket."""
+    """The paths of this user's monitor of this build; raises NoSharedMonitor where the platform has no peer
+    credentials (before anything is created), UnsafeDirectory (util.user_dirs) for a runtime folder that is not
+    private, UnsafeEndpoint for a path too long for a unix socket."""
     if not hasattr(socket, "SO_PEERCRED"):  # Linux's: without it the monitor could not tell who connects
-        raise UnsafeEndpoint("this platform has no peer credentials (SO_PEERCRED), which the shared memory monitor "
-                             "needs to admit only this user's windows")
+        raise NoSharedMonitor("this platform has no peer credentials (SO_PEERCRED), which the shared memory "
+                              "monitor needs to admit only this user's windows")
     where = folder if folder is not None else runtime_dir()
     build = build_id(development)
     found = Endpoint(build, where / f"monitor-{build}.sock", where / f"monitor-{build}.lock",

@@ -4,6 +4,7 @@ same from an installed package. Imports nothing heavy until it runs.
 - no option: JSON-RPC over stdio (LSP framing), one client (tests, the CLI);
 - `--ensure`: make sure this user's shared monitor of this build runs (started detached when none does) and print
   where it listens, one JSON line: `{"socket", "pid", "started", "python", "build"}` (what a window runs first);
+  exit EXIT_NO_SHARED_MONITOR where the platform cannot host it (the window then runs the no-option mode itself);
 - `--daemon`: be that shared monitor (started by `--ensure`, with `--lock-fd` of the lock it hands over).
 """
 
@@ -19,6 +20,9 @@ from typing import BinaryIO
 
 EXIT_UNSAFE = 5  # the runtime folder, socket or lock is not this user's own: nothing is started or connected
 EXIT_NO_MONITOR = 6  # the monitor did not come up
+# This platform has no peer credentials: no shared monitor here, nothing created; a window runs its own over stdio.
+# Apart from EXIT_UNSAFE on purpose: a socket or lock that is not this user's must stay a visible refusal.
+EXIT_NO_SHARED_MONITOR = 7
 
 
 def claim_stdout() -> BinaryIO:
@@ -51,11 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ensure(development: bool) -> int:
     from ..util.user_dirs import UnsafeDirectory
-    from .endpoint import UnsafeEndpoint, endpoint
+    from .endpoint import NoSharedMonitor, UnsafeEndpoint, endpoint
     from .starter import MonitorFailed, daemon_argv, ensure_monitor
 
     try:
         found = ensure_monitor(endpoint(development), daemon_argv())
+    except NoSharedMonitor as exc:
+        sys.stderr.write(f"Crash Guard: no shared memory monitor on this platform: {exc}\n")
+        return EXIT_NO_SHARED_MONITOR
     except (UnsafeDirectory, UnsafeEndpoint) as exc:
         sys.stderr.write(f"Crash Guard: refusing to start or use the memory monitor: {exc}\n")
         return EXIT_UNSAFE
@@ -69,12 +76,15 @@ def _ensure(development: bool) -> int:
 
 def _daemon(development: bool, lock_fd: int | None, grace: float | None) -> int:
     from ..util.user_dirs import UnsafeDirectory
-    from .endpoint import UnsafeEndpoint, bind, endpoint, hold_lock
+    from .endpoint import NoSharedMonitor, UnsafeEndpoint, bind, endpoint, hold_lock
 
     log = logging.getLogger(__name__)
     try:
         ep = endpoint(development)
         lock = hold_lock(ep, lock_fd)
+    except NoSharedMonitor as exc:
+        log.error("no shared memory monitor on this platform: %s", exc)
+        return EXIT_NO_SHARED_MONITOR
     except (UnsafeDirectory, UnsafeEndpoint) as exc:
         log.error("refusing to serve: %s", exc)
         return EXIT_UNSAFE

@@ -5,6 +5,10 @@ No start-up race: the monitor holds an flock on its lock file for its whole life
 takes that lock itself and hands it to the monitor it spawns (the child inherits the locked file description), so
 between "no monitor" and "a monitor" the lock is never free; a starter that finds the lock taken waits for the
 socket of whoever holds it. N windows starting at once end with one monitor.
+
+Where the platform has no peer credentials (macOS), `endpoint()` refuses before anything is created and the
+starter exits with its own code (main.py's EXIT_NO_SHARED_MONITOR): each window then runs a monitor of its own over
+stdio. A socket or lock that is not this user's is another matter: a refusal that stays visible (EXIT_UNSAFE).
 """
 
 from __future__ import annotations

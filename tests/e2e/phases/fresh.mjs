@@ -1,11 +1,13 @@
 // Issue 12: a user installs the .vsix into a fresh profile and opens their own folders, with no project venv
 // anywhere on PATH: the gauge works (on the machine's python3, the bundled sidecar), nothing pops up, and nothing
-// of training leaks in: Ctrl+Shift+B offers no training, the F5 list offers no Safe Training.
+// of training leaks in: Ctrl+Shift+B offers no training, the F5 list offers no Safe Training. Then
+// crashGuard.monitorPerWindow on and off (perWindow.mjs).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   check, log, psutilPercent, quickPickRows, runCommand, ramGauge, RUN, sleep, statusText, toasts, until, openWorkbench,
 } from '../harness.mjs';
+import { monitorPerWindow } from './perWindow.mjs';
 
 async function oneFolder(wb, folder, label, full) {
   const { page } = wb;
@@ -58,7 +60,9 @@ export async function freshProfile() {
   fs.writeFileSync(path.join(other, 'main.py'), 'print("hello")\n');
   // Another tool's config with "training" in its name: Crash Guard's schema must not claim it.
   fs.writeFileSync(path.join(other, 'config', 'training.json'), '{"lr": 0.1, "steps": 10}\n');
-  const wb = await openWorkbench('fresh', { target: `?folder=${encodeURIComponent(empty)}` });
+  // The default, written out: the per-window step edits this file (machine settings live there in code-server).
+  const wb = await openWorkbench('fresh', { target: `?folder=${encodeURIComponent(empty)}`,
+    machineSettings: { 'crashGuard.monitorPerWindow': false } });
   try {
     await oneFolder(wb, empty, 'an empty folder', false);
     await wb.shot('fresh-empty-folder.png');
@@ -69,6 +73,7 @@ export async function freshProfile() {
     const logText = wb.logText();
     check(/monitor interpreter: python3 \(source: PATH\)/.test(logText), 'the log says the monitor uses python3 from PATH');
     check(/training environment: not set up/.test(logText), 'the log says training is not set up, quietly');
+    await monitorPerWindow(wb);
     check(wb.consoleProblems.length === 0, `no console problems about Crash Guard (${wb.consoleProblems.join('; ')})`);
   } catch (error) {
     await wb.shot('failure-fresh.png').catch(() => undefined);

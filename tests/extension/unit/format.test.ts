@@ -4,6 +4,7 @@ import {
   cleanupSummary, crashPrompt, formatBytes, formatPercent, gpuGaugeText, noDataGaugeText, ramGaugeText,
   stopSummary, tooltipMarkdown,
 } from '../../../extension/src/format';
+import { transportNote } from '../../../extension/src/monitorTransport';
 import type { CleanupReport, GpuInfo } from '../../../extension/src/protocol';
 import { run, sample } from './fixtures';
 
@@ -89,6 +90,11 @@ describe('tooltipMarkdown', () => {
     const procs = Array.from({ length: 10 }, (_, i) => ({ pid: i, name: `p${i}`, rss: GiB }));
     const md = tooltipMarkdown(sample({ topProcesses: procs }), 3);
     assert.equal(md.split('\n').filter((l) => /^- p\d/.test(l)).length, 3);
+  });
+  it('says when this window runs a memory monitor of its own, after what the platform lacks', () => {
+    const md = tooltipMarkdown(sample(), 5, undefined, { platform: '**macOS**: lacks', transport: transportNote('platform') });
+    assert.match(md, /\*\*macOS\*\*: lacks\n\n\*\*This platform: one memory monitor per window\*\*/);
+    assert.doesNotMatch(tooltipMarkdown(sample(), 5, undefined, { transport: transportNote(undefined) }), /per window/);
   });
 });
 

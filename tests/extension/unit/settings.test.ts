@@ -75,11 +75,22 @@ describe('diffSettings', () => {
   it('restarts only for the interpreter, and lists changed sidecar keys', () => {
     const a = resolveSettings(reader({})).settings;
     const b = resolveSettings(reader({ ramWarningPercent: 1, showNotifications: false })).settings;
-    assert.deepEqual(diffSettings(a, b), { restart: false, sidecar: { ramWarningPercent: 1 } });
+    assert.deepEqual(diffSettings(a, b), { restart: false, reconnect: false, sidecar: { ramWarningPercent: 1 } });
     const c = resolveSettings(reader({ pythonPath: '/x/python' })).settings;
-    assert.deepEqual(diffSettings(a, c), { restart: true, sidecar: {} });
+    assert.deepEqual(diffSettings(a, c), { restart: true, reconnect: false, sidecar: {} });
     const d = resolveSettings(reader({ runsDirectory: 'out' })).settings;
-    assert.deepEqual(diffSettings(a, d), { restart: false, sidecar: { runsDirectory: 'out' } });
+    assert.deepEqual(diffSettings(a, d), { restart: false, reconnect: false, sidecar: { runsDirectory: 'out' } });
+  });
+  it('reconnects (its own monitor, or back to the shared one) when crashGuard.monitorPerWindow changes', () => {
+    const shared = resolveSettings(reader({})).settings;
+    const own = resolveSettings(reader({ monitorPerWindow: true })).settings;
+    assert.equal(shared.monitorPerWindow, false);
+    assert.deepEqual(diffSettings(shared, own), { restart: false, reconnect: true, sidecar: {} });
+    assert.deepEqual(diffSettings(own, shared), { restart: false, reconnect: true, sidecar: {} });
+    assert.ok(!('monitorPerWindow' in sidecarSettings(own, [])), 'the monitor never sees it');
+    const { settings, problems } = resolveSettings(reader({ monitorPerWindow: 'yes' }));
+    assert.equal(settings.monitorPerWindow, false);
+    assert.deepEqual(problems, ['crashGuard.monitorPerWindow: "yes" is not true/false; using false']);
   });
   it('sends only keys the sidecar knows', () => {
     const keys = Object.keys(sidecarSettings(DEFAULTS, []));

@@ -1,8 +1,9 @@
 """The memory monitor (`crashguard serve`) as on a kernel without Linux's own interfaces — macOS, say: crashguard's
 code finds no /proc and no /sys (psutil, which has its own implementation on every platform, still reads them
-here), and there is no pidfd. Used by tests/python/sidecar/test_platforms.py.
+here), and there is no pidfd and no SO_PEERCRED (so no shared monitor: each window serves itself over stdio). Used
+by tests/python/sidecar/test_platforms.py; arguments go to `crashguard serve`.
 
-    python non_linux_monitor.py
+    python non_linux_monitor.py [--ensure]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import os
 import runpy
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -55,9 +57,9 @@ builtins.open = io.open = _hide(builtins.open)
 for name in ("open", "listdir", "scandir", "stat", "lstat", "readlink"):
     setattr(os, name, _hide(getattr(os, name)))
 os.access = _hide(os.access, missing=False)
-for module, name in ((os, "pidfd_open"), (signal, "pidfd_send_signal")):
+for module, name in ((os, "pidfd_open"), (signal, "pidfd_send_signal"), (socket, "SO_PEERCRED")):
     if hasattr(module, name):
         delattr(module, name)
 
-sys.argv = ["crashguard", "serve"]
+sys.argv = ["crashguard", "serve", *sys.argv[1:]]
 runpy.run_module("crashguard", run_name="__main__", alter_sys=True)

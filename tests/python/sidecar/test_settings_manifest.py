@@ -15,7 +15,7 @@ from crashguard.sidecar.settings import CRITICAL_ACTIONS, FIELDS, Settings, Sett
 PROPERTIES: dict[str, dict[str, Any]] = json.loads((REPO / "package.json").read_text())[
     "contributes"]["configuration"]["properties"]
 # never sent to the monitor
-EXTENSION_ONLY = {"pythonPath", "showNotifications", "notificationCooldownMinutes", "gpuStatusBar"}
+EXTENSION_ONLY = {"pythonPath", "showNotifications", "notificationCooldownMinutes", "gpuStatusBar", "monitorPerWindow"}
 DERIVED = {"runsDirectories"}  # every folder's runsDirectory, made absolute by the extension
 KINDS = {"int": "integer", "number": "number", "bool": "boolean", "choice": "string", "path": "string"}
 
