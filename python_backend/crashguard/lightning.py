@@ -85,6 +85,8 @@ class CrashGuardCallback(pl.Callback):
                             else type(exc).__name__)
                 continue
             return str(path)
+        if (self.checkpoint_dir.parent / "status.json").exists():  # an earlier process of this run left nothing
+            say(f"no checkpoint to resume from (run {self.name}): starting at step 0")
         return None
 
     # -- set-up and lifecycle -----------------------------------------------------------------------------

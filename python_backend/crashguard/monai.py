@@ -138,6 +138,8 @@ class CrashGuardHandler:
         run.mark_data_position()
         if resumed_from is not None:
             run.resumed(resumed_from)
+        elif self.resume:
+            run.nothing_to_resume()
 
     def _epoch_started(self, engine: Engine) -> None:
         epoch = max(0, engine.state.epoch - 1)
@@ -306,3 +308,6 @@ def _loss_of_output(output: Any) -> float:
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         return float(loss.detach())
     return float(loss) if isinstance(loss, (int, float)) else float("nan")
+
+
+__all__ = ["CrashGuardHandler", "ResumableSampler"]

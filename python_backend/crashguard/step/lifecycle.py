@@ -443,6 +443,7 @@ class GuardedRun:
                             "and set run.completed_steps)")
         found = latest_intact(self.hook.run_dir / "checkpoints")
         if found is None:
+            self.nothing_to_resume()
             return 0
         path, state = found
         self.model.load_state_dict(state["model"])
@@ -460,6 +461,11 @@ class GuardedRun:
         self.mark_data_position()
         self.resumed(path)
         return self.completed_steps
+
+    def nothing_to_resume(self) -> None:
+        """A resume was asked for and found no checkpoint: the run starts at step 0 (and says what that redoes)."""
+        if self.coord.is_main:
+            say(f"no checkpoint to resume from: starting at step 0{_redone(self._previous, 0)}")
 
     def resumed(self, path: Path, note: str = "") -> None:
         """The run continues from checkpoint `path` (its state is loaded and completed_steps set): recorded as the
