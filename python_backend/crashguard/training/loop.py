@@ -60,6 +60,12 @@ def _norm(done: StepResult) -> dict[str, float]:
     return {} if done.grad_norm is None else {"grad_norm": round(done.grad_norm, 4)}
 
 
+def _cases(batch: dict[str, Any]) -> dict[str, list[int]]:
+    """The step record's training cases (this rank's share under torchrun), by their index in the training set."""
+    case = batch.get("case")
+    return {"cases": [int(c) for c in case]} if isinstance(case, torch.Tensor) else {}
+
+
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -353,13 +359,15 @@ class Trainer:
                     started = time.perf_counter()
                     world = {"world_size": self.coord.world_size} if self.coord.distributed else {}
 
+                    cases = _cases(batch)
+
                     def record(done: StepResult, epoch: int = epoch, started: float = started,
-                               world: dict[str, int] = world) -> None:
+                               world: dict[str, int] = world, cases: dict[str, list[int]] = cases) -> None:
                         # Under the step's lock: an urgent checkpoint never precedes its step's record.
                         self.metrics.write("step", step=self.step, epoch=epoch, loss=round(done.loss, 6),
                                            micro_batch=done.micro_batch, accumulation=done.accumulation,
                                            lr=self.lr, **_norm(done), ram_percent=read_ram().percent,
-                                           seconds=round(time.perf_counter() - started, 4), **world)
+                                           seconds=round(time.perf_counter() - started, 4), **world, **cases)
 
                     done = self._guarded_step(batch, record)
                     self.run.after_step(done)  # status, control, memory, the agreed stop or back-off, checkpoint

@@ -321,3 +321,33 @@ def test_a_bad_step_interval_is_refused_naming_the_keyword(tmp_path: Path, bad: 
 def test_a_bad_time_interval_is_refused_naming_the_keyword(tmp_path: Path, bad: object) -> None:
     with pytest.raises(ValueError, match="checkpoint_every_minutes"):
         make_run(tmp_path, checkpoint_every_minutes=bad)
+
+
+def test_a_resume_says_what_it_redoes_from_the_status_the_killed_process_left(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=2, checkpoint_every_minutes=None, keep=10)
+    with run:
+        for _ in range(2):
+            one_step()
+    left = status(run)
+    # What a process killed 3 steps (3 minutes) after its checkpoint of step 2 leaves behind.
+    left.update(state="running", step=5, updated=left["checkpoint_time"] + 180)
+    (run.hook.run_dir / "status.json").write_text(json.dumps(left))
+    again, _ = make_run(tmp_path)
+    with again:
+        assert again.resume() == 2
+    assert "crashguard: resumed from step 2, 3 steps (about 3 min) of work redone" in capfd.readouterr().err
+    [resume] = [e for e in history(again) if e["event"] == "resume"]
+    assert "3 steps (about 3 min) of work redone" in resume["message"]
+
+
+def test_a_forged_previous_status_only_loses_the_note(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=1, checkpoint_every_minutes=None)
+    with run:
+        one_step()
+    (run.hook.run_dir / "status.json").write_text(json.dumps({"name": "life", "pid": 1, "create_time": 1.0,
+                                                              "step": 9, "checkpoint_step": 2**60}))
+    again, _ = make_run(tmp_path)
+    with again:
+        assert again.resume() == 1
+    assert "crashguard: resumed from step 1\n" in capfd.readouterr().err  # refused: nothing redone is claimed
