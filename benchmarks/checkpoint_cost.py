@@ -56,14 +56,24 @@ def child(mode: str, steps: int, every: int, width: int, layers: int, runs_dir: 
         loss_of = lambda b: nn.functional.mse_loss(model(b["x"]), b["y"])  # noqa: E731
         for _ in range(warmup):
             run.step(batch, loss_of)
+        durations = []
         started = time.perf_counter()
         for _ in range(steps):
+            before = time.perf_counter()
             run.step(batch, loss_of)
+            durations.append(time.perf_counter() - before)
         run.checkpoints.flush()  # the last background write belongs to the timed work
         seconds = time.perf_counter() - started
         snapshot = run.checkpoints._snapshot_bytes
     params = sum(p.numel() * p.element_size() for p in model.parameters())
+    # What a checkpoint boundary costs the loop: its step's time over the median step's (robust to a load change
+    # that moves every step; the boundary steps are those after which a checkpoint fell due).
+    typical = statistics.median(durations)
+    boundaries = [durations[i] for i in range(every - 1 - warmup % every, steps, every)] if mode != "none" else []
+    stall = sum(d - typical for d in boundaries)
     return {"mode": mode, "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
+            "median_step_s": typical, "stall_per_checkpoint_s": stall / len(boundaries) if boundaries else 0.0,
+            "stall_share": stall / seconds,
             "peak_rss": peak_rss(), "checkpoints": steps // every if mode != "none" else 0,
             "weights_bytes": params, "snapshot_bytes": snapshot}
 
@@ -84,7 +94,9 @@ def run_benchmark(steps: int, every: int, width: int, layers: int, repeats: int,
     for mode in MODES:
         mine = [r for r in rounds if r["mode"] == mode]
         summary[mode] = {"steps_per_s": statistics.median(r["steps_per_s"] for r in mine),
-                         "peak_rss": max(r["peak_rss"] for r in mine)}
+                         "peak_rss": max(r["peak_rss"] for r in mine),
+                         "stall_per_checkpoint_s": statistics.median(r["stall_per_checkpoint_s"] for r in mine),
+                         "stall_share": statistics.median(r["stall_share"] for r in mine)}
     # The ratio per round (interleaved neighbours), then its median: a load change between rounds cancels out.
     for mode in MODES:
         ratios = [r["steps_per_s"] / n["steps_per_s"] for r, n in
@@ -102,11 +114,13 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"{setup['layers']} x Linear({setup['width']}) + AdamW: weights {setup['weights_bytes'] / 2**20:.0f} "
              f"MiB, a checkpoint's snapshot {(setup['snapshot_bytes'] or 0) / 2**20:.0f} MiB; a checkpoint every "
              f"{setup['every']} of {setup['steps']} timed steps; median of {setup['repeats']} interleaved rounds",
-             "", "| checkpoints | steps/s | vs none | peak RSS |", "| --- | --- | --- | --- |"]
+             "", "| checkpoints | steps/s | vs none | the loop waits per checkpoint | share of the run's time | "
+             "peak RSS |", "| --- | --- | --- | --- | --- | --- |"]
     names = {"none": "none", "sync": "synchronous torch.save", "background": "Crash Guard, background"}
     for mode in MODES:
         row = summary[mode]
         lines.append(f"| {names[mode]} | {row['steps_per_s']:.2f} | {row['ratio']:.3f} | "
+                     f"{row['stall_per_checkpoint_s'] * 1000:.0f} ms | {row['stall_share']:.2%} | "
                      f"{row['peak_rss'] / 2**20:.0f} MiB |")
     return "\n".join(lines)
 
