@@ -43,9 +43,10 @@ _LAZY = {
     "restore_rng_state": ".run",
 }
 __all__ = [
-    "Boundary", "CrashGuardWarning", "GPUMonitor", "GuardedRun", "GuardedStep", "MemoryMonitor", "MemoryPressureError",
-    "OutOfMemoryAtMinimum", "ResumableSampler", "RunStopped", "UrgentStop", "emergency_cleanup", "gpu_safe_context", "guarded_run",
-    "memory_safe_context", "restore_rng_state", "safe_execution",
+    "Boundary", "CrashGuardWarning", "GPUMonitor", "GuardedRun", "GuardedStep", "MemoryMonitor",
+    "MemoryPressureError", "OutOfMemoryAtMinimum", "ResumableSampler", "RunStopped", "UrgentStop",
+    "emergency_cleanup", "gpu_safe_context", "guarded_run", "memory_safe_context", "restore_rng_state",
+    "safe_execution",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads each name on first use
