@@ -351,3 +351,20 @@ def test_a_forged_previous_status_only_loses_the_note(tmp_path: Path, capfd: pyt
     with again:
         assert again.resume() == 1
     assert "crashguard: resumed from step 1\n" in capfd.readouterr().err  # refused: nothing redone is claimed
+
+
+def test_a_cleanup_request_that_freed_memory_and_a_back_off_are_one_line_each(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from crashguard.guard.cleanup import CleanupReport
+
+    freed = CleanupReport(pid=os.getpid(), rss_before=300 * 2**20, rss_after=200 * 2**20, vram_before=None,
+                          vram_after=None, seconds=0.01)
+    run, one_step = make_run(tmp_path, micro_batch=4, cleanup=lambda: freed,
+                             ram_thresholds=RamThresholds(0.001, 0.001))
+    with run:
+        control = run.hook.run_dir / "control"
+        (control / "c1.json").write_text(json.dumps({"id": "c1", "action": "cleanup"}))
+        one_step()
+    err = capfd.readouterr().err
+    assert err.count("crashguard: cleanup freed 100 MiB of RAM") >= 2  # the request's, and the RAM check's
+    assert "crashguard: backed off at step 1: RAM at " in err and "micro-batch 4->2" in err
