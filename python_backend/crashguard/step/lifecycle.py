@@ -206,7 +206,11 @@ class GuardedRun:
             wanted = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if self.coord.distributed else ())
             self._previous_handlers = {s: signal.getsignal(s) for s in wanted}
             self.hook.stop_on_signals(wanted)
-        self.hook.start()
+        try:
+            self.hook.start()
+        except BaseException:  # not registered (another process holds the run, a refused folder): no run to end
+            self._give_back_oom_score()
+            raise
         prune_stale(self.hook.run_dir / "checkpoints")  # temp files of writes killed with an earlier process
         self.hook.watch_urgent(self._urgent_checkpoint)
         if self._watch_high_mark:
@@ -252,11 +256,15 @@ class GuardedRun:
                 with contextlib.suppress(ValueError, TypeError):
                     signal.signal(signum, handler)
             self._previous_handlers = {}
-            if self._oom_score_adj is not None and self._oom_score_before is not None:
-                restore_oom_score_adj(self._oom_score_before)  # a notebook kernel is not left the preferred victim
-                self._oom_score_before = None
+            self._give_back_oom_score()
         self.outcome = outcome
         return outcome
+
+    def _give_back_oom_score(self) -> None:
+        """The score the process had before the run (a notebook kernel is not left the preferred victim)."""
+        if self._oom_score_adj is not None and self._oom_score_before is not None:
+            restore_oom_score_adj(self._oom_score_before)
+            self._oom_score_before = None
 
     def _ending(self, exc: BaseException | None, message: str | None) -> Outcome:
         step = self.completed_steps
