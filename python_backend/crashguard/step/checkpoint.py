@@ -78,8 +78,16 @@ def snapshot(state: Any) -> tuple[Any, int]:
             total += copied.numel() * copied.element_size()
             return copied
         if isinstance(value, dict):
-            return type(value)((k, copy_of(v)) for k, v in value.items()) if type(value) is not dict \
-                else {k: copy_of(v) for k, v in value.items()}
+            items = {k: copy_of(v) for k, v in value.items()}
+            if type(value) is dict:
+                return items
+            try:  # the same type with the same attributes (a state_dict's OrderedDict keeps its _metadata)
+                same = copy.copy(value)
+                same.clear()
+                same.update(items)
+                return same
+            except Exception:
+                return items
         if isinstance(value, list):
             return [copy_of(v) for v in value]
         if isinstance(value, tuple) and not hasattr(value, "_fields"):
