@@ -47,6 +47,7 @@ bench: setup
 	$(PY) -m benchmarks.spike_drill --rounds 3
 	$(PY) -m benchmarks.registry_cost
 	$(PY) -m benchmarks.train_loops
+	$(PY) -m benchmarks.checkpoint_cost
 	$(PY) benchmarks/integrations.py
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m crashguard sample-data
 	$(PY) -m crashguard find-batch --config config/safe_training.json --out runs/find-batch

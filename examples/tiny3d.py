@@ -39,7 +39,7 @@ def sample(index: int, size: int = SIZE) -> dict[str, torch.Tensor]:
     zz, yy, xx = torch.meshgrid(axis, axis, axis, indexing="ij")
     mask = (((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) < radius**2).float()
     image = mask * 2.0 + 0.5 * torch.randn((size, size, size), generator=g)
-    return {"image": image[None], "label": mask[None]}
+    return {"image": image[None], "label": mask[None], "id": torch.tensor(index)}  # id: which sample it is
 
 
 class SyntheticVolumes(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
@@ -64,7 +64,7 @@ def batch_for(step: int, batch_size: int = 4, size: int = SIZE) -> dict[str, tor
     order = epoch_order(step // per_epoch)
     start = (step % per_epoch) * batch_size
     samples = [sample(i, size) for i in order[start:start + batch_size]]
-    return {k: torch.stack([s[k] for s in samples]) for k in ("image", "label")}
+    return {k: torch.stack([s[k] for s in samples]) for k in ("image", "label", "id")}
 
 
 LOSS = nn.BCEWithLogitsLoss()

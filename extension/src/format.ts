@@ -196,7 +196,24 @@ export function crashMessage(run: RunInfo, serverMessage?: string): string {
 
 export function crashPrompt(run: RunInfo, serverMessage?: string): string {
   const resumable = run.config !== null || run.resumeCommand !== null;
-  return `${crashMessage(run, serverMessage)}.${resumable ? ' Resume?' : ''}`;
+  if (!resumable) return `${crashMessage(run, serverMessage)}.`;
+  return `${crashMessage(run, serverMessage)}. ${resumeOffer(run)}`;
+}
+
+/** "Resume from step 40 (12 steps, about 3 min, redone)?": the newest checkpoint and the work a resume redoes. */
+export function resumeOffer(run: RunInfo): string {
+  const from = run.checkpointStep ?? null;
+  if (from === null) return 'Resume?';
+  const steps = run.step !== null && run.step > from ? run.step - from : 0;
+  if (steps === 0) return `Resume from step ${from}?`;
+  const seconds = run.checkpointTime !== null && run.updated !== null && run.updated > run.checkpointTime
+    ? run.updated - run.checkpointTime : null;
+  const took = seconds !== null ? `, about ${durationText(seconds)}` : '';
+  return `Resume from step ${from} (${steps} step${steps === 1 ? '' : 's'}${took}, redone)?`;
+}
+
+function durationText(seconds: number): string {
+  return seconds < 90 ? `${Math.max(1, Math.round(seconds))} s` : `${Math.round(seconds / 60)} min`;
 }
 
 /** "Run X has made no progress for 6 min (step 120)." */

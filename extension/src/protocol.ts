@@ -153,6 +153,11 @@ export const RunInfo = object('RunInfo', {
   oomScoreAdj: optional(nullable(int), null),
   /** Its own memory cgroup (`crashguard train --memory-max`); null when it has none. */
   memory: optional(nullable(RunMemory), null),
+  /** The newest checkpoint's step and the wall time (s) of its boundary: what a crash now redoes. */
+  checkpointStep: optional(nullable(int), null),
+  checkpointTime: optional(nullable(num), null),
+  /** RAM (bytes) a checkpoint being written in the background holds; null when none is. */
+  snapshotBytes: optional(nullable(num), null),
 });
 export type RunInfo = Checked<typeof RunInfo>;
 

@@ -37,13 +37,16 @@ _LAZY = {
     "Boundary": ".step.lifecycle",
     "GuardedRun": ".step.lifecycle",
     "RunStopped": ".step.lifecycle",
+    "ResumableSampler": ".step.data_position",
+    "CrashGuardWarning": ".step.notices",
     "guarded_run": ".run",
     "restore_rng_state": ".run",
 }
 __all__ = [
-    "Boundary", "GPUMonitor", "GuardedRun", "GuardedStep", "MemoryMonitor", "MemoryPressureError",
-    "OutOfMemoryAtMinimum", "RunStopped", "UrgentStop", "emergency_cleanup", "gpu_safe_context", "guarded_run",
-    "memory_safe_context", "restore_rng_state", "safe_execution",
+    "Boundary", "CrashGuardWarning", "GPUMonitor", "GuardedRun", "GuardedStep", "MemoryMonitor",
+    "MemoryPressureError", "OutOfMemoryAtMinimum", "ResumableSampler", "RunStopped", "UrgentStop",
+    "emergency_cleanup", "gpu_safe_context", "guarded_run", "memory_safe_context", "restore_rng_state",
+    "safe_execution",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads each name on first use
@@ -56,8 +59,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from .run import guarded_run, restore_rng_state
     from .runs.urgent import UrgentStop
     from .step.backoff import OutOfMemoryAtMinimum
+    from .step.data_position import ResumableSampler
     from .step.guarded_step import GuardedStep
     from .step.lifecycle import Boundary, GuardedRun, RunStopped
+    from .step.notices import CrashGuardWarning
 
 
 def __getattr__(name: str) -> Any:

@@ -2,18 +2,23 @@
 
     guard = CrashGuardCallback(name="brats", runs_dir="runs")
     trainer = L.Trainer(..., callbacks=[guard])
-    trainer.fit(module, loader, ckpt_path=guard.newest_checkpoint())   # None on a fresh run
+    loader = StatefulDataLoader(dataset, batch_size=4, shuffle=True)   # torchdata: the data position
+    trainer.fit(module, loader, ckpt_path=guard.newest_checkpoint(), weights_only=True)   # None on a fresh run
 
 The callback registers the run, keeps its status (step, epoch, loss, micro-batch, memory), answers cleanup at batch
-boundaries, checkpoints through `trainer.save_checkpoint` (atomically, the newest `keep` kept) and stops on a
-checkpoint-and-stop (an urgent one at once, without waiting for the step in flight), and records why the run ended.
+boundaries, checkpoints Lightning's own checkpoint (what `trainer.save_checkpoint` writes: `ckpt_path` resumes from
+it) periodically (`checkpoint_every_steps`, `checkpoint_every_minutes`: 10 by default; written in the background,
+atomically, the newest `keep` kept), stops on a checkpoint-and-stop (an urgent one at once, without waiting for the
+step in flight), and records why the run ended. With a torchdata `StatefulDataLoader` Lightning keeps the data
+position in that checkpoint, so a resumed fit sees exactly the samples of an uninterrupted one.
 
 Zero-loss out-of-memory back-off needs manual optimization, because only then does the module's own code run the
 step: call `guard.step(self, batch, loss_of)` in `training_step` and the batch is split into micro-batches, an OOM
 halves them and redoes the same step, the effective batch is kept. Under automatic optimization Lightning runs the
 forward and backward inside `optimizer.step(closure)`, so a batch cannot be split from outside: an OOM there ends the
-fit; the callback then writes a checkpoint of the last completed step (the failed step never reached the update) and
-records the cause, and Resume continues from it. See docs/integrations.md.
+fit; the callback then writes a checkpoint of the last completed step (the failed step never reached the update),
+records the cause and ends the traceback with what was saved and how to resume, and Resume continues from it. See
+docs/integrations.md.
 """
 
 from __future__ import annotations
@@ -28,25 +33,36 @@ import lightning.pytorch as pl
 import torch
 
 from .guard.failures import describe_failure, is_oom
+from .guard.oom_score import DEFAULT_OOM_SCORE_ADJ
 from .step.backoff import OutOfMemoryAtMinimum
-from .step.checkpoint import checkpoint_name, list_checkpoints, prune, restore_rng, rng_state
+from .step.checkpoint import checkpoint_name, list_checkpoints, restore_rng, rng_state
 from .step.guarded_step import GuardedStep, LossOf, StepResult
-from .step.lifecycle import Boundary, GuardedRun
+from .step.lifecycle import Boundary, Capture, GuardedRun
+from .step.notices import say
+from .step.run_checkpoints import DEFAULT_EVERY_MINUTES
 
 log = logging.getLogger(__name__)
 
 
 class CrashGuardCallback(pl.Callback):
+    """See the module docstring. `checkpoint_every_steps`/`checkpoint_every_minutes`: periodic checkpoints;
+    `oom_score_adj`: what the process volunteers to the kernel's OOM killer with while it trains (0 or None:
+    nothing; restored at the end). Other keywords go to the run (`GuardedRun`)."""
+
     def __init__(self, name: str, runs_dir: str | os.PathLike[str] = "runs", *, micro_batch: int | None = None,
                  resume_args: Sequence[str] = ("--resume",), keep: int = 3, grad_clip_norm: float | None = None,
-                 **run_options: Any) -> None:
+                 checkpoint_every_steps: int | None = None,
+                 checkpoint_every_minutes: float | None = DEFAULT_EVERY_MINUTES,
+                 oom_score_adj: int | None = DEFAULT_OOM_SCORE_ADJ, **run_options: Any) -> None:
         self.name = name
         self.runs_dir = runs_dir
         self.micro_batch = micro_batch
         self.grad_clip_norm = grad_clip_norm  # manual optimization: `step` clips the accumulated gradients
         self.resume_args = resume_args
         self.keep = keep
-        self.run_options = run_options
+        self.run_options = {"checkpoint_every_steps": checkpoint_every_steps,
+                            "checkpoint_every_minutes": checkpoint_every_minutes, "oom_score_adj": oom_score_adj,
+                            **run_options}
         self.run: GuardedRun | None = None
         self.trainer: pl.Trainer | None = None
         self._manual: GuardedStep | None = None
@@ -59,9 +75,19 @@ class CrashGuardCallback(pl.Callback):
         return Path(self.runs_dir).resolve() / self.name / "checkpoints"
 
     def newest_checkpoint(self) -> str | None:
-        """The newest checkpoint of this run (for `trainer.fit(..., ckpt_path=...)`), or None."""
-        found = list_checkpoints(self.checkpoint_dir)
-        return str(found[-1]) if found else None
+        """The newest intact checkpoint of this run (for `trainer.fit(..., ckpt_path=...)`), or None. Each candidate
+        is opened weights-only (memory-mapped: its tensors are not read): a damaged or crafted file is skipped."""
+        for path in reversed(list_checkpoints(self.checkpoint_dir)):
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as exc:  # damaged, or not weights-only: the one before it
+                log.warning("skipping checkpoint %s: %s", path.name, str(exc).splitlines()[0][:160] if str(exc)
+                            else type(exc).__name__)
+                continue
+            return str(path)
+        if (self.checkpoint_dir.parent / "status.json").exists():  # an earlier process of this run left nothing
+            say(f"no checkpoint to resume from (run {self.name}): starting at step 0")
+        return None
 
     # -- set-up and lifecycle -----------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -76,7 +102,7 @@ class CrashGuardCallback(pl.Callback):
         self._manual = GuardedStep(optimizer, micro_batch=self.micro_batch, backward=pl_module.manual_backward,
                                    grad_clip_norm=self.grad_clip_norm) if not pl_module.automatic_optimization \
             else GuardedStep(optimizer, micro_batch=self.micro_batch)
-        self.run = GuardedRun(self.name, optimizer=optimizer, checkpoint=self._checkpoint, runs_dir=self.runs_dir,
+        self.run = GuardedRun(self.name, optimizer=optimizer, capture=self._capture, runs_dir=self.runs_dir,
                               resume_args=self.resume_args, keep=self.keep, guarded=self._manual,
                               **self.run_options)
         self.run.start()
@@ -127,10 +153,32 @@ class CrashGuardCallback(pl.Callback):
         run = self.run
         if run is None:
             return
-        if is_oom(exception):  # automatic optimization: the step failed before its update
-            exception = OutOfMemoryAtMinimum("a Lightning training step (automatic optimization: no back-off)",
-                                             describe_failure(exception), limit="with the batch as given")
-        run.end(exception)
+        oom = is_oom(exception)
+        if oom:  # automatic optimization: the step failed before its update
+            ending: BaseException = OutOfMemoryAtMinimum(
+                "a Lightning training step (automatic optimization: no back-off)", describe_failure(exception),
+                limit="with the batch as given")
+        else:
+            ending = exception
+        outcome = run.end(ending)
+        if oom and pl_module.automatic_optimization:
+            self._explain_oom(exception, outcome.checkpoint)
+
+    def _explain_oom(self, exception: BaseException, checkpoint: Path | None) -> None:
+        """The end of the traceback Lightning prints: what was saved, how to resume, how to get the back-off."""
+        saved = (f"saved the last completed step (step {self.run.completed_steps if self.run else '?'}) to "
+                 f"{checkpoint}" if checkpoint is not None else "no checkpoint could be saved")
+        resume = self.run.hook.status.resume_command if self.run is not None else None
+        how = (" ".join(resume["argv"]) if resume else
+               "trainer.fit(module, loader, ckpt_path=guard.newest_checkpoint(), weights_only=True)")
+        message = (f"crashguard: out of memory in a Lightning training step under automatic optimization; {saved}. "
+                   f"Resume: {how}. For the zero-loss back-off (the batch split into micro-batches, no sample "
+                   f"lost), use manual optimization: self.automatic_optimization = False and "
+                   f"guard.step(self, batch, loss_of) in training_step (docs/integrations.md).")
+        if hasattr(exception, "add_note"):
+            exception.add_note(message)  # printed after the traceback
+        else:
+            say(message.removeprefix("crashguard: "))
 
     def _release(self) -> None:
         if self._holding_lock and self.run is not None:
@@ -153,26 +201,19 @@ class CrashGuardCallback(pl.Callback):
         return torch.tensor(result.loss)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
-    def _checkpoint(self, boundary: Boundary) -> Path | None:
+    def _capture(self, boundary: Boundary) -> Capture | None:
+        """Lightning's own checkpoint of this boundary (what `trainer.save_checkpoint` writes, the loops' state and
+        a StatefulDataLoader's position included), under the step's lock; the run writes it, in the background
+        for a periodic one."""
         trainer = self.trainer
         if trainer is None:
             return None
-        final = self.checkpoint_dir / checkpoint_name(boundary.step).replace(".pt", ".ckpt")
-        tmp = final.with_name(f".{final.name}.tmp")
         self._rng_for_checkpoint = boundary.rng
         try:
-            trainer.save_checkpoint(tmp)  # then made durable and renamed: a kill leaves no half-written .ckpt
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
+            state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
         finally:
             self._rng_for_checkpoint = None
-            tmp.unlink(missing_ok=True)
-        prune_ckpt(self.checkpoint_dir, self.keep)
-        return final
+        return Capture(self.checkpoint_dir / checkpoint_name(boundary.step, ".ckpt"), state, self.keep)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
@@ -185,13 +226,6 @@ class CrashGuardCallback(pl.Callback):
         if extra.get("rng"):
             restore_rng(extra["rng"])
             self._restored_rng = extra["rng"]
-
-
-def prune_ckpt(directory: Path, keep: int) -> None:
-    old = sorted(directory.glob("step-*.ckpt"))[:-keep]
-    for path in old:
-        path.unlink(missing_ok=True)
-    prune(directory, keep)
 
 
 def _loss(outputs: Any) -> float:

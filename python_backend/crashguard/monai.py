@@ -1,16 +1,24 @@
 """Crash Guard for MONAI engines and any PyTorch-Ignite `Engine`: a handler in MONAI's style.
 
+    sampler = ResumableSampler(dataset, shuffle=True, seed=0)      # the data position, in every checkpoint
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler)
     handler = CrashGuardHandler(name="brats", runs_dir="runs", resume=True)
-    trainer = SupervisedTrainer(..., iteration_update=handler.iteration, train_handlers=[handler, ...])
+    trainer = SupervisedTrainer(..., train_data_loader=loader, iteration_update=handler.iteration,
+                                train_handlers=[handler, ...])
     trainer.run()
 
 `attach(engine)` registers the run when the engine starts, keeps its status (iteration, epoch, loss, micro-batch,
-memory), answers cleanup at iteration boundaries and checkpoint-and-stop there (an urgent one at once), writes the
-checkpoint through `save_dict` (default for a SupervisedTrainer: network, optimizer, the trainer's own state, the AMP
-scaler; MONAI's `CheckpointLoader` reads it) or a `CheckpointSaver`'s `save_dict` and `save_dir`, and records why
-the run ended. `iteration` is a drop-in `iteration_update` for `SupervisedTrainer`: the same work as MONAI's
-iteration, through the guarded step, so an out-of-memory splits the batch and the effective batch is kept.
-Without it the handler still guards the run, with no back-off (an urgent stop then waits for the iteration's end).
+memory), answers cleanup at iteration boundaries and checkpoint-and-stop there (an urgent one at once), checkpoints
+periodically (`checkpoint_every_steps`, `checkpoint_every_minutes`: 10 by default; written in the background)
+through `save_dict` (default for a SupervisedTrainer: network, optimizer, the trainer's own state, the AMP scaler;
+MONAI's `CheckpointLoader` reads it) or a `CheckpointSaver`'s `save_dict` and `save_dir`, and records why the run
+ended. `iteration` is a drop-in `iteration_update` for `SupervisedTrainer`: the same work as MONAI's iteration,
+through the guarded step, so an out-of-memory splits the batch and the effective batch is kept. Without it the
+handler still guards the run, with no back-off (an urgent stop then waits for the iteration's end), and says so.
+
+Exact resume: Ignite restarts an interrupted epoch's data from its first batch. With a `ResumableSampler` (found
+on the trainer's `data_loader`, or given as `sampler=`) the checkpoint holds the place in the epoch, and the
+resumed run sees exactly the samples, in the order, of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,23 +33,33 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
+from .guard.oom_score import DEFAULT_OOM_SCORE_ADJ
 from .step.batches import batch_size
-from .step.checkpoint import list_checkpoints, restore_rng, save_checkpoint
+from .step.checkpoint import checkpoint_name, list_checkpoints, restore_rng
+from .step.data_position import ResumableSampler
 from .step.guarded_step import GuardedStep, StepResult
-from .step.lifecycle import Boundary, GuardedRun, ends_quietly
+from .step.lifecycle import Boundary, Capture, GuardedRun, ends_quietly
+from .step.notices import warn
+from .step.run_checkpoints import DEFAULT_EVERY_MINUTES
 
 log = logging.getLogger(__name__)
 
 
 class CrashGuardHandler:
     """See the module docstring. `checkpoint`: a MONAI `CheckpointSaver` (its save_dict and save_dir are used) or a
-    function `(engine, boundary) -> path`; `save_dict`: the objects to checkpoint (default: the SupervisedTrainer's);
-    `resume`: load the newest checkpoint of this run when the engine starts (model, optimizer, iteration, RNG)."""
+    function `(engine, boundary) -> path` (called at the boundary, synchronously); `save_dict`: the objects to
+    checkpoint (default: the SupervisedTrainer's); `resume`: load the newest checkpoint of this run when the engine
+    starts (model, optimizer, iteration, RNG, data position); `sampler`: the loader's `ResumableSampler` (default:
+    the one on the trainer's `data_loader`, if any). `checkpoint_every_steps`/`checkpoint_every_minutes`: periodic
+    checkpoints; `oom_score_adj`: what the process volunteers to the kernel's OOM killer with while it trains (0 or
+    None: nothing; restored at the end). Other keywords go to the run (`GuardedRun`)."""
 
     def __init__(self, name: str, runs_dir: str | os.PathLike[str] = "runs", *, checkpoint: Any = None,
                  save_dict: Mapping[str, Any] | None = None, micro_batch: int | None = None, resume: bool = False,
                  resume_args: Sequence[str] = ("--resume",), keep: int = 3, grad_clip_norm: float | None = None,
-                 **run_options: Any) -> None:
+                 sampler: ResumableSampler | None = None, checkpoint_every_steps: int | None = None,
+                 checkpoint_every_minutes: float | None = DEFAULT_EVERY_MINUTES,
+                 oom_score_adj: int | None = DEFAULT_OOM_SCORE_ADJ, **run_options: Any) -> None:
         self.name = name
         self.runs_dir = runs_dir
         self.saver = checkpoint if checkpoint is not None and not callable(checkpoint) else None
@@ -52,7 +70,10 @@ class CrashGuardHandler:
         self.resume_args = resume_args
         self.keep = keep
         self.grad_clip_norm = grad_clip_norm  # clipped once per step, on the accumulated gradients (iteration)
-        self.run_options = run_options
+        self.sampler = sampler
+        self.run_options = {"checkpoint_every_steps": checkpoint_every_steps,
+                            "checkpoint_every_minutes": checkpoint_every_minutes, "oom_score_adj": oom_score_adj,
+                            **run_options}
         self.engine: Engine | None = None
         self.run: GuardedRun | None = None
         self._guarded_iterations = False  # the engine runs `iteration` (set when it starts)
@@ -79,8 +100,19 @@ class CrashGuardHandler:
         scaler = getattr(engine, "scaler", None) if getattr(engine, "amp", False) else None
         guarded = GuardedStep(optimizer, micro_batch=self.micro_batch, scaler=scaler,
                               grad_clip_norm=self.grad_clip_norm)
-        self.run = GuardedRun(self.name, optimizer=optimizer, checkpoint=self._checkpoint, runs_dir=self.runs_dir,
-                              resume_args=self.resume_args, keep=self.keep, guarded=guarded, **self.run_options)
+        if self.sampler is None:
+            found = getattr(getattr(engine, "data_loader", None), "sampler", None)
+            self.sampler = found if isinstance(found, ResumableSampler) else None
+        if self.sampler is None:
+            warn(f"CrashGuardHandler {self.name}: the data loader has no ResumableSampler, so a resume restarts the "
+                 "interrupted epoch's data from its first batch (Ignite's way): give the DataLoader "
+                 "sampler=ResumableSampler(dataset) for an exact resume (docs/integrations.md)")
+        user_fn = self.checkpoint_fn
+        own = (lambda boundary: user_fn(engine, boundary)) if user_fn is not None else None
+        self.run = GuardedRun(self.name, optimizer=optimizer, checkpoint=own,
+                              capture=self._capture if own is None else None, runs_dir=self.runs_dir,
+                              resume_args=self.resume_args, keep=self.keep, guarded=guarded, data=self.sampler,
+                              **self.run_options)
         if self.save_dict is None:
             self.save_dict = {key: obj for key, obj in (
                 ("network", getattr(engine, "network", None)), ("optimizer", optimizer), ("trainer", engine),
@@ -96,14 +128,24 @@ class CrashGuardHandler:
     def _started(self, engine: Engine) -> None:
         run = self.run if self.run is not None and not self.run.started else self._set_up(engine)
         self._guarded_iterations = getattr(engine, "_process_function", None) == self.iteration
+        if not self._guarded_iterations:
+            warn(f"CrashGuardHandler {self.name}: the engine does not run iteration_update=handler.iteration, so an "
+                 "out-of-memory is not backed off (it ends the run, with a checkpoint of the last step); pass "
+                 "iteration_update=handler.iteration to the SupervisedTrainer for the zero-loss back-off")
         run.start()
         resumed_from = self._load_newest(engine) if self.resume else None
         run.completed_steps = engine.state.iteration
+        run.mark_data_position()
         if resumed_from is not None:
             run.resumed(resumed_from)
+        elif self.resume:
+            run.nothing_to_resume()
 
     def _epoch_started(self, engine: Engine) -> None:
-        self._require_run().epoch = max(0, engine.state.epoch - 1)
+        epoch = max(0, engine.state.epoch - 1)
+        self._require_run().epoch = epoch
+        if self.sampler is not None:  # before the engine draws this epoch's first batch
+            self.sampler.set_epoch(epoch)
 
     def _iteration_started(self, engine: Engine) -> None:
         run = self._require_run()
@@ -122,6 +164,8 @@ class CrashGuardHandler:
             self._release()
             samples = _samples(engine.state.batch)
             result = StepResult(_loss_of_output(engine.state.output), samples, samples, 1)  # the engine's step
+        if self.sampler is not None:
+            self.sampler.advance(result.samples)  # the position after this step: what its checkpoint holds
         run.after_step(result)
         if run.should_stop:
             run.checkpoint_now()
@@ -206,11 +250,9 @@ class CrashGuardHandler:
             return dict(self.saver.save_dict)
         return dict(self.save_dict or {})
 
-    def _checkpoint(self, boundary: Boundary) -> Path | None:
-        engine = self.engine
-        if self.checkpoint_fn is not None:
-            written = self.checkpoint_fn(engine, boundary)  # type: ignore[arg-type]
-            return Path(written) if written is not None else None
+    def _capture(self, boundary: Boundary) -> Capture:
+        """The checkpoint of a boundary (under the step's lock; the run writes it, in the background for a periodic
+        one)."""
         state: dict[str, Any] = {}
         for key, obj in self._objects().items():
             if isinstance(obj, Engine):  # mid-iteration its counter is one ahead of the boundary
@@ -220,8 +262,8 @@ class CrashGuardHandler:
                 state[key] = engine_state
             else:
                 state[key] = obj.state_dict()
-        state["crashguard"] = {"step": boundary.step, "rng": boundary.rng}
-        return save_checkpoint(self.checkpoint_dir, state, boundary.step, self.keep)
+        state["crashguard"] = {"step": boundary.step, "rng": boundary.rng, "data": boundary.data}
+        return Capture(self.checkpoint_dir / checkpoint_name(boundary.step), state, self.keep)
 
     def _load_newest(self, engine: Engine) -> Path | None:
         """Load the newest readable checkpoint of this run into the engine and its objects; its path."""
@@ -238,6 +280,8 @@ class CrashGuardHandler:
             if extra.get("rng"):
                 restore_rng(extra["rng"])
                 self._require_run().guarded.boundary_rng = extra["rng"]
+            if self.sampler is not None and extra.get("data") is not None:
+                self.sampler.load_state_dict(extra["data"])
             return path
         return None
 
@@ -264,3 +308,6 @@ def _loss_of_output(output: Any) -> float:
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         return float(loss.detach())
     return float(loss) if isinstance(loss, (int, float)) else float("nan")
+
+
+__all__ = ["CrashGuardHandler", "ResumableSampler"]

@@ -67,3 +67,21 @@ def volunteer_in_child(adj: int | None) -> None:
                 os.close(fd)
     except OSError:
         pass
+
+
+def restore_oom_score_adj(previous: int | None) -> int | None:
+    """Put this process's oom_score_adj back to `previous` (what it was before `volunteer`), e.g. when a
+    notebook's guarded block ends: the kernel must not go on preferring the notebook. Going back down needs no
+    privilege as long as `previous` is not below the floor a privileged process set (the value it had was at or
+    above it). Returns the score now in force."""
+    if previous is None:
+        return read_oom_score_adj()
+    current = read_oom_score_adj()
+    if current is None or current == previous:
+        return current
+    try:
+        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as handle:
+            handle.write(str(check_oom_score_adj(previous)))
+    except OSError as exc:
+        log.warning("could not restore oom_score_adj to %d (%s): it stays %d", previous, exc.strerror or exc, current)
+    return read_oom_score_adj()

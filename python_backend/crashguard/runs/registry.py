@@ -82,6 +82,9 @@ class RunInfo:
     resume_command: dict[str, Any] | None = None  # {"argv", "cwd"} (contract: argv[0] is the interpreter)
     oom_score_adj: int | None = None  # the process's own (read from /proc while alive), else the one it recorded
     memory: RunMemory | None = None  # its memory cgroup, filled in by the sidecar's sampler
+    checkpoint_step: int | None = None  # the newest checkpoint's step (`checkpoint` is its path)
+    checkpoint_time: float | None = None  # wall time of that step's boundary: a crash redoes updated - this
+    snapshot_bytes: int | None = None  # RAM a checkpoint being written in the background holds
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class RunRecord:
             step_seconds=None if step_seconds is None else round(step_seconds, 4), stalled_seconds=stalled,
             resume_command=s.resume_command,
             oom_score_adj=_live_or_recorded(read_oom_score_adj(s.pid) if alive else None, s.oom_score_adj),
+            checkpoint_step=s.checkpoint_step, checkpoint_time=s.checkpoint_time,
+            snapshot_bytes=s.snapshot_bytes if alive else None,
         )
 
 

@@ -23,6 +23,7 @@ CONTROL_DIR = "control"
 LOCK_FILE = ".lock"
 MAX_WORLD_SIZE = 65_536
 MAX_TEXT = 8_192  # characters in any text field (paths, events, causes)
+MAX_SAFE_INTEGER = 2**53 - 1  # the largest integer a JavaScript number holds exactly
 # One folder name, never a path: no separator, no leading dot or dash, no spaces or control characters.
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RANK_STATUS_FILE = re.compile(r"status\.rank([1-9][0-9]{0,5})\.json")
@@ -86,6 +87,11 @@ class RunStatus:
     memory_used: int | None = None  # working set at the last check, bytes
     memory_high_events: int | None = None  # the kernel's throttle events since the run began (cgroup v2)
     memory_over_high: int | None = None  # step boundaries at which the trainer found itself over its high mark
+    # The newest checkpoint's step and the wall time of its boundary (`checkpoint` is its path): what a crash now
+    # would redo is step - checkpoint_step steps, updated - checkpoint_time seconds.
+    checkpoint_step: int | None = None
+    checkpoint_time: float | None = None
+    snapshot_bytes: int | None = None  # RAM held by a checkpoint's snapshot while it is written in the background
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +110,7 @@ class RunStatus:
 _REQUIRED = ("name", "pid", "create_time")
 _NON_NEGATIVE = ("step", "epoch", "micro_batch", "accumulation", "peak_rss", "peak_vram", "started", "updated",
                  "lock_dev", "lock_ino", "lock_fd", "create_time", "memory_max", "memory_high", "memory_used",
-                 "memory_high_events", "memory_over_high")
+                 "memory_high_events", "memory_over_high", "checkpoint_step", "checkpoint_time", "snapshot_bytes")
 
 
 _SCALARS = (int, float, str, bool)
@@ -253,6 +259,10 @@ def parse_status(data: Any) -> RunStatus:
                             f"got {status.rank}")
     if status.oom_score_adj is not None and not -1000 <= status.oom_score_adj <= 1000:
         raise InvalidStatus(f"oom_score_adj: expected -1000..1000, got {status.oom_score_adj}")
+    for key in ("checkpoint_step", "checkpoint_time", "snapshot_bytes"):  # exact in a JavaScript number
+        value = getattr(status, key)
+        if value is not None and value > MAX_SAFE_INTEGER:
+            raise InvalidStatus(f"{key}: larger than {MAX_SAFE_INTEGER}")
     if status.state not in {s.value for s in RunState}:
         raise InvalidStatus(f"state: unknown state {status.state[:40]!r}")
     if status.version < 1:

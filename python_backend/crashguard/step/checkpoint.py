@@ -1,12 +1,17 @@
 """Checkpoints that survive crashes: atomic writes, the last K kept, weights-only loading.
 
 A checkpoint is written to a temp file in the same folder, fsynced, then renamed over its final name, so a
-kill at any moment leaves either no new file or a complete one; the previous checkpoints are untouched.
-Loading uses torch.load(weights_only=True): a crafted pickle cannot run code, it is refused.
+kill at any moment leaves either no new file or a complete one; the previous checkpoints are untouched. A
+checkpoint is `step-NNNNNNNN.pt`, or `.ckpt` when Lightning's `trainer` wrote it; both are listed, kept and pruned
+alike. Loading uses torch.load(weights_only=True): a crafted pickle cannot run code, it is refused.
+
+`snapshot` copies a state (model, optimizer, ...) off the GPU and away from the live tensors, so a background
+thread can write it while training changes the originals (step/async_writer.py).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import pickle
 import random
@@ -20,7 +25,8 @@ import torch
 from ..util.json_io import atomic_file
 
 log = logging.getLogger(__name__)
-_NAME = re.compile(r"^step-(\d{8})\.pt$")
+_NAME = re.compile(r"^step-(\d{8})\.(pt|ckpt)$")
+_TEMP = re.compile(r"^\.step-(\d{8})\.")  # atomic_file's temp file of a checkpoint being written
 BEST_NAME = "best.pt"  # the best validated model: not a step-*.pt, so pruning never touches it
 
 
@@ -28,15 +34,23 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (missing, truncated, or not a weights-only file)."""
 
 
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:08d}.pt"
+def checkpoint_name(step: int, suffix: str = ".pt") -> str:
+    return f"step-{step:08d}{suffix}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint file's name says it holds, or None for another name."""
+    match = _NAME.match(path.name)
+    return int(match.group(1)) if match else None
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoint files, oldest first (temp files of interrupted writes are not listed)."""
+    """Complete checkpoint files (.pt and .ckpt), oldest first (temp files of interrupted writes are not
+    listed)."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+    return sorted((p for p in directory.iterdir() if _NAME.match(p.name)),
+                  key=lambda p: (checkpoint_step(p), p.name))
 
 
 def write_checkpoint(final: Path, state: dict[str, Any]) -> Path:
@@ -45,10 +59,55 @@ def write_checkpoint(final: Path, state: dict[str, Any]) -> Path:
     return final
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any], step: int, keep: int) -> Path:
-    final = write_checkpoint(directory / checkpoint_name(step), state)
+def save_checkpoint(directory: Path, state: dict[str, Any], step: int, keep: int, suffix: str = ".pt") -> Path:
+    final = write_checkpoint(directory / checkpoint_name(step, suffix), state)
     prune(directory, keep)
     return final
+
+
+def snapshot(state: Any) -> tuple[Any, int]:
+    """A copy of `state` that shares no tensor with it: every tensor cloned into CPU memory (off the GPU), the
+    containers rebuilt, anything else deep-copied. Returns it and the bytes its tensors hold (what the copy costs
+    in RAM until it is written)."""
+    total = 0
+
+    def copy_of(value: Any) -> Any:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            copied = value.detach().to("cpu", copy=True)
+            total += copied.numel() * copied.element_size()
+            return copied
+        if isinstance(value, dict):
+            items = {k: copy_of(v) for k, v in value.items()}
+            if type(value) is dict:
+                return items
+            try:  # the same type with the same attributes (a state_dict's OrderedDict keeps its _metadata)
+                same = copy.copy(value)
+                same.clear()
+                same.update(items)
+                return same
+            except Exception:
+                return items
+        if isinstance(value, list):
+            return [copy_of(v) for v in value]
+        if isinstance(value, tuple) and not hasattr(value, "_fields"):
+            return tuple(copy_of(v) for v in value)
+        if isinstance(value, (int, float, str, bool, bytes, type(None))):
+            return value
+        return copy.deepcopy(value)
+
+    return copy_of(state), total
+
+
+def tensor_bytes(state: Any) -> int:
+    """The bytes of the tensors in a state (what a snapshot of it would hold), without copying anything."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(tensor_bytes(v) for v in state)
+    return 0
 
 
 def save_best(directory: Path, state: dict[str, Any]) -> Path:
@@ -60,10 +119,24 @@ def save_best(directory: Path, state: dict[str, Any]) -> Path:
 
 
 def prune(directory: Path, keep: int) -> None:
-    for old in list_checkpoints(directory)[:-keep]:
+    """Keep the newest `keep` checkpoints; remove the temp files of writes older than the newest checkpoint (left
+    by a write that was killed; a write still in flight of an older step would be superseded anyway)."""
+    found = list_checkpoints(directory)
+    for old in found[:-keep]:
         old.unlink(missing_ok=True)
-    for stale in directory.glob(".step-*.tmp"):  # left by a write that was killed
-        stale.unlink(missing_ok=True)
+    newest = checkpoint_step(found[-1]) if found else None
+    for stale in directory.glob(".step-*.tmp"):
+        match = _TEMP.match(stale.name)
+        if newest is not None and match and int(match.group(1)) < newest:
+            stale.unlink(missing_ok=True)
+
+
+def prune_stale(directory: Path) -> None:
+    """Remove every checkpoint temp file: at a run's start (it holds the run's lock), they are all left by writes
+    that were killed."""
+    if directory.is_dir():
+        for stale in directory.glob(".step-*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -152,7 +152,12 @@ class TrainConfig(_Strict):
 
 
 class CheckpointConfig(_Strict):
-    every_steps: int = Field(10, ge=1, description="Write a checkpoint every N optimizer steps.")
+    every_steps: int | None = Field(10, ge=1, description="Write a checkpoint every N optimizer steps (null: only by "
+                                    "time).")
+    every_minutes: float | None = Field(10.0, gt=0, le=10080, description="Also write one every M minutes of "
+                                        "training (null: only by steps), whichever falls due first: a kill -9 or "
+                                        "the kernel's OOM killer costs at most this much work. Periodic "
+                                        "checkpoints are written in the background.")
     keep: int = Field(3, ge=1, description="Keep the last K checkpoints.")
 
 

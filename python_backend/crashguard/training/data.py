@@ -139,7 +139,9 @@ class SeededAugment(torch.utils.data.Dataset):
             transform = self._local.transform = copy.deepcopy(self.transform)
         transform.set_random_state(seed=_seed_for(self.seed, self.epoch, index))
         sample = transform(dict(self.base[index]))  # a shallow copy: the transforms replace values, never edit them
-        return sample[0] if isinstance(sample, list) else sample  # RandCropByPosNegLabeld yields a list
+        item = sample[0] if isinstance(sample, list) else sample  # RandCropByPosNegLabeld yields a list
+        item["case"] = index  # which training case: each step's record names them (an exact resume sees the same)
+        return item
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> list[int]:

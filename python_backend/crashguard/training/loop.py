@@ -15,7 +15,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,15 +28,15 @@ from ..step.backoff import BatchPlan, OutOfMemoryAtMinimum
 from ..step.checkpoint import (
     BEST_NAME,
     CheckpointError,
+    checkpoint_name,
     load_checkpoint,
     restore_rng,
     rng_state,
     save_best,
-    save_checkpoint,
 )
 from ..step.distributed import Coordinator
 from ..step.guarded_step import GuardedStep, StepResult
-from ..step.lifecycle import Boundary, GuardedRun
+from ..step.lifecycle import Boundary, Capture, GuardedRun
 from ..step.memory_watch import RamThresholds
 from ..step.precision import precision_for
 from .best import BestTracker
@@ -59,6 +58,12 @@ CHECKPOINT_FORMAT = 1
 def _norm(done: StepResult) -> dict[str, float]:
     """The step record's pre-clip gradient norm, when clipping is on."""
     return {} if done.grad_norm is None else {"grad_norm": round(done.grad_norm, 4)}
+
+
+def _cases(batch: dict[str, Any]) -> dict[str, list[int]]:
+    """The step record's training cases (this rank's share under torchrun), by their index in the training set."""
+    case = batch.get("case")
+    return {"cases": [int(c) for c in case]} if isinstance(case, torch.Tensor) else {}
 
 
 def pick_device(choice: str) -> torch.device:
@@ -112,11 +117,14 @@ class Trainer:
         self.guarded = GuardedStep(self.optimizer, micro_batch=min(train.micro_batch, share), expected_batch=share,
                                    coord=self.coord, sync_model=self.model if self.coord.distributed else None,
                                    scaler=self.scaler, grad_clip_norm=train.grad_clip_norm)
-        # The run's lifecycle; rank 0 writes the checkpoints, every `every_steps` and at a stop or the end.
+        # The run's lifecycle; rank 0 writes the checkpoints: every `every_steps` and `every_minutes` (in the
+        # background), and at a stop or the end.
         self.run = GuardedRun(hook.status.name, hook=hook, guarded=self.guarded, model=self.net, coord=self.coord,
-                              checkpoint=self._checkpoint, keep=config.checkpoint.keep,
-                              checkpoint_every_steps=config.checkpoint.every_steps, watchdog=watchdog,
-                              ram_thresholds=RamThresholds(memory.log_ram_fraction, memory.backoff_ram_fraction))
+                              capture=self._capture, keep=config.checkpoint.keep,
+                              checkpoint_every_steps=config.checkpoint.every_steps,
+                              checkpoint_every_minutes=config.checkpoint.every_minutes, watchdog=watchdog,
+                              ram_thresholds=RamThresholds(memory.log_ram_fraction, memory.backoff_ram_fraction),
+                              oom_score_adj=memory.oom_score_adj)
         self.window = WindowPlan(sw_batch_size=train.sw_batch_size, overlap=train.sw_overlap)
         self.validated_at = -1
         # The best validation and the early-stopping count (in every checkpoint); best.pt holds that model.
@@ -199,12 +207,12 @@ class Trainer:
             return None
         return None if metric is None else float(metric)
 
-    def _checkpoint(self, boundary: Boundary) -> Path:
-        """The run's checkpoint writer (rank 0, under the step's lock, from the urgent watcher thread too: the
-        parameters, optimizer and step counter are then the last completed step's, the RNG state that boundary's).
-        """
-        return save_checkpoint(self.checkpoint_dir, self.state_dict(rng=boundary.rng), boundary.step,
-                               self.config.checkpoint.keep)
+    def _capture(self, boundary: Boundary) -> Capture:
+        """What the run's checkpoint holds and where it goes (rank 0, under the step's lock, from the urgent watcher
+        thread too: the parameters, optimizer and step counter are then the last completed step's, the RNG state
+        that boundary's); the lifecycle writes it, in the background for a periodic one."""
+        return Capture(self.checkpoint_dir / checkpoint_name(boundary.step), self.state_dict(rng=boundary.rng),
+                       self.config.checkpoint.keep)
 
     # -- one optimizer step -----------------------------------------------------------------------
     def _loss_of(self, micro: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -351,13 +359,15 @@ class Trainer:
                     started = time.perf_counter()
                     world = {"world_size": self.coord.world_size} if self.coord.distributed else {}
 
+                    cases = _cases(batch)
+
                     def record(done: StepResult, epoch: int = epoch, started: float = started,
-                               world: dict[str, int] = world) -> None:
+                               world: dict[str, int] = world, cases: dict[str, list[int]] = cases) -> None:
                         # Under the step's lock: an urgent checkpoint never precedes its step's record.
                         self.metrics.write("step", step=self.step, epoch=epoch, loss=round(done.loss, 6),
                                            micro_batch=done.micro_batch, accumulation=done.accumulation,
                                            lr=self.lr, **_norm(done), ram_percent=read_ram().percent,
-                                           seconds=round(time.perf_counter() - started, 4), **world)
+                                           seconds=round(time.perf_counter() - started, 4), **world, **cases)
 
                     done = self._guarded_step(batch, record)
                     self.run.after_step(done)  # status, control, memory, the agreed stop or back-off, checkpoint

@@ -24,12 +24,14 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..guard.cleanup import emergency_cleanup
 from ..monitor.peak import lifetime_peak_rss
 from ..runs.hook import RunHook
 from ..runs.resume import crashguard_command, resume_command
 from ..step.checkpoint import CheckpointError, latest_intact, list_checkpoints, load_checkpoint
 from ..step.distributed import Coordinator, NoDeviceForRank, coordinator_for
 from ..step.lifecycle import EXIT_FAILED, Outcome
+from ..step.notices import announced
 from .check import DataError, read_dataset_json, refuse_bad_data
 from .config import TrainingConfig
 from .data import ensure_downloaded, load_monai_decathlon_safe
@@ -223,9 +225,12 @@ def prepare(config: TrainingConfig, place: RunPlace, resume: str = "auto", progr
         crop_to_brain=data_cfg.crop_to_brain, crop=train.crop, foreground_ratio=train.foreground_ratio,
         cache_budget_bytes=memory.cache_bytes if memory is not None else None)
     data.memory = memory
+    # A training run volunteers to the OOM killer through its lifecycle (which gives the score back at its end);
+    # an evaluation, which has none, through its hook.
     hook = (EvaluationHook if evaluate else RunHook)(
         place.name, runs_dir=place.runs_dir, config=place.config_path, rank=coord.rank,
-        world_size=coord.world_size, oom_score_adj=config.memory.oom_score_adj)
+        world_size=coord.world_size, cleanup=announced(emergency_cleanup),
+        oom_score_adj=config.memory.oom_score_adj if evaluate else None)
     hook.status.resume_command = train_resume_command(place)
     sink = TensorBoardSink(place.run_dir / "tensorboard") if config.logging.tensorboard else None
     metrics = MetricsLog(place.run_dir / "metrics.jsonl", sink) if coord.is_main else NullMetrics()

@@ -7,7 +7,8 @@ export function run(overrides: Partial<RunInfo> = {}): RunInfo {
     step: 120, epoch: 3, microBatch: 2, accumulation: 2, loss: 0.41, peakRss: 2 * 2 ** 30, treeRss: 1.5 * 2 ** 30,
     vram: null, lastEvent: 'oom back-off: micro-batch 4 -> 2', exitCause: null, config: '/ws/config/safe_training.json',
     checkpoint: '/ws/runs/brats-safe/checkpoints/step_120.pt', started: 1764399000, updated: 1764400000.1,
-    stepSeconds: 0.42, stalledSeconds: 0.6, resumeCommand: null, oomScoreAdj: null, memory: null, ...overrides,
+    stepSeconds: 0.42, stalledSeconds: 0.6, resumeCommand: null, oomScoreAdj: null, memory: null,
+    checkpointStep: null, checkpointTime: null, snapshotBytes: null, ...overrides,
   };
 }
 

@@ -157,6 +157,20 @@ describe('crash prompt', () => {
     assert.equal(exitCauseText('killed, signal 9'), 'killed, signal 9');
     assert.equal(exitCauseText('unknown'), 'cause unknown');
   });
+
+  it('names the checkpoint a resume starts from and the work it redoes', () => {
+    const killed = { state: 'crashed' as const, alive: false, exitCause: 'killed by signal 9 (SIGKILL)' };
+    assert.equal(crashPrompt(run({ ...killed, step: 52, checkpointStep: 40, checkpointTime: 1000, updated: 1180 })),
+      'Run brats-safe stopped unexpectedly at step 52 (killed by signal 9, SIGKILL). ' +
+      'Resume from step 40 (12 steps, about 3 min, redone)?');
+    assert.equal(crashPrompt(run({ ...killed, step: 41, checkpointStep: 40, checkpointTime: 1000, updated: 1020 })),
+      'Run brats-safe stopped unexpectedly at step 41 (killed by signal 9, SIGKILL). ' +
+      'Resume from step 40 (1 step, about 20 s, redone)?');
+    assert.equal(crashPrompt(run({ ...killed, step: 40, checkpointStep: 40, checkpointTime: 1000, updated: 1001 })),
+      'Run brats-safe stopped unexpectedly at step 40 (killed by signal 9, SIGKILL). Resume from step 40?');
+    assert.equal(crashPrompt(run({ ...killed, step: 52, checkpointStep: 40, checkpointTime: null })),
+      'Run brats-safe stopped unexpectedly at step 52 (killed by signal 9, SIGKILL). Resume from step 40 (12 steps, redone)?');
+  });
 });
 
 describe('protocol levels', () => {

@@ -43,13 +43,21 @@ def fit(runs: Path, oom_at: int | None, resume: bool) -> CrashGuardCallback:
 
 def test_an_oom_under_automatic_optimization_checkpoints_the_last_step_and_resumes(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    with pytest.raises(RuntimeError, match="can't allocate memory"):
+    with pytest.raises(RuntimeError, match="can't allocate memory") as raised:
         fit(runs, oom_at=3, resume=False)
     status = json.loads((runs / "auto" / "status.json").read_text())
     assert status["state"] == "failed" and status["step"] == 3
     assert "automatic optimization: no back-off" in status["exit_cause"] and "cpu_oom" in status["exit_cause"]
     assert Path(status["checkpoint"]).name == "step-00000003.ckpt"
+    # The traceback ends with what was saved, how to resume and how to get the back-off.
+    [note] = getattr(raised.value, "__notes__", [])
+    assert "saved the last completed step (step 3)" in note and "step-00000003.ckpt" in note
+    assert "Resume: " in note and "automatic_optimization = False" in note and "guard.step(" in note
     guard = fit(runs, oom_at=None, resume=True)
     assert guard.trainer is not None and guard.trainer.global_step == 6
+    assert guard.run is not None and guard.run.checkpoints.saved_step == 6
+    resumed = [json.loads(line) for line in (runs / "auto" / "events.jsonl").read_text().splitlines()
+               if json.loads(line)["event"] == "resume"]
+    assert [e["step"] for e in resumed] == [3]  # the resumed fit continued at step 3, not from the start
     status = json.loads((runs / "auto" / "status.json").read_text())
     assert status["state"] == "finished" and status["step"] == 6

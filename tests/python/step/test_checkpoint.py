@@ -132,3 +132,18 @@ def test_cli_refuses_malicious_checkpoints(tmp_path: Path, write_config: Callabl
     infer = crashguard("infer", "--checkpoint", str(files[1]), "--input", str(tmp_path), cwd=tmp_path)
     assert infer.returncode == 2 and "refused" in infer.stderr
     assert not marker.exists()
+
+
+def test_a_snapshot_shares_no_tensor_and_keeps_a_state_dicts_metadata() -> None:
+    from crashguard.step.checkpoint import snapshot, tensor_bytes
+
+    model = torch.nn.BatchNorm1d(3)
+    state = {"model": model.state_dict(), "step": 4, "rng": (1, [2.0, torch.ones(2)])}
+    copied, nbytes = snapshot(state)
+    assert nbytes == tensor_bytes(state) > 0
+    assert copied["model"]._metadata == state["model"]._metadata  # module versions, as torch.save keeps them
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert torch.equal(copied["model"]["weight"], torch.ones(3))  # the live weights moved on, the copy did not
+    assert copied["step"] == 4 and torch.equal(copied["rng"][1][1], torch.ones(2))
+    assert copied["rng"][1][1].data_ptr() != state["rng"][1][1].data_ptr()

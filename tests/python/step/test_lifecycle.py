@@ -171,7 +171,7 @@ def test_a_stop_request_in_the_control_folder_stops_at_the_next_boundary(tmp_pat
 
 
 def test_periodic_checkpoints_every_n_steps_and_none_written_twice(tmp_path: Path) -> None:
-    run, one_step = make_run(tmp_path, checkpoint_every_steps=2, keep=10)
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=2, keep=10, background_checkpoints=False)
     with run:
         for _ in range(4):
             one_step()
@@ -213,3 +213,158 @@ def test_the_signals_are_taken_at_start_and_given_back_at_the_end(tmp_path: Path
         one_step()
     assert {s: signal.getsignal(s) for s in before} == before
     assert run.outcome is not None and run.outcome.state == "stopped" and run.outcome.message.endswith("step 2")
+
+
+def test_a_checkpoint_falls_due_by_wall_time_and_the_status_names_its_step_and_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crashguard.step.run_checkpoints as rc
+
+    clock = [1000.0]
+    monkeypatch.setattr(rc.time, "monotonic", lambda: clock[0])
+    run, one_step = make_run(tmp_path, checkpoint_every_minutes=2)  # no step interval: time alone
+    with run:
+        one_step()
+        clock[0] += 119  # under two minutes since the start: nothing yet
+        one_step()
+        assert run.checkpoints.flush(30) and run.last_checkpoint is None
+        clock[0] += 2  # over two minutes: a checkpoint at this boundary, written in the background
+        one_step()
+        assert run.checkpoints.flush(30)
+        assert run.last_checkpoint is not None and run.last_checkpoint.name == "step-00000003.pt"
+        written = status(run)
+        assert written["checkpoint"] == str(run.last_checkpoint) and written["checkpoint_step"] == 3
+        assert 0 < written["checkpoint_time"] <= written["updated"] and written["snapshot_bytes"] == 0
+        one_step()  # the interval runs from the last checkpoint: none at step 4
+        assert run.checkpoints.flush(30) and run.last_checkpoint.name == "step-00000003.pt"
+    assert status(run)["checkpoint_step"] == 4  # the end's own checkpoint
+    kinds = [(e["event"], e["step"], e.get("background")) for e in history(run) if e["event"] == "checkpoint"]
+    assert kinds == [("checkpoint", 3, True), ("checkpoint", 4, None)]
+
+
+def test_a_periodic_checkpoint_due_while_one_is_written_is_delayed_to_the_next_boundary(tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=1, checkpoint_every_minutes=None)
+    writer = run.checkpoints._writer
+    real_submit = writer.submit
+
+    def slow_submit(write, step, taken, nbytes):  # the disk is slow: the first write waits for the test
+        def held() -> Path:
+            release.wait(30)
+            return write()
+        real_submit(held if step == 1 else write, step, taken, nbytes)
+
+    writer.submit = slow_submit  # type: ignore[method-assign]
+    with run:
+        one_step()  # step 1: snapshotted, its write held
+        assert run.checkpoints._writer.busy and run.hook.status.snapshot_bytes > 0  # written within a second
+        one_step()  # step 2 is due, but the write of step 1 is in flight: delayed, training goes on
+        one_step()
+        release.set()
+        assert run.checkpoints.flush(30)
+        one_step()  # step 4: the delayed checkpoint is taken at the first boundary after the write ended
+        assert run.checkpoints.flush(30)
+    events = [(e["event"], e["step"]) for e in history(run) if e["event"].startswith("checkpoint")]
+    assert events == [("checkpoint_delayed", 2), ("checkpoint", 1), ("checkpoint", 4)]
+    assert sorted(p.name for p in (run.hook.run_dir / "checkpoints").glob("step-*.pt"))[-1] == "step-00000004.pt"
+
+
+def test_a_background_checkpoint_is_the_boundarys_state_not_a_later_one(tmp_path: Path) -> None:
+    from crashguard.step.checkpoint import load_checkpoint
+
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=2, checkpoint_every_minutes=None, keep=10)
+    with run:
+        one_step()
+        one_step()  # step 2: snapshotted now, written while steps 3 and 4 change the live weights
+        at_two = {k: v.clone() for k, v in run.model.state_dict().items()}
+        one_step()
+        one_step()
+    saved = load_checkpoint(run.hook.run_dir / "checkpoints" / "step-00000002.pt")
+    assert saved["step"] == 2 and all(torch.equal(saved["model"][k], v) for k, v in at_two.items())
+    assert not all(torch.equal(run.model.state_dict()[k], v) for k, v in at_two.items())
+
+
+def test_while_ram_is_critical_the_periodic_snapshot_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=1, checkpoint_every_minutes=None)
+    with run:
+        one_step()  # the first snapshot measures what a snapshot costs
+        assert run.checkpoints.flush(30) and run.checkpoints._snapshot_bytes
+        run.checkpoints.ram_limit = 0.0001  # every reading is "critical" now
+        one_step()
+        one_step()
+        assert run.checkpoints.flush(30) and run.last_checkpoint.name == "step-00000001.pt"
+        run.checkpoints.ram_limit = 1.0
+        one_step()
+        assert run.checkpoints.flush(30) and run.last_checkpoint.name == "step-00000004.pt"
+    delayed = [e for e in history(run) if e["event"] == "checkpoint_delayed"]
+    assert len(delayed) == 1 and delayed[0]["step"] == 2 and "RAM at" in delayed[0]["message"]
+
+
+def test_nothing_to_checkpoint_is_a_warning_at_start(tmp_path: Path) -> None:
+    from crashguard.step.notices import CrashGuardWarning
+
+    model = nn.Linear(4, 1)
+    run = GuardedRun("bare", optimizer=torch.optim.SGD(model.parameters(), lr=0.1), runs_dir=tmp_path / "runs",
+                     watchdog=False, handle_signals=False)
+    with pytest.warns(CrashGuardWarning, match="nothing to checkpoint"), run:
+        pass
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_a_bad_step_interval_is_refused_naming_the_keyword(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ValueError, match="checkpoint_every_steps"):
+        make_run(tmp_path, checkpoint_every_steps=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf"), 10081, "10"])
+def test_a_bad_time_interval_is_refused_naming_the_keyword(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ValueError, match="checkpoint_every_minutes"):
+        make_run(tmp_path, checkpoint_every_minutes=bad)
+
+
+def test_a_resume_says_what_it_redoes_from_the_status_the_killed_process_left(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=2, checkpoint_every_minutes=None, keep=10)
+    with run:
+        for _ in range(2):
+            one_step()
+    left = status(run)
+    # What a process killed 3 steps (3 minutes) after its checkpoint of step 2 leaves behind.
+    left.update(state="running", step=5, updated=left["checkpoint_time"] + 180)
+    (run.hook.run_dir / "status.json").write_text(json.dumps(left))
+    again, _ = make_run(tmp_path)
+    with again:
+        assert again.resume() == 2
+    assert "crashguard: resumed from step 2, 3 steps (about 3 min) of work redone" in capfd.readouterr().err
+    [resume] = [e for e in history(again) if e["event"] == "resume"]
+    assert "3 steps (about 3 min) of work redone" in resume["message"]
+
+
+def test_a_forged_previous_status_only_loses_the_note(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run, one_step = make_run(tmp_path, checkpoint_every_steps=1, checkpoint_every_minutes=None)
+    with run:
+        one_step()
+    (run.hook.run_dir / "status.json").write_text(json.dumps({"name": "life", "pid": 1, "create_time": 1.0,
+                                                              "step": 9, "checkpoint_step": 2**60}))
+    again, _ = make_run(tmp_path)
+    with again:
+        assert again.resume() == 1
+    assert "crashguard: resumed from step 1\n" in capfd.readouterr().err  # refused: nothing redone is claimed
+
+
+def test_a_cleanup_request_that_freed_memory_and_a_back_off_are_one_line_each(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from crashguard.guard.cleanup import CleanupReport
+
+    freed = CleanupReport(pid=os.getpid(), rss_before=300 * 2**20, rss_after=200 * 2**20, vram_before=None,
+                          vram_after=None, seconds=0.01)
+    run, one_step = make_run(tmp_path, micro_batch=4, cleanup=lambda: freed,
+                             ram_thresholds=RamThresholds(0.001, 0.001))
+    with run:
+        control = run.hook.run_dir / "control"
+        (control / "c1.json").write_text(json.dumps({"id": "c1", "action": "cleanup"}))
+        one_step()
+    err = capfd.readouterr().err
+    assert err.count("crashguard: cleanup freed 100 MiB of RAM") >= 2  # the request's, and the RAM check's
+    assert "crashguard: backed off at step 1: RAM at " in err and "micro-batch 4->2" in err

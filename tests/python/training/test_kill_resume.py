@@ -108,3 +108,63 @@ def test_mark_crashed_only_touches_the_childs_unfinished_status(tmp_path: Path) 
     assert written["state"] == "crashed" and written["exit_cause"] == "killed by signal 11 (SIGSEGV)"
     assert written["step"] == 7 and written["name"] == "r"
     assert not mark_crashed(tmp_path / "missing.json", pid=41, returncode=-9)
+
+
+KILL_EPOCHS, KILL_INTERVAL = 6, 3  # 9 training cases, effective batch 4: 2 steps an epoch, 12 steps
+KILL_TOTAL = 2 * KILL_EPOCHS
+KILL_STEPS = sorted(__import__("random").Random(19).sample(range(2, KILL_TOTAL), 3))
+
+
+def kill_config(path: Path, data_root: Path) -> Path:
+    from training_helpers import tiny_config
+
+    config = tiny_config(data_root, train={"epochs": KILL_EPOCHS, "val_every_epochs": 3},
+                         checkpoint={"every_steps": KILL_INTERVAL, "every_minutes": 10, "keep": 2})
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def train_reference(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict[int, dict]:
+    """One uninterrupted `crashguard train` of the kill tests' config, per session: its step records by step."""
+    where = tmp_path_factory.mktemp("train-reference")
+    config = kill_config(where / "config.json", data_root)
+    done = crashguard("train", "--config", str(config), "--runs-dir", "runs", "--run-name", "reference",
+                      "--no-supervise", cwd=where, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = {r["step"]: r for r in records(where / "runs" / "reference", "step")}
+    assert sorted(steps) == list(range(1, KILL_TOTAL + 1)) and all(len(r["cases"]) == 4 for r in steps.values())
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", KILL_STEPS)
+def test_a_kill_9_at_a_random_step_redoes_at_most_the_interval_with_the_same_cases_and_losses(
+        tmp_path: Path, data_root: Path, kill_at: int, train_reference: dict[int, dict]) -> None:
+    from locations import CHILDREN
+
+    config = kill_config(tmp_path / "config.json", data_root)
+    run_dir = tmp_path / "runs" / "victim"
+    killed = subprocess.run([sys.executable, str(CHILDREN / "kill_at_step.py"), "-m", "crashguard", "train",
+                             "--config", str(config), "--runs-dir", "runs", "--run-name", "victim", "--no-progress",
+                             "--no-supervise"], cwd=tmp_path, env={**child_env(), "CRASHGUARD_TEST_KILL_AT":
+                                                                   str(kill_at)}, capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    recorded = status_of(run_dir)["resume_command"]
+    assert recorded["argv"][-2:] == ["--resume", "auto"]
+    resumed = subprocess.run(recorded["argv"], cwd=recorded["cwd"], env=child_env(), capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumes = events(run_dir, "resume")
+    start = resumes[-1]["step"] if resumes else 0
+    assert kill_at - KILL_INTERVAL <= start <= kill_at, (start, kill_at)  # the work redone: at most the interval
+    assert (f"resumed from step {start}" if resumes else "no checkpoint to resume from") in resumed.stderr \
+        or not resumes
+    steps = records(run_dir, "step")
+    assert [s["step"] for s in steps] == list(range(1, KILL_TOTAL + 1))  # rewound to the checkpoint, each once
+    for record in steps:
+        want = train_reference[record["step"]]
+        assert record["cases"] == want["cases"], record["step"]  # the same samples, in the same order
+        assert record["loss"] == pytest.approx(want["loss"], abs=1e-6), record["step"]
+    assert status_of(run_dir)["state"] == "finished"
