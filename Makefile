@@ -40,6 +40,9 @@ bench: setup
 	$(PY) -m benchmarks.sample_cost
 	$(PY) -m benchmarks.sidecar_cost --seconds 60
 	$(PY) -m benchmarks.registry_cost
+	$(PY) -m benchmarks.flood_cost
+	# The fuzz tier's long profile: 400 generated runs folders and 1000 generated requests (make test runs 20 and 60).
+	CRASHGUARD_FUZZ_PROFILE=long $(PY) -m pytest tests/python/sidecar/test_fuzz_runs_folder.py -q -p no:cacheprovider
 	$(PY) -m benchmarks.train_loops
 	$(PY) benchmarks/integrations.py
 	[ -f data/Task01_BrainTumour/dataset.json ] || $(PY) -m crashguard sample-data

@@ -133,6 +133,15 @@ export const PressureInfo = object('PressureInfo', {
 });
 export type PressureInfo = Checked<typeof PressureInfo>;
 
+/** A live process still holding a crashed run's lock (a stray child kept it): Resume would fail with RunLocked. */
+export const LockHolder = object('LockHolder', { pid: int, command: str });
+export type LockHolder = Checked<typeof LockHolder>;
+
+/** Contract C1: what proves a crash. `witnessed`: the monitor proved the run alive and saw it die; `supervisor`: its
+ *  supervisor or watchdog sealed the record. null: only a file says so (no prompt, no Resume). */
+export const CRASH_PROOFS = ['witnessed', 'supervisor'] as const;
+export type CrashProof = typeof CRASH_PROOFS[number];
+
 export const RunInfo = object('RunInfo', {
   name: str, dir: str, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
   step: nullable(int), epoch: nullable(int), microBatch: nullable(int), accumulation: nullable(int),
@@ -147,6 +156,10 @@ export const RunInfo = object('RunInfo', {
   oomScoreAdj: optional(nullable(int), null),
   /** Its own memory cgroup (`crashguard train --memory-max`); null when it has none. */
   memory: optional(nullable(RunMemory), null),
+  /** A crash's proof (contract C1); absent from older sidecars: no proof. */
+  crashProof: optional(nullable(oneOf(CRASH_PROOFS)), null),
+  /** crashGuard/runs only: the process still holding a proven crash's lock. */
+  lockHolder: optional(nullable(LockHolder), null),
 });
 export type RunInfo = Checked<typeof RunInfo>;
 
@@ -172,6 +185,8 @@ export const Sample = object('Sample', {
   pressure: optional(nullable(PressureInfo), null),
   /** Why there is no pressure figure at all (PSI unavailable). */
   pressureReason: optional(nullable(str), null),
+  /** Runs left out of `runs` (contract C2: a sample stays within 64 KiB; live runs and the newest come first). */
+  runsOmitted: optional(int, 0),
 });
 export type Sample = Checked<typeof Sample>;
 
@@ -240,7 +255,7 @@ export interface StopRunParams {
   timeoutMs?: number;
 }
 
-export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo) });
+export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo), runsOmitted: optional(int, 0) });
 export type RunsResult = Checked<typeof RunsResult>;
 
 export const ProcessDetail = object('ProcessDetailResult', {
