@@ -20,6 +20,8 @@ export const METHOD_STOP_RUN = 'crashGuard/stopRun';
 export const METHOD_PROCESS_DETAIL = 'crashGuard/processDetail';
 export const METHOD_UPDATE_SETTINGS = 'crashGuard/updateSettings';
 export const METHOD_HISTORY = 'crashGuard/history';
+/** End the process that keeps a crashed run's lock (RunInfo.lockHolder), after the user chose to. */
+export const METHOD_END_LOCK_HOLDER = 'crashGuard/endLockHolder';
 /** Standard LSP notification carrying `{ settings: { crashGuard: SidecarSettings } }`. */
 export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
 
@@ -31,7 +33,7 @@ export const ERROR_SERVER_BUSY = -32000;
 /** Client → server requests. */
 export const REQUESTS = [
   METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
-  METHOD_HISTORY,
+  METHOD_HISTORY, METHOD_END_LOCK_HOLDER,
 ] as const;
 
 export const LEVELS = ['normal', 'warning', 'critical'] as const;
@@ -254,6 +256,19 @@ export interface StopRunParams {
   dir?: string;
   timeoutMs?: number;
 }
+
+export interface EndLockHolderParams {
+  /** The crashed run's folder (RunInfo.dir). */
+  dir: string;
+  /** RunInfo.lockHolder.pid: signalled only if it still holds that run's lock. */
+  pid: number;
+  rank?: number;
+}
+
+export const EndHolderResult = object('EndHolderResult', {
+  run: str, pid: int, ok: bool, signalled: bool, message: str,
+});
+export type EndHolderResult = Checked<typeof EndHolderResult>;
 
 export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo), runsOmitted: optional(int, 0) });
 export type RunsResult = Checked<typeof RunsResult>;

@@ -19,6 +19,7 @@ from typing import Any
 from ..monitor.gpu import GPUMonitor
 from ..monitor.processes import detailed_memory
 from ..runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
+from ..runs.lock_holders import end_lock_holder
 from ..runs.registry import RunInfo, RunRecord
 from ..runs.stall import HUNG
 from ..runs.status import RunState
@@ -435,6 +436,14 @@ class Sidecar:
             where = run_dir or ", ".join(str(d) for d in self._registry.dirs) or "no runs directory"
             return StopResult(name, False, "unknown", None, f"no run named {name!r} in {where}", False)
         return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
+
+    def end_lock_holder(self, run_dir: str, pid: int, rank: int = 0) -> p.EndHolderResult:
+        """End the process that keeps the lock of the ended run in `run_dir` (its RunInfo.lockHolder), on proof."""
+        folder = Path(run_dir)
+        registry = self._registry.owner(folder)
+        if registry is None:
+            return p.EndHolderResult(folder.name, pid, False, False, f"{run_dir} is not in a watched runs folder")
+        return end_lock_holder(registry, registry.runs_dir / folder.name, pid, rank)
 
     def process_detail(self, pid: int) -> p.ProcessDetailResult | None:
         detail = detailed_memory(pid)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from ..monitor.gpu import GpuReading
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
 from ..runs.liveness import LockHolder
+from ..runs.lock_holders import EndHolderResult
 from ..runs.registry import RunInfo, RunMemory
 from ..runs.status import RUN_NAME
 from .history import HistoryEvent, HistoryPoint
@@ -42,9 +43,10 @@ STOP_RUN = "crashGuard/stopRun"
 PROCESS_DETAIL = "crashGuard/processDetail"
 UPDATE_SETTINGS = "crashGuard/updateSettings"
 HISTORY = "crashGuard/history"
+END_LOCK_HOLDER = "crashGuard/endLockHolder"
 
 NOTIFICATIONS = (SAMPLE, WARNING, RUN_EVENT, ACTION)
-REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY)
+REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY, END_LOCK_HOLDER)
 METHODS = NOTIFICATIONS + REQUESTS
 
 # Levels a resource can be at; forecasts also use FULL (the limit itself, 100 %).
@@ -294,6 +296,24 @@ class StopRunParams:
         return cls(run, _timeout(obj, DEFAULT_STOP_TIMEOUT), run_dir)
 
 
+@dataclass(frozen=True)
+class EndLockHolderParams:
+    dir: str  # the run's folder (RunInfo.dir)
+    pid: int  # the process RunInfo.lockHolder named
+    rank: int = 0
+
+    @classmethod
+    def parse(cls, params: Any) -> EndLockHolderParams:
+        obj = _object(params, {"dir", "pid", "rank"})
+        run_dir = obj.get("dir")
+        if not isinstance(run_dir, str) or not os.path.isabs(run_dir) or len(run_dir) > 4096 or "\0" in run_dir:
+            raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {_shown(run_dir)}")
+        rank = obj.get("rank", 0)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < 65_536:
+            raise ParamsError("rank", f"expected an integer 0-65535, got {_shown(rank)}")
+        return cls(run_dir, _pid(obj), rank)
+
+
 def parse_empty(params: Any) -> None:
     _object(params, set())
 
@@ -430,11 +450,12 @@ def run_wire_bytes(run: RunInfo) -> int:
 
 
 __all__ = [
-    "ACTION", "ACTIONS", "CLEANUP", "HISTORY", "MAX_FRAME_BYTES", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL",
-    "REQUESTS", "RUNS", "RUN_EVENT", "RUN_EVENTS", "SAFE_INT", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_RUN",
-    "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult", "Forecast", "GpuInfo",
-    "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "LockHolder", "ParamsError", "PressureInfo",
-    "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunMemory",
-    "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "fit_runs",
-    "gpu_processes", "parse_empty", "parse_history", "parse_process_detail", "parse_update_settings", "to_wire"
+    "ACTION", "ACTIONS", "CLEANUP", "END_LOCK_HOLDER", "HISTORY", "MAX_FRAME_BYTES", "METHODS", "NOTIFICATIONS",
+    "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT", "RUN_EVENTS", "SAFE_INT", "SAMPLE", "SERVER_BUSY", "STATUS",
+    "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "ActionParams", "CleanupParams", "CleanupResult", "EndHolderResult",
+    "EndLockHolderParams", "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult",
+    "LockHolder", "ParamsError", "PressureInfo", "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup",
+    "RunEventParams", "RunInfo", "RunMemory", "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo",
+    "WarningParams", "camel", "fit_runs", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
+    "parse_update_settings", "to_wire",
 ]

@@ -9,6 +9,7 @@ lock kept by a stray child is named. (The trainer side's attacks are in tests/py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ from trainer_helpers import StartTrainer, wait_registered
 from wire_frames import MAX_FRAME_BYTES, SAFE_INT, TEE, read_frames, samples_of
 
 from crashguard.runs.lock import RunLocked
-from crashguard.runs.status import RunStatus
+from crashguard.runs.status import RunState, RunStatus
 from crashguard.sidecar import protocol as p
 
 # A real registered run that never writes its status again (a test may tamper with it) and has no SIGTERM handler:
@@ -377,13 +378,25 @@ async def test_a_lock_kept_by_a_stray_child_is_named(runs_dir: Path, procs: list
             [run] = (await s.request(p.RUNS, {}))["runs"]
             assert run["crashProof"] == "witnessed"
             assert run["lockHolder"]["pid"] == stray and run["lockHolder"]["command"], run["lockHolder"]
+            from crashguard.runs import RunHook
             with pytest.raises(RunLocked) as locked:
-                from crashguard.runs import RunHook
                 RunHook("forked", runs_dir=runs_dir).start()
             assert [h.pid for h in locked.value.holders] == [stray]
             assert f"held by pid {stray} (" in str(locked.value)
+            # Ending it takes the same proof as a run: a process that does not hold the lock is not signalled.
+            bystander = subprocess.Popen(["sleep", "60"])
+            procs.append(bystander)
+            refused = await s.request("crashGuard/endLockHolder", {"dir": run["dir"], "pid": bystander.pid})
+            assert not refused["ok"] and not refused["signalled"] and "does not hold .lock" in refused["message"]
+            assert bystander.poll() is None
+            ended = await s.request("crashGuard/endLockHolder", {"dir": run["dir"], "pid": stray}, timeout=30)
+            assert ended["ok"] and ended["signalled"], ended
+            hook = RunHook("forked", runs_dir=runs_dir)
+            hook.start()  # the resume can take the lock now
+            hook.finish(RunState.FINISHED)
         finally:
-            os.kill(stray, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stray, signal.SIGKILL)
 
 
 def test_sample_caps_are_what_the_wire_checks() -> None:
