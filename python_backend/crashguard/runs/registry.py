@@ -10,10 +10,13 @@ refuses that folder only; every other run is scanned, sampled and controlled as 
 
 What a scan costs does not grow with the number of ended or refused runs. The runs folder is listed again only
 when it changed (its mtime: a run folder created, removed or renamed, or a run registering, which touches it); a
-run folder is looked at again when its own stat changed. Only live runs, and runs that changed in the last
-HOT_SECONDS (a supervisor recording a crash just after the death), are looked at on every scan, plus ROUND_ROBIN
-others in turn (a file edited in place). A status is re-parsed only when it changed (inode, mtime, ctime, size),
-and a process found dead stays dead until its status changes (a pid and create time never come back).
+run folder is looked at again when its own stat changed (every writer of Crash Guard replaces files by rename,
+which changes it; a file edited in place is seen when its folder next changes). Only live runs, and runs alive in
+the last HOT_SECONDS (a supervisor recording a crash just after the death), are looked at on every scan, plus
+ROUND_ROBIN other folders' stat in turn (a folder rewritten by an older hook, which does not touch the runs folder).
+A status is re-parsed only when it changed (inode, mtime, ctime, size), and a process found dead stays dead until
+its status changes (a pid and create time never come back). Folders not looked at yet are read newest first, at
+most LOOK_SECONDS of that per scan.
 
 A crash is news only with a proof (contract C1): `witnessed` (this monitor proved the run alive and then saw it
 die, runs/witness.py) or `supervisor` (its supervisor or watchdog sealed the record, runs/crash_seal.py); a file
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_EXIT = "unknown (the process ended without recording why)"
 WITNESSED, SUPERVISOR = "witnessed", "supervisor"  # RunInfo.crash_proof
 HOT_SECONDS = 60.0
-ROUND_ROBIN = 2  # per look: a file edited in place (not how Crash Guard writes) is noticed in N/2 looks
+ROUND_ROBIN = 1  # folders whose stat is compared per look, in turn (a folder written by an older hook)
 LOOK_SECONDS = 0.05  # a sample's look at folders it has not seen yet stops after this long (MIN_LOOKS at least)
 MIN_LOOKS = 16
 MAX_REPORTS = 32  # refusals reported one by one per REPORT_WINDOW_SECONDS; the rest counted in a summary line
@@ -381,7 +384,7 @@ class Registry:
             if name in self._hot or name in self._pending_set:
                 continue
             entry = self._entries.get(name)
-            if entry is None or self._stat_changed(runs_fd, entry):
+            if entry is None or self._folder_changed(runs_fd, entry):
                 self._examine(runs_fd, name, now)
 
     @staticmethod
@@ -391,19 +394,6 @@ class Registry:
         except OSError:
             return True
         return _folder_key(st) != entry.folder
-
-    def _stat_changed(self, runs_fd: int, entry: _Entry) -> bool:
-        """The folder's stat, or a status file's (edited in place), differs from when it was examined."""
-        if self._folder_changed(runs_fd, entry):
-            return True
-        for filename, (key, _) in entry.files.items():
-            try:
-                st = os.stat(f"{entry.name}/{filename}", dir_fd=runs_fd, follow_symlinks=False)
-            except OSError:
-                return True
-            if _file_key(st) != key:
-                return True
-        return False
 
     def _remove(self, name: str) -> None:
         entry = self._entries.pop(name, None)
@@ -644,8 +634,11 @@ class Registry:
 
 def merge_recent(snapshots: Iterable[Snapshot], limit: int) -> list[RunRecord]:
     """The `limit` most relevant ended runs of several directories (each snapshot's list is in that order)."""
+    lists = [s.recent for s in snapshots if s.recent]
+    if len(lists) <= 1:
+        return lists[0][:limit] if lists else []
     now = time.time()
-    return list(heapq.merge(*(s.recent for s in snapshots),
+    return list(heapq.merge(*lists,
                             key=lambda r: (r.crash_proof(now) is None, -r.sort_time(now))))[:limit]
 
 
