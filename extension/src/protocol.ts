@@ -22,8 +22,11 @@ export const METHOD_UPDATE_SETTINGS = 'crashGuard/updateSettings';
 export const METHOD_HISTORY = 'crashGuard/history';
 /** Client → server: `{ focused }`, whenever this window gains or loses focus (a warning shows in one window). */
 export const METHOD_WINDOW_STATE = 'crashGuard/windowState';
-/** Client → server: `{}`, "Stop Memory Monitor": the shared monitor exits once no other window is connected. */
+/** Client → server: `{replace?}`: "Stop Memory Monitor" (the shared monitor exits once no other window is connected) or,
+ *  with `replace: true`, "Restart Memory Monitor" (it exits for every window, which reconnect to a new one). */
 export const METHOD_STOP_MONITOR = 'crashGuard/stopMonitor';
+/** End the process that keeps a crashed run's lock (RunInfo.lockHolder), after the user chose to. */
+export const METHOD_END_LOCK_HOLDER = 'crashGuard/endLockHolder';
 /** Standard LSP notification carrying `{ settings: { crashGuard: SidecarSettings } }`. */
 export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
 
@@ -35,7 +38,7 @@ export const ERROR_SERVER_BUSY = -32000;
 /** Client → server requests. */
 export const REQUESTS = [
   METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
-  METHOD_HISTORY,
+  METHOD_HISTORY, METHOD_END_LOCK_HOLDER,
 ] as const;
 /** Client → server notifications. */
 export const CLIENT_NOTIFICATIONS = [METHOD_WINDOW_STATE, METHOD_STOP_MONITOR] as const;
@@ -139,6 +142,15 @@ export const PressureInfo = object('PressureInfo', {
 });
 export type PressureInfo = Checked<typeof PressureInfo>;
 
+/** A live process still holding a crashed run's lock (a stray child kept it): Resume would fail with RunLocked. */
+export const LockHolder = object('LockHolder', { pid: int, command: str });
+export type LockHolder = Checked<typeof LockHolder>;
+
+/** Contract C1: what proves a crash. `witnessed`: the monitor proved the run alive and saw it die; `supervisor`: its
+ *  supervisor or watchdog sealed the record. null: only a file says so (no prompt, no Resume). */
+export const CRASH_PROOFS = ['witnessed', 'supervisor'] as const;
+export type CrashProof = typeof CRASH_PROOFS[number];
+
 export const RunInfo = object('RunInfo', {
   name: str, dir: str, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
   step: nullable(int), epoch: nullable(int), microBatch: nullable(int), accumulation: nullable(int),
@@ -158,6 +170,10 @@ export const RunInfo = object('RunInfo', {
   checkpointTime: optional(nullable(num), null),
   /** RAM (bytes) a checkpoint being written in the background holds; null when none is. */
   snapshotBytes: optional(nullable(num), null),
+  /** A crash's proof (contract C1); absent from older sidecars: no proof. */
+  crashProof: optional(nullable(oneOf(CRASH_PROOFS)), null),
+  /** crashGuard/runs only: the process still holding a proven crash's lock. */
+  lockHolder: optional(nullable(LockHolder), null),
 });
 export type RunInfo = Checked<typeof RunInfo>;
 
@@ -183,6 +199,8 @@ export const Sample = object('Sample', {
   pressure: optional(nullable(PressureInfo), null),
   /** Why there is no pressure figure at all (PSI unavailable). */
   pressureReason: optional(nullable(str), null),
+  /** Runs left out of `runs` (contract C2: a sample stays within 64 KiB; live runs and the newest come first). */
+  runsOmitted: optional(int, 0),
 });
 export type Sample = Checked<typeof Sample>;
 
@@ -251,7 +269,20 @@ export interface StopRunParams {
   timeoutMs?: number;
 }
 
-export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo) });
+export interface EndLockHolderParams {
+  /** The crashed run's folder (RunInfo.dir). */
+  dir: string;
+  /** RunInfo.lockHolder.pid: signalled only if it still holds that run's lock. */
+  pid: number;
+  rank?: number;
+}
+
+export const EndHolderResult = object('EndHolderResult', {
+  run: str, pid: int, ok: bool, signalled: bool, message: str,
+});
+export type EndHolderResult = Checked<typeof EndHolderResult>;
+
+export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo), runsOmitted: optional(int, 0) });
 export type RunsResult = Checked<typeof RunsResult>;
 
 export const ProcessDetail = object('ProcessDetailResult', {

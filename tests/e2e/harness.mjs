@@ -21,15 +21,18 @@ export const STATUSBAR = '#workbench\\.parts\\.statusbar';
 /** A PATH with no project venv and no pyenv shims: the extension must find a Python of the machine. */
 export const PLAIN_PATH = `${path.dirname(NODE)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
 
-// A stand-in trainer: registers like `python -m crashguard train` does (RunHook), steps until killed, and
-// honours checkpoint-and-stop at a step boundary (writes a checkpoint file, ends in state "stopped", exits 0).
+// A stand-in trainer: registers like `python -m crashguard train` does (RunHook), with a watchdog that records (and
+// seals: contract C1) a crash the way the train command's supervisor does, steps until killed, and honours
+// checkpoint-and-stop at a step boundary (writes a checkpoint file, ends in state "stopped", exits 0).
 export const TRAINER = `
 import json, sys, time
 from pathlib import Path
 from crashguard.runs.hook import RunHook
 from crashguard.runs.status import RunState
+from crashguard.runs.watchdog import start_watchdog
 hook = RunHook(sys.argv[3], runs_dir=sys.argv[1], config=sys.argv[2], write_interval=0.2)
 hook.start()
+start_watchdog(hook.run_dir / "status.json", hook.status.pid, hook.status.create_time)
 step = 0
 while True:
     step += 1

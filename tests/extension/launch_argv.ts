@@ -46,7 +46,7 @@ const crashed: RunInfo = {
   step: 1, epoch: 0, microBatch: 1, accumulation: 1, loss: null, peakRss: null, treeRss: null, vram: null,
   lastEvent: null, exitCause: null, config: input.config, checkpoint: null, started: 1, updated: 1, stepSeconds: null,
   stalledSeconds: null, resumeCommand: null, oomScoreAdj: null, memory: null, checkpointStep: null, checkpointTime: null,
-  snapshotBytes: null,
+  snapshotBytes: null, crashProof: null, lockHolder: null,
 };
 const folderOf = () => undefined;
 const trainPlan = resumePlan(crashed, folderOf);

@@ -34,6 +34,19 @@ def python() -> str:
     return sys.executable
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The user's state folder (the monitor's crash witness, the crash-seal key: util/user_dirs.py) is the
+    session's own, for this process and every child it starts: tests never read or write the real one."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
 @pytest.fixture(autouse=True)
 def _keep_own_oom_score() -> Iterator[None]:
     path = Path("/proc/self/oom_score_adj")

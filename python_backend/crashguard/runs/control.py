@@ -27,7 +27,7 @@ from ..guard.cleanup import CleanupReport, emergency_cleanup
 from ..monitor.host import read_ram
 from ..monitor.processes import tree_rss
 from .files import RefusedFile, ensure_checked_dir, open_run_dir, read_checked_json, unlink_at, write_json_at
-from .liveness import PIDFD, send_signal, verify_run
+from .liveness import send_signal, verify_run
 from .registry import Registry, RunRecord, RunScanner
 from .status import ControlAction, RunState, control_name
 
@@ -265,8 +265,7 @@ def stop_run(runs_dir: str | Path, name: str, timeout: float = DEFAULT_STOP_TIME
         sent, how = send_signal(pid, signal.SIGTERM, functools.partial(_recheck, item.record))
         if sent:
             signalled = True
-            log.warning("run %s (pid %d) did not answer checkpoint-and-stop: sent SIGTERM%s", name, pid,
-                        " through a pidfd" if how == PIDFD else " with kill(2) (no pidfd here)")
+            log.warning("run %s (pid %d) did not answer checkpoint-and-stop: sent SIGTERM through a pidfd", name, pid)
             _wait_for_end(item.proc, timeout)
         else:
             problems.append(f"rank {item.record.rank}: {item.error}; not signalled ({how})")

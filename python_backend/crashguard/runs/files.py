@@ -66,6 +66,8 @@ def open_checked_dir(name: str | Path, dir_fd: int | None = None, what: str | No
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
+        if exc.errno == errno.ENOTDIR and _is_symlink(name, dir_fd):  # O_DIRECTORY answers ENOTDIR for a link
+            raise RefusedFile(f"{label} is a symlink (not followed)") from None
         raise _refusal(label, exc, "a folder") from None
     try:
         check_private(os.fstat(fd), label)
@@ -73,6 +75,13 @@ def open_checked_dir(name: str | Path, dir_fd: int | None = None, what: str | No
         os.close(fd)
         raise
     return fd
+
+
+def _is_symlink(name: str | Path, dir_fd: int | None) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _refusal(label: str, exc: OSError, kind: str) -> OSError | RefusedFile:

@@ -16,10 +16,16 @@ Any loop can use it:
 Control requests are handled only at step boundaries, where no half-finished step holds tensors, except an
 urgent checkpoint-and-stop: with `watch_urgent(checkpoint)` a watcher thread (runs/urgent.py) writes the checkpoint
 of the last completed step at once and ends the run without waiting for the step in flight.
+
+The run folder and its control folder are opened once, without following symlinks, and held: the status, the lock
+and every control file are read, written and removed relative to those descriptors. A run folder or `control/`
+swapped for a symlink after the run started therefore never redirects a write or a delete outside `runs/`; a
+request's id must be its own file's plain name (REQUEST_ID) before it names an answer file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -35,10 +41,9 @@ import psutil
 
 from ..guard.cleanup import CleanupReport, emergency_cleanup
 from ..guard.oom_score import DEFAULT_OOM_SCORE_ADJ, check_oom_score_adj, volunteer
-from ..util.json_io import write_json_atomic
 from . import lock
 from .event_log import EVENTS_FILE, EventLog
-from .files import RefusedFile, check_private, read_json
+from .files import RefusedFile, check_private, ensure_checked_dir, read_checked_json, unlink_at, write_json_at
 from .status import (
     REQUEST_ID,
     ControlAction,
@@ -46,10 +51,13 @@ from .status import (
     RunStatus,
     coerce_field,
     control_dir,
+    control_name,
     lock_path,
+    status_name,
     status_path,
     valid_run_name,
 )
+from .urgent import MAX_BYTES as MAX_REQUEST_BYTES
 from .urgent import UrgentWatcher, end_process_now, interactive, interrupt_main_thread
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,8 @@ class RunHook:
         self._status_file = status_path(self.run_dir, rank)
         self._control_dir = control_dir(self.run_dir, rank)
         self._lock_file = lock_path(self.run_dir, rank)
+        self._run_fd: int | None = None  # the run folder, opened checked and held (see the module's docstring)
+        self._control_fd: int | None = None  # its control folder, likewise
         self._locked = False
         self._write_interval = write_interval
         self._cleanup = cleanup
@@ -97,17 +107,18 @@ class RunHook:
         """Register: take the run's lock, then write the first status (so no status exists without the lock).
         Raises RunLocked if another live process holds this run (rank), RefusedFile if the run folder or its
         control folder is a symlink or belongs to someone else."""
-        _private_dir(self.run_dir)
+        self._hold_run_dir()
         self._acquire_lock()
         if self.events is not None:
             self.events.open()  # a planted link refuses the run here, before anything else is written
-        _private_dir(self._control_dir)
-        for stale in self._control_dir.glob("*.json"):  # requests addressed to an earlier process
-            stale.unlink(missing_ok=True)
+        control_fd = self._hold_control_dir()
+        for stale in _request_names(control_fd):  # requests addressed to an earlier process
+            unlink_at(control_fd, stale)
         now = time.time()
         self.status.started = now
         self.status.state = RunState.RUNNING.value
         self._write()
+        _nudge(self.run_dir.parent)
 
     def finish(self, state: RunState, checkpoint: str | Path | None = None, exit_cause: str | None = None) -> None:
         with self._write_lock:
@@ -131,6 +142,7 @@ class RunHook:
             # another). A process that dies without finish() loses the lock with its last descriptor.
             lock.release(self._lock_file)
             self._locked = False
+            self._release_dirs()
 
     def watch_urgent(self, checkpoint: Callable[[], str | Path | None],
                      end: Literal["auto", "exit", "interrupt"] = "auto") -> None:
@@ -143,7 +155,7 @@ class RunHook:
         def on_urgent(request_id: str) -> None:
             self._urgent_stop(request_id, checkpoint, mode)
 
-        self._urgent = UrgentWatcher(self._control_dir, on_urgent)
+        self._urgent = UrgentWatcher(os.dup(self._hold_control_dir()), on_urgent)  # the watcher closes its copy
         self._urgent.start()
 
     def _urgent_stop(self, request_id: str, checkpoint: Callable[[], str | Path | None], mode: str) -> None:
@@ -222,19 +234,21 @@ class RunHook:
         self.poll_control()
 
     def poll_control(self) -> None:
-        try:
-            entries = sorted(p for p in self._control_dir.iterdir()
-                             if p.suffix == ".json" and not p.name.endswith(".done.json"))
-        except FileNotFoundError:
-            return
-        for path in entries:
-            request = read_json(path)
-            path.unlink(missing_ok=True)
+        control_fd = self._control_fd
+        if control_fd is None:
+            return  # not started (or finished): no requests
+        for name in _request_names(control_fd):
+            try:
+                request = read_checked_json(name, control_fd, cap=MAX_REQUEST_BYTES)
+            except (OSError, RefusedFile):
+                request = None
+            unlink_at(control_fd, name)
+            request_id = name[:-len(".json")]
             # The id names the answer file: it must be the request file's own plain name, never a path.
-            if not isinstance(request, dict) or request.get("id") != path.stem or not REQUEST_ID.fullmatch(path.stem):
-                log.warning("ignored control file %s: not a valid request", path.name)
+            if not isinstance(request, dict) or request.get("id") != request_id or not REQUEST_ID.fullmatch(request_id):
+                log.warning("ignored control file %s: not a valid request", name[:80])
                 continue
-            self._handle(path.stem, request.get("action"))
+            self._handle(request_id, request.get("action"))
 
     # -- internals ---------------------------------------------------------------------------------
     def _handle(self, request_id: str, action: Any) -> None:
@@ -253,7 +267,10 @@ class RunHook:
 
     def _answer(self, request_id: str, action: ControlAction | None, ok: bool,
                 report: dict[str, Any] | None = None, error: str | None = None) -> None:
-        write_json_atomic(self._control_dir / f"{request_id}.done.json", {
+        if not REQUEST_ID.fullmatch(request_id):  # every caller checked it; an answer file is never a path
+            log.warning("not answering request %r: not a valid request id", request_id[:80])
+            return
+        write_json_at(self._hold_control_dir(), f"{request_id}.done.json", {
             "id": request_id, "action": action.value if action else None, "ok": ok, "report": report,
             "error": error, "time": time.time(),
         })
@@ -275,8 +292,26 @@ class RunHook:
         rss = self._process.memory_info().rss
         self.status.peak_rss = max(self.status.peak_rss, rss)
 
+    def _hold_run_dir(self) -> int:
+        """The run folder, created private if needed, opened without following a symlink and held."""
+        if self._run_fd is None:
+            self._run_fd = _open_private_dir(self.run_dir)
+        return self._run_fd
+
+    def _hold_control_dir(self) -> int:
+        if self._control_fd is None:
+            self._control_fd = ensure_checked_dir(control_name(self.status.rank), self._hold_run_dir(),
+                                                  what=str(self._control_dir))
+        return self._control_fd
+
+    def _release_dirs(self) -> None:
+        for fd in (self._control_fd, self._run_fd):
+            if fd is not None:
+                os.close(fd)
+        self._control_fd = self._run_fd = None
+
     def _acquire_lock(self) -> None:
-        held = lock.acquire(self._lock_file)
+        held = lock.acquire(self._lock_file, dir_fd=self._hold_run_dir())
         self.status.lock_dev, self.status.lock_ino, self.status.lock_fd = held.dev, held.ino, held.fd
         self._locked = True
         # Registration is also when the run volunteers to the OOM killer: before its loop starts workers.
@@ -287,17 +322,33 @@ class RunHook:
             if self._ended:  # a terminal state is written: later writes (another thread's) must not undo it
                 return
             if not self._locked and not RunState(self.status.state).terminal:
-                _private_dir(self.run_dir)
                 self._acquire_lock()  # update() before start(): still never a live status without the lock
             self._ended = final
             self.status.updated = time.time()
-            write_json_atomic(self._status_file, self.status.to_dict())
+            write_json_at(self._hold_run_dir(), status_name(self.status.rank), self.status.to_dict())
             self._last_write = time.monotonic()
 
 
-def _private_dir(path: Path) -> None:
-    """Create `path` if needed and make sure it is a real folder of this user that only this user can write: the
-    sidecar refuses anything else, and a symlink planted in a cloned repository must not redirect our writes."""
+def _request_names(control_fd: int) -> list[str]:
+    """The request files waiting in the control folder open as `control_fd`, oldest id first."""
+    try:
+        names = os.listdir(control_fd)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.endswith(".json") and not n.endswith(".done.json"))
+
+
+def _nudge(runs_dir: Path) -> None:
+    """Touch the runs folder: a monitor that skips folders that did not change looks again at once (a resume
+    rewrites an existing run folder, which does not change the runs folder itself)."""
+    with contextlib.suppress(OSError):
+        os.utime(runs_dir)
+
+
+def _open_private_dir(path: Path) -> int:
+    """Create `path` if needed, open it without following a symlink and make sure it is a real folder of this user
+    that only this user can write (the sidecar refuses anything else, and a symlink planted in a cloned repository
+    must not redirect our writes); the descriptor is the caller's."""
     path.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -309,5 +360,12 @@ def _private_dir(path: Path) -> None:
             os.fchmod(fd, st.st_mode & 0o7755)  # a umask of 002 makes folders group-writable
             st = os.fstat(fd)
         check_private(st, str(path))
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _private_dir(path: Path) -> None:
+    """`_open_private_dir`, for a caller that needs the folder but not a descriptor."""
+    os.close(_open_private_dir(path))

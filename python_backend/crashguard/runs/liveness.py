@@ -1,14 +1,16 @@
 """Is the process a status file names really that run? A status file is only a claim. It is believed when:
 
-1. the pid is running and its create time equals the recorded one (pids are reused);
+1. the pid is a process, not a thread (a thread id names a /proc entry too: its Tgid must be itself), it is
+   running and its create time equals the recorded one (pids are reused);
 2. the process belongs to this user (real and effective uid) and is not protected: the sidecar itself, its
    ancestors (the editor and its extension host) and pid 1 are never ours to touch, whatever a file claims;
 3. the process holds the run's lock: the inode of `runs/<name>/.lock` (`.lock.rankN`), found by lstat in the
-   checked run folder, is among the files `/proc/<pid>/fd` has open (runs/lock.py). A file can copy a pid and a
-   create time; it cannot make a process open a file.
+   checked run folder (a regular file of this user with exactly one link: a hard link to a file some other
+   process has open is refused), is among the files `/proc/<pid>/fd` has open (runs/lock.py). A file can copy a
+   pid and a create time; it cannot make a process open a file.
 
 Signals go through a pidfd opened *before* the final re-check (`send_signal`), so a pid reused between the check
-and the signal is never hit.
+and the signal is never hit. Where no pidfd can be had, nothing is signalled.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ log = logging.getLogger(__name__)
 # and in the sidecar; the tolerance only absorbs float rounding in the JSON round trip.
 CREATE_TIME_TOLERANCE = 0.05
 PIDFD = "pidfd"
-KILL = "kill"
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,28 @@ def _refused(reason: str, process: psutil.Process | None = None) -> Verdict:
     return Verdict(False, False, reason, process, foreign=True)
 
 
+def thread_group_of(pid: int) -> int | None:
+    """The Tgid of /proc/<pid>/status: the pid itself for a process, its process's pid for a thread id (which
+    /proc also answers to, though it lists only processes); None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def verify(pid: object, create_time: object) -> Verdict:
     """Checks 1 and 2: the pid is the recorded process, this user's, and not protected (`verify_run` adds 3)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return Verdict(False, False, f"invalid pid {pid!r}")
     if isinstance(create_time, bool) or not isinstance(create_time, (int, float)) or create_time != create_time:
         return Verdict(False, False, "no valid create time recorded")
+    tgid = thread_group_of(pid)
+    if tgid is not None and tgid != pid:
+        return _refused(f"pid {pid} is a thread of process {tgid}, not a process: a run records its process id")
     try:
         proc = psutil.Process(pid)  # reads the process's create time now
         actual = proc.create_time()
@@ -102,6 +119,8 @@ def lock_identity(run_fd: int, rank: int) -> tuple[int, int]:
                           "(an older hook, or a copied status file)") from None
     if not stat.S_ISREG(st.st_mode):
         raise RefusedFile(f"{name} is not a regular file (a symlink?)")
+    if st.st_nlink != 1:  # a hard link to a file another process holds open would pass the descriptor proof
+        raise RefusedFile(f"{name} has {st.st_nlink} links (a hard link to another file?): a run's lock has one")
     check_private(st, name)
     return st.st_dev, st.st_ino
 
@@ -132,6 +151,54 @@ def holds_file(pid: int, dev: int, ino: int, hint_fd: int | None = None) -> bool
         if st.st_dev == dev and st.st_ino == ino:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A live process of this user that has a run's lock file open (the run, or a stray child that kept it)."""
+
+    pid: int
+    command: str  # its command line, cut to MAX_COMMAND characters
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.command})"
+
+
+MAX_COMMAND = 300
+
+
+def command_of(pid: int) -> str:
+    """The command line of `pid` as one string (its name when the command line is empty or unreadable)."""
+    try:
+        proc = psutil.Process(pid)
+        words = proc.cmdline() or [proc.name()]
+    except psutil.Error:
+        return "?"
+    text = " ".join(words)
+    return text if len(text) <= MAX_COMMAND else text[:MAX_COMMAND - 1] + "\u2026"
+
+
+def lock_holders(dev: int, ino: int, limit: int = 4) -> list[LockHolder]:
+    """The processes of this user that have the file (dev, ino) open, by a pass over /proc (milliseconds per
+    hundred processes: for an error message or a crashed run's Resume, never for every sample)."""
+    me = os.getuid()
+    found: list[LockHolder] = []
+    try:
+        entries = [e for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return found
+    for entry in entries:
+        pid = int(entry.name)
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != me or pid == os.getpid():
+                continue
+        except OSError:
+            continue
+        if holds_file(pid, dev, ino):
+            found.append(LockHolder(pid, command_of(pid)))
+            if len(found) >= limit:
+                break
+    return found
 
 
 def verify_run(run_fd: int, status: RunStatus) -> Verdict:
@@ -172,38 +239,30 @@ def pidfd_supported() -> bool:
 
 def send_signal(pid: int, sig: int, recheck: Callable[[], str | None]) -> tuple[bool, str]:
     """Send `sig` to `pid` only if `recheck()` (None = still the verified run) passes *after* a handle on the
-    process was taken. Returns (sent, how or why not): how is PIDFD or KILL.
+    process was taken. Returns (sent, PIDFD or why not).
 
-    With a pidfd the signal reaches the process the handle was opened on or nobody (ESRCH once it has exited), so a
-    pid reused after the check is never hit. Without one (a kernel before 5.3, or pidfd_open refused, e.g. by a
-    seccomp filter) the fallback re-checks and calls kill(2) at once; the window between the two is a few
-    microseconds, and the pid would have to be freed and reused by a process of this user within it.
+    The signal goes through a pidfd: it reaches the process the handle was opened on or nobody (ESRCH once it has
+    exited), so a pid reused after the check is never hit. Without a pidfd (a kernel before 5.3, pidfd_open refused
+    by a seccomp filter, a thread id) nothing is sent: kill(2) by number is exactly what the proof exists to avoid.
     """
     if pid <= 1 or pid in protected_pids():  # belt and braces: recheck() refuses these too
         return False, f"pid {pid} is protected"
-    if pidfd_supported():
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return False, f"process {pid} has exited"
-        except OSError as exc:
-            log.warning("pidfd_open(%d) failed (%s): falling back to kill(2)", pid, exc)
-        else:
-            try:
-                problem = recheck()
-                if problem is not None:
-                    return False, problem
-                signal.pidfd_send_signal(pidfd, sig)
-                return True, PIDFD
-            except ProcessLookupError:
-                return False, f"process {pid} exited before the signal"
-            finally:
-                os.close(pidfd)
-    problem = recheck()
-    if problem is not None:
-        return False, problem
+    if not pidfd_supported():
+        return False, "no pidfd on this system (Linux 5.3+ and Python 3.9+): Crash Guard signals through one only"
     try:
-        os.kill(pid, sig)
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False, f"process {pid} has exited"
+    except OSError as exc:
+        log.warning("pidfd_open(%d) failed (%s): not signalled (Crash Guard signals through a pidfd only)", pid, exc)
+        return False, f"no pidfd for process {pid} ({exc.strerror or exc}): not signalled"
+    try:
+        problem = recheck()
+        if problem is not None:
+            return False, problem
+        signal.pidfd_send_signal(pidfd, sig)
+        return True, PIDFD
     except ProcessLookupError:
         return False, f"process {pid} exited before the signal"
-    return True, KILL
+    finally:
+        os.close(pidfd)

@@ -24,10 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import RefusedFile, check_private
+from .liveness import LockHolder, lock_holders
 
 
 class RunLocked(RuntimeError):
-    """Another live process already holds this run's lock."""
+    """Another live process already holds this run's lock. `holders` names it (pid and command line): the run
+    itself, or a stray child that kept the lock (a C-level fork runs no at-fork handler); the message says so too,
+    as `held by pid <pid> (<command>)`, so whoever reads it (Resume in the editor, a terminal) can tell who."""
+
+    def __init__(self, message: str, holders: tuple[LockHolder, ...] = ()) -> None:
+        super().__init__(message)
+        self.holders = holders
 
 
 @dataclass(frozen=True)
@@ -42,16 +49,19 @@ _held: dict[Path, HeldLock] = {}
 _guard = threading.Lock()
 
 
-def acquire(path: Path) -> HeldLock:
-    """Open (creating it 0600) and flock `path` for this process; the same lock again if this process holds it."""
+def acquire(path: Path, dir_fd: int | None = None) -> HeldLock:
+    """Open (creating it 0600) and flock `path` for this process; the same lock again if this process holds it.
+    With `dir_fd` (the run folder, held open by the hook) the file is opened relative to it: a run folder swapped
+    for a symlink meanwhile changes nothing. The file must be a regular file of this user with one link."""
     with _guard:
         held = _held.get(path)
-        if held is not None and _same_file(path, held):
+        if held is not None and _same_file(path, held, dir_fd):
             return held
         if held is not None:  # the file was replaced or removed under us: take the one there now
             _close(held)
+        name = path.name if dir_fd is not None else path
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # planted, e.g. in a cloned repository: never lock (or create) through it
                 raise RefusedFile(f"{path} is a symlink: refusing to register a run through it") from None
@@ -60,13 +70,14 @@ def acquire(path: Path) -> HeldLock:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise RunLocked(f"{path} is not a regular file")
+            if st.st_nlink != 1:  # a hard link to a file elsewhere: the monitor would refuse it as proof anyway
+                raise RefusedFile(f"{path} has {st.st_nlink} links: a run's lock file has exactly one (remove it)")
             check_private(st, str(path))
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise RunLocked(f"{path} is held by another live process: this run (rank) is already running; "
-                                    "stop it first or use another run name") from None
+                    raise _locked(path, st) from None
                 raise
         except BaseException:
             os.close(fd)
@@ -74,6 +85,16 @@ def acquire(path: Path) -> HeldLock:
         held = HeldLock(path, fd, st.st_dev, st.st_ino)
         _held[path] = held
         return held
+
+
+def _locked(path: Path, st: os.stat_result) -> RunLocked:
+    holders = tuple(lock_holders(st.st_dev, st.st_ino))
+    if not holders:
+        return RunLocked(f"{path} is held by another live process: this run (rank) is already running; stop it "
+                         "first or use another run name")
+    who = ", ".join(h.describe() for h in holders)
+    return RunLocked(f"{path} is held by {who}: this run (rank) is already running, or a process it started kept "
+                     "its lock; stop it (or end that process) first, or use another run name", holders)
 
 
 def release(path: Path) -> None:
@@ -84,9 +105,9 @@ def release(path: Path) -> None:
             _close(held)
 
 
-def _same_file(path: Path, held: HeldLock) -> bool:
+def _same_file(path: Path, held: HeldLock, dir_fd: int | None = None) -> bool:
     try:
-        st = os.stat(path, follow_symlinks=False)
+        st = os.stat(path.name if dir_fd is not None else path, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (held.dev, held.ino)

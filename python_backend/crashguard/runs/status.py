@@ -23,7 +23,9 @@ CONTROL_DIR = "control"
 LOCK_FILE = ".lock"
 MAX_WORLD_SIZE = 65_536
 MAX_TEXT = 8_192  # characters in any text field (paths, events, causes)
-MAX_SAFE_INTEGER = 2**53 - 1  # the largest integer a JavaScript number holds exactly
+SAFE_INT = 2**53 - 1  # the largest integer a JavaScript reader holds exactly: no int beyond it reaches the wire
+PID_MAX = 4_194_304  # the kernel's PID_MAX_LIMIT
+MAX_TIME = 4_102_444_800.0  # 2100-01-01 UTC: no run wrote a later time
 # One folder name, never a path: no separator, no leading dot or dash, no spaces or control characters.
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RANK_STATUS_FILE = re.compile(r"status\.rank([1-9][0-9]{0,5})\.json")
@@ -92,6 +94,9 @@ class RunStatus:
     checkpoint_step: int | None = None
     checkpoint_time: float | None = None
     snapshot_bytes: int | None = None  # RAM held by a checkpoint's snapshot while it is written in the background
+    # Written with state "crashed" by the run's supervisor or watchdog: an HMAC of the crash record with a key only
+    # this user's processes can read (runs/crash_seal.py). A file alone cannot carry it.
+    crash_seal: str | None = None
     version: int = STATUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,9 +113,22 @@ class RunStatus:
 
 # -- validation --------------------------------------------------------------------------------------------------
 _REQUIRED = ("name", "pid", "create_time")
-_NON_NEGATIVE = ("step", "epoch", "micro_batch", "accumulation", "peak_rss", "peak_vram", "started", "updated",
-                 "lock_dev", "lock_ino", "lock_fd", "create_time", "memory_max", "memory_high", "memory_used",
-                 "memory_high_events", "memory_over_high", "checkpoint_step", "checkpoint_time", "snapshot_bytes")
+_U64 = 2**64 - 1
+# Each number's own range (inclusive). Every int and float field has one (checked at import), except `loss`, which
+# may be any finite number. lock_dev and lock_ino are compared with the kernel's st_dev/st_ino (overlayfs inode
+# numbers use the high bits) and never sent on the wire; every other int is within SAFE_INT.
+_RANGES: dict[str, tuple[float, float]] = {
+    "pid": (1, PID_MAX), "rank": (0, MAX_WORLD_SIZE - 1), "world_size": (1, MAX_WORLD_SIZE),
+    "create_time": (0, MAX_TIME), "started": (0, MAX_TIME), "updated": (0, MAX_TIME),
+    "step": (0, SAFE_INT), "epoch": (0, SAFE_INT), "micro_batch": (0, SAFE_INT), "accumulation": (0, SAFE_INT),
+    "peak_rss": (0, SAFE_INT), "peak_vram": (0, SAFE_INT),
+    "lock_dev": (0, _U64), "lock_ino": (0, _U64), "lock_fd": (0, 2**31 - 1),
+    "step_seconds": (0, 365 * 86_400.0), "oom_score_adj": (-1000, 1000),
+    "memory_max": (0, SAFE_INT), "memory_high": (0, SAFE_INT), "memory_used": (0, SAFE_INT),
+    "memory_high_events": (0, SAFE_INT), "memory_over_high": (0, SAFE_INT), "version": (1, 1000),
+    "checkpoint_step": (0, SAFE_INT), "checkpoint_time": (0, MAX_TIME), "snapshot_bytes": (0, SAFE_INT),
+}
+_ANY_FINITE = frozenset({"loss"})
 
 
 _SCALARS = (int, float, str, bool)
@@ -130,13 +148,25 @@ def _understood(hint: Any) -> bool:
     return False
 
 
+def _scalar_of(hint: Any) -> tuple[Any, bool]:
+    """(the non-null type, nullable) of an annotation."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else hint), type(None) in args
+    return hint, False
+
+
 def _field_types() -> dict[str, Any]:
     """Each field's annotation (so a new field is checked too). A field whose annotation the checker does not
-    understand fails here, at import, naming it: add a rule rather than let an unchecked value through."""
+    understand, or a number without a range, fails here, at import, naming it: add a rule rather than let an
+    unchecked value through."""
     hints = typing.get_type_hints(RunStatus)
     for f in fields(RunStatus):
         if not _understood(hints[f.name]):
             raise TypeError(f"RunStatus.{f.name}: no validation rule for {hints[f.name]!r}")
+        if _scalar_of(hints[f.name])[0] in (int, float) and f.name not in _RANGES and f.name not in _ANY_FINITE:
+            raise TypeError(f"RunStatus.{f.name}: a number without a range (add it to _RANGES)")
     return {f.name: hints[f.name] for f in fields(RunStatus)}
 
 
@@ -196,16 +226,9 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
         raise InvalidStatus(f"{key}: expected a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidStatus(f"{key}: not a finite number")
+    if isinstance(value, int) and abs(value) > 2**64:  # before float(): a huge int would overflow it
+        raise InvalidStatus(f"{key}: {str(value)[:24]}... is out of range")
     return float(value) if hint is float else value
-
-
-def _scalar_of(hint: Any) -> tuple[Any, bool]:
-    """(the non-null type, nullable) of an annotation."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else hint), type(None) in args
-    return hint, False
 
 
 def coerce_field(key: str, value: Any) -> Any:
@@ -244,31 +267,25 @@ def parse_status(data: Any) -> RunStatus:
     status = RunStatus(**values)
     if not RUN_NAME.fullmatch(status.name):
         raise InvalidStatus(f"name: {status.name[:40]!r} is not a valid run name")
-    if status.pid <= 0:
-        raise InvalidStatus(f"pid: expected a positive integer, got {status.pid}")
+    for key, (low, high) in _RANGES.items():
+        value = getattr(status, key)
+        if value is not None and not low <= value <= high:
+            raise InvalidStatus(f"{key}: expected {_shown(low)}..{_shown(high)}, got {str(value)[:24]}")
     if status.create_time <= 0:
         raise InvalidStatus(f"create_time: expected a positive time, got {status.create_time}")
-    for key in _NON_NEGATIVE:
-        value = getattr(status, key)
-        if value is not None and value < 0:
-            raise InvalidStatus(f"{key}: negative ({value})")
-    if not 1 <= status.world_size <= MAX_WORLD_SIZE:
-        raise InvalidStatus(f"world_size: expected 1-{MAX_WORLD_SIZE}, got {status.world_size}")
     if not 0 <= status.rank < status.world_size:
         raise InvalidStatus(f"rank: expected 0-{status.world_size - 1} (world_size {status.world_size}), "
                             f"got {status.rank}")
-    if status.oom_score_adj is not None and not -1000 <= status.oom_score_adj <= 1000:
-        raise InvalidStatus(f"oom_score_adj: expected -1000..1000, got {status.oom_score_adj}")
-    for key in ("checkpoint_step", "checkpoint_time", "snapshot_bytes"):  # exact in a JavaScript number
-        value = getattr(status, key)
-        if value is not None and value > MAX_SAFE_INTEGER:
-            raise InvalidStatus(f"{key}: larger than {MAX_SAFE_INTEGER}")
     if status.state not in {s.value for s in RunState}:
         raise InvalidStatus(f"state: unknown state {status.state[:40]!r}")
     if status.version < 1:
         raise InvalidStatus(f"version: expected 1 or more, got {status.version}")
     status.resume_command = valid_resume_command(status.resume_command)  # a bad one is dropped, not run
     return status
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 def valid_run_name(name: str) -> bool:
@@ -305,7 +322,8 @@ def lock_name(rank: int = 0) -> str:
 
 
 MAX_RESUME_ARGS = 256
-MAX_RESUME_CHARS = 32768
+MAX_RESUME_CHARS = 8192  # in all: a real command line is a few hundred characters; a sample stays small
+MAX_PATH_CHARS = 4096  # PATH_MAX: no argument and no cwd is longer, and the wire never cuts one
 
 
 def valid_resume_command(value: Any) -> dict[str, Any] | None:
@@ -316,9 +334,11 @@ def valid_resume_command(value: Any) -> dict[str, Any] | None:
     argv, cwd = value["argv"], value["cwd"]
     if not isinstance(argv, list) or not argv or len(argv) > MAX_RESUME_ARGS:
         return None
-    if not all(isinstance(a, str) and a and "\0" not in a for a in argv):
+    if not all(isinstance(a, str) and a and "\0" not in a and len(a) <= MAX_PATH_CHARS for a in argv):
         return None
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd or not os.path.isabs(argv[0]):
+        return None
+    if len(cwd) > MAX_PATH_CHARS:
         return None
     if sum(len(a) for a in argv) + len(cwd) > MAX_RESUME_CHARS:
         return None

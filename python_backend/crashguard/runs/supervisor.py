@@ -25,6 +25,7 @@ from ..guard.oom_score import volunteer_in_child
 from ..monitor.memcg import MemcgDir, memcg_of
 from ..util.json_io import write_json_atomic
 from .containment import ContainedGroup, Containment, scope_group
+from .crash_seal import seal, seal_key
 from .files import read_json
 from .oom_cause import oom_cause, read_counters
 from .resume import crashguard_command
@@ -57,7 +58,10 @@ def mark_crashed(status_file: Path, pid: int, returncode: int | None, cause: str
         return False
     cause = cause or describe_exit(returncode if returncode is not None else 0)
     status.update(state=RunState.CRASHED.value, exit_cause=cause, updated=time.time(),
-                  last_event=f"crashed: {cause}")
+                  last_event=f"crashed: {cause}", crash_seal=None)
+    key = seal_key(create=True)
+    if key is not None:  # the proof that this process, not a file, recorded the crash (runs/crash_seal.py)
+        status["crash_seal"] = seal(status_file.parent.resolve(), status, key)
     write_json_atomic(status_file, status, durable=True)
     return True
 

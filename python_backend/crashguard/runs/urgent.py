@@ -7,6 +7,10 @@ writes the last completed step), marks the run stopped, answers, and ends the ru
 (its memory is free the moment it does; DataLoader workers notice their parent is gone and exit), or, in an
 interactive session (a notebook kernel), the main thread gets `UrgentStop` raised at its next bytecode so the
 kernel survives. Plain Python, no torch: the checkpoint function is the training side's.
+
+The watcher reads the control folder through a descriptor of its own (the hook's, duplicated), never by path: a
+`control/` swapped for a symlink cannot make it read, rename or delete anything elsewhere. A request's id must be
+its file's own name and a valid REQUEST_ID, since it names the answer file.
 """
 
 from __future__ import annotations
@@ -18,10 +22,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
-from .files import read_json
-from .status import ControlAction
+from .files import RefusedFile, read_checked_json
+from .status import REQUEST_ID, ControlAction
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
@@ -45,10 +48,11 @@ def is_urgent_stop(request: object) -> bool:
 
 
 class UrgentWatcher:
-    """Polls a run's control folder on its own daemon thread; `on_urgent(request_id)` runs on that thread."""
+    """Polls a run's control folder on its own daemon thread; `on_urgent(request_id)` runs on that thread.
+    `control_fd` is the folder, open: the watcher owns it and closes it when its thread ends."""
 
-    def __init__(self, control_dir: Path, on_urgent: Callable[[str], None], interval: float = POLL_SECONDS) -> None:
-        self.control_dir = control_dir
+    def __init__(self, control_fd: int, on_urgent: Callable[[str], None], interval: float = POLL_SECONDS) -> None:
+        self.control_fd = control_fd
         self.on_urgent = on_urgent
         self.interval = interval
         self._stop = threading.Event()
@@ -61,33 +65,41 @@ class UrgentWatcher:
         self._stop.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            request_id = self._claim()
-            if request_id is not None:
-                self.on_urgent(request_id)
-                return
+        try:
+            while not self._stop.wait(self.interval):
+                request_id = self._claim()
+                if request_id is not None:
+                    self.on_urgent(request_id)
+                    return
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self.control_fd)
 
     def _claim(self) -> str | None:
         """The id of an urgent stop request, claimed by renaming it (the main thread's poll then never sees it)."""
+        fd = self.control_fd
         try:
-            # Plain small files only: a symlink (to /dev/zero, to another run's folder) or a huge file is not read.
-            names = sorted(e.name for e in os.scandir(self.control_dir)
-                           if e.name.endswith(".json") and not e.name.endswith(".done.json")
-                           and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= MAX_BYTES)
+            names = sorted(n for n in os.listdir(fd) if n.endswith(".json") and not n.endswith(".done.json"))
         except OSError:
             return None
         for name in names:
-            path = self.control_dir / name
-            request = read_json(path)
-            if not is_urgent_stop(request):
+            request_id = name[:-len(".json")]
+            if not REQUEST_ID.fullmatch(request_id):
+                continue  # not a request's name (an id names the answer file: never a path)
+            try:  # plain small files of this user only: a symlink (to /dev/zero, elsewhere) or a huge file is refused
+                request = read_checked_json(name, fd, cap=MAX_BYTES)
+            except (OSError, RefusedFile):
                 continue
+            if not is_urgent_stop(request) or request["id"] != request_id:
+                continue
+            claimed = request_id + CLAIMED_SUFFIX
             try:
-                os.rename(path, path.with_suffix(CLAIMED_SUFFIX))
+                os.rename(name, claimed, src_dir_fd=fd, dst_dir_fd=fd)
             except OSError:
                 continue  # the main thread took it first: it stops at this step boundary instead
             with contextlib.suppress(OSError):
-                path.with_suffix(CLAIMED_SUFFIX).unlink()
-            return str(request["id"])  # type: ignore[index]
+                os.unlink(claimed, dir_fd=fd)
+            return request_id
         return None
 
 

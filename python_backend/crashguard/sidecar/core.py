@@ -6,7 +6,9 @@ from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import re
 import threading
 import time
@@ -17,9 +19,11 @@ from typing import Any
 from ..monitor.gpu import GPUMonitor
 from ..monitor.processes import detailed_memory
 from ..runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
+from ..runs.lock_holders import end_lock_holder
 from ..runs.registry import RunInfo, RunRecord
 from ..runs.stall import HUNG
 from ..runs.status import RunState
+from ..runs.witness import Witness
 from . import protocol as p
 from .escalation import CLEANUP, STOP, Escalation, Observation, Timings
 from .forecast import History, describe, next_crossing, seconds_to_limit
@@ -28,12 +32,16 @@ from .levels import Level, LevelTracker, Transition, worst
 from .oom_watch import OomWatch
 from .pressure import SYSTEM, PressureLevels, PressureTransition, forecast_message, run_resource
 from .registries import AmbiguousRun, Registries
-from .sampler import Reading, Sampler
+from .sampler import LISTED_ENDED_RUNS_REQUEST, Reading, Sampler
 from .schedule import headroom, next_delay
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 Emit = Callable[[str, Any], None]
+MAX_RUN_EVENTS = 20  # run events (and run notes) a tick sends at most: a folder of planted runs is not a flood
+# Runs this monitor never saw alive that appear already ended (a run that failed between two samples, or files
+# copied or planted): at most MAX_RUN_EVENTS such events per UNSEEN_WINDOW_SECONDS.
+UNSEEN_WINDOW_SECONDS = 60.0
 
 
 def exit_cause_text(cause: str | None) -> str:
@@ -96,7 +104,7 @@ class Sidecar:
                  history: SampleHistory | None = None, timings: Timings | None = None) -> None:
         self._settings = settings
         self._emit = emit
-        self._registry = Registries(settings.runs_paths())
+        self._registry = Registries(settings.runs_paths(), Witness())
         self._sampler = Sampler(self._registry, gpu)  # type: ignore[arg-type]  # Registries reads like a Registry
         self._sampler.pressure_seconds = settings.pressure_seconds
         self._tracker = LevelTracker()
@@ -111,6 +119,7 @@ class Sidecar:
         # Each run's last state, by (run folder, rank); a directory's first scan is a baseline, not events.
         self._run_states: dict[tuple[str, int], str] = {}
         self._baselined: set[Path] = set()
+        self._unseen = (-float("inf"), 0)  # (window start, events sent in it) for runs never seen alive
         self._samples = history if history is not None else SampleHistory(settings.interval)  # report chart
         self._notes: dict[tuple[str, int], str | None] = {}  # each run's lastEvent (same keys), to log changes
         self._gpu_names: list[str] = []
@@ -137,13 +146,13 @@ class Sidecar:
     def tick(self) -> p.Sample:
         """Take the periodic sample, send it and whatever it implies (warnings, run events, actions)."""
         settings = self._settings
-        watched = self._registry.dirs  # before the scan: only these are surely in it
-        reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds)
+        reading = self._sampler.read(settings.top_processes, settings.hung_after_seconds, drain=True)
+        watched = self._registry.settled_dirs  # after the look: every folder of these has been seen
         with self._lock:
             self._seq += 1
             reading = self._oom.explain(reading)  # a run the OOM killer took says so from this sample on
             sample, transitions = self._build(reading, settings, record=True)
-            raw_events, baseline = self._run_events(reading.records, reading.runs, watched)
+            raw_events, baseline = self._run_events(reading.records, reading.runs, watched, reading.removed)
             events = [self._event_params(event, info) for event, info in raw_events]
             self._record(sample, reading, transitions, events, baseline)
             for refused in self._registry.take_refusals():  # already logged once (window/logMessage) by the registry
@@ -156,7 +165,8 @@ class Sidecar:
             self._emit(p.WARNING, p.to_wire(self._warning(t, live, reading.time, sample)))
         for params in events:
             self._emit(p.RUN_EVENT, p.to_wire(params))
-        self._escalation.on_sample(self._observations(sample, settings), settings)  # every sample, not on changes
+        # Every sample, not on changes; every live run's pressure, listed in the sample or not.
+        self._escalation.on_sample(self._observations(sample, reading.runs, settings), settings)
         return sample
 
     def next_delay(self) -> float:
@@ -173,7 +183,7 @@ class Sidecar:
         procs = [p.ProcessInfo(t.pid, t.name, t.rss) for t in heaviest]
         return p.RunEventParams(event, info, message + _heaviest_text(procs), procs)
 
-    def _observations(self, sample: p.Sample, s: Settings) -> list[Observation]:
+    def _observations(self, sample: p.Sample, runs: Sequence[RunInfo], s: Settings) -> list[Observation]:
         found = [Observation("RAM", Level(sample.ram.level), sample.ram.percent, s.ram_warning_percent,
                              s.ram_critical_percent, self._ram_limit_in)]
         for gpu in sample.gpus:
@@ -184,7 +194,7 @@ class Sidecar:
         if sample.pressure is not None:
             found.append(Observation(SYSTEM, Level(sample.pressure.level), sample.pressure.some,
                                      s.pressure_some_percent, float("inf")))
-        for run in sample.runs:
+        for run in runs:
             m = run.memory
             if m is not None and m.pressure_some is not None:
                 level = Level.WARNING if m.pressure_some >= s.pressure_some_percent or (
@@ -284,17 +294,20 @@ class Sidecar:
                 del self._history[gone]
             self._ram_headroom = headroom(ram.used, ram.total, s.ram_critical_percent)
             self._ram_limit_in = seconds_to_limit(self._history["RAM"], ram.total)
-        sample = p.Sample(
-            seq=self._seq, time=round(reading.time, 3), level=worst(levels).value,
-            ram=p.RamInfo(ram.total, ram.available, ram.used, ram.percent, ram.swap_total, ram.swap_used,
-                          ram.swap_percent, ram.physical_total, ram.limit_source, ram.cgroup_path,
-                          ram_level.value),
-            gpus=gpus, gpu_reason=reading.gpu_reason,
-            top_processes=[p.ProcessInfo(t.pid, t.name, t.rss) for t in reading.top],
-            runs=reading.runs, forecasts=forecasts, thresholds=thresholds_of(s), cost_ms=reading.cost_ms,
-            pressure=pressure, pressure_reason=reading.pressure_reason,
-        )
-        return sample, transitions
+        def sample_with(runs: list[RunInfo], omitted: int) -> p.Sample:
+            return p.Sample(
+                seq=self._seq, time=round(reading.time, 3), level=worst(levels).value,
+                ram=p.RamInfo(ram.total, ram.available, ram.used, ram.percent, ram.swap_total, ram.swap_used,
+                              ram.swap_percent, ram.physical_total, ram.limit_source, ram.cgroup_path,
+                              ram_level.value),
+                gpus=gpus, gpu_reason=reading.gpu_reason,
+                top_processes=[p.ProcessInfo(t.pid, t.name, t.rss) for t in reading.top],
+                runs=runs, forecasts=forecasts, thresholds=thresholds_of(s), cost_ms=reading.cost_ms,
+                pressure=pressure, pressure_reason=reading.pressure_reason, runs_omitted=omitted,
+            )
+
+        # At most MAX_FRAME_BYTES on the wire, whatever a runs folder holds (contract C2).
+        return p.fit_runs(sample_with, reading.shown, reading.omitted), transitions
 
     @staticmethod
     def _warning(t: Transition | PressureTransition, live: list[str], now: float,
@@ -310,23 +323,43 @@ class Sidecar:
         return p.WarningParams(t.resource, t.level.value, t.previous.value, t.percent, t.threshold_percent,
                                message, live, round(now, 3))
 
-    def _run_events(self, records: list[RunRecord], runs: list[RunInfo],
-                    watched: tuple[Path, ...]) -> tuple[list[tuple[str, RunInfo]], set[str]]:
+    def _run_events(self, records: list[RunRecord], runs: list[RunInfo], watched: tuple[Path, ...],
+                    removed: Sequence[Path] = ()) -> tuple[list[tuple[str, RunInfo]], set[str]]:
         """The run events since the last tick, and the run folders of directories not looked at before (the first
-        look at a directory is a baseline, not a burst of events). `runs` are `records` as the client sees them
-        (state `hung` included). `watched`: the directories the scan surely covered; one added meanwhile is
-        baselined at the next tick."""
+        look at a directory is a baseline, not a burst of events). `records` are the live runs and those that
+        changed (a reading's), `runs` the same as the client sees them (state `hung` included); every other run
+        keeps its last state. `watched`: the directories the scan surely covered; one added meanwhile is
+        baselined at the next tick. At most MAX_RUN_EVENTS events a tick: a flood is one log line."""
         states = {_run_key(r): info.state for r, info in zip(records, runs, strict=True)}
-        previous, self._run_states = self._run_states, states
-        baseline = {key[0] for key in states if Path(key[0]).parent not in self._baselined}
-        self._baselined = (self._baselined | set(watched)) & set(self._registry.dirs)
+        previous = {key: self._run_states.get(key) for key in states}
+        gone = {str(d) for d in removed}
+        if gone:
+            self._run_states = {k: v for k, v in self._run_states.items() if k[0] not in gone}
+        self._run_states.update(states)
+        watched_now = set(self._registry.dirs)
+        if len(self._baselined - watched_now):  # a directory no longer watched: forget its runs
+            kept = {str(d) for d in watched_now}
+            self._run_states = {k: v for k, v in self._run_states.items() if os.path.dirname(k[0]) in kept}
+        baselined = {str(d) for d in self._baselined}
+        baseline = {key[0] for key in states if os.path.dirname(key[0]) not in baselined}
+        self._baselined = (self._baselined | set(watched)) & watched_now
         events: list[tuple[str, RunInfo]] = []
+        unseen_started, unseen_sent = self._unseen
+        now = time.monotonic()
+        if now - unseen_started >= UNSEEN_WINDOW_SECONDS:
+            unseen_started, unseen_sent = now, 0
+        skipped = 0
         for record, info in zip(records, runs, strict=True):
             key = _run_key(record)
             old, new = previous.get(key), states[key]
             if old == new or key[0] in baseline:
                 continue
             was_live = old is not None and old not in _TERMINAL
+            if new in _TERMINAL and not was_live and old is None:
+                if unseen_sent >= MAX_RUN_EVENTS:
+                    skipped += 1
+                    continue
+                unseen_sent += 1
             if new in _TERMINAL:
                 events.append((new, info))
             elif not was_live:  # new, or a resume under the same name
@@ -335,7 +368,11 @@ class Sidecar:
                 events.append(("hung", info))
             elif old == HUNG:
                 events.append(("recovered", info))
-        return events, baseline
+        self._unseen = (unseen_started, unseen_sent)
+        skipped += max(0, len(events) - MAX_RUN_EVENTS)
+        if skipped:
+            log.warning("%d more runs appeared, started or ended (not reported one by one)", skipped)
+        return events[:MAX_RUN_EVENTS], baseline
 
     # -- history (the memory report) ---------------------------------------------------------------------
     def _record(self, sample: p.Sample, reading: Reading, transitions: list[Transition | PressureTransition],
@@ -350,14 +387,19 @@ class Sidecar:
         for params in events:
             self._samples.add_event(HistoryEvent(t, RUN, params.message, level=params.event, run=params.run.name))
         notes = {(r.dir, r.rank): r.last_event for r in reading.runs}
+        added = 0
         for key, note in notes.items():
             # A run's own notes (OOM back-off, cleanup, checkpoint, ...); runs already there at start are a baseline.
-            if note and key[0] not in baseline and self._notes.get(key) != note:
+            if note and key[0] not in baseline and self._notes.get(key) != note and added < MAX_RUN_EVENTS:
+                added += 1
                 run_dir, rank = key
                 name = Path(run_dir).name
                 who = f"{name} rank {rank}" if rank else name
-                self._samples.add_event(HistoryEvent(t, TRAINING, f"{who}: {note}", run=name))
-        self._notes = notes
+                self._samples.add_event(HistoryEvent(t, TRAINING, f"{who}: {note[:500]}", run=name))
+        gone = {str(d) for d in reading.removed}
+        if gone:
+            self._notes = {k: v for k, v in self._notes.items() if k[0] not in gone}
+        self._notes.update(notes)  # every other run keeps its last note (it is not in every reading)
 
     def history(self, seconds: float | None) -> p.HistoryResult:
         s = self._settings
@@ -387,7 +429,14 @@ class Sidecar:
 
     # -- requests ----------------------------------------------------------------------------------------
     def runs(self) -> p.RunsResult:
-        return p.RunsResult(self._sampler.read(0, self._settings.hung_after_seconds).runs)
+        """Live runs and the most relevant ended ones (size-capped like a sample), each proven crash with the
+        process that still holds its lock, if one does (Resume would fail with RunLocked)."""
+        reading = self._sampler.read(0, self._settings.hung_after_seconds, ended=LISTED_ENDED_RUNS_REQUEST)
+        shown = list(reading.shown)
+        for index, (record, info) in enumerate(zip(reading.records, shown, strict=False)):
+            if info.crash_proof is not None:
+                shown[index] = dataclasses.replace(info, lock_holder=record.lock_holder())
+        return p.fit_runs(lambda runs, omitted: p.RunsResult(runs, omitted), shown, reading.omitted)
 
     def cleanup(self, names: Sequence[str] | None, timeout: float) -> CleanupResult:
         registry = self._registry
@@ -403,6 +452,14 @@ class Sidecar:
             where = run_dir or ", ".join(str(d) for d in self._registry.dirs) or "no runs directory"
             return StopResult(name, False, "unknown", None, f"no run named {name!r} in {where}", False)
         return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
+
+    def end_lock_holder(self, run_dir: str, pid: int, rank: int = 0) -> p.EndHolderResult:
+        """End the process that keeps the lock of the ended run in `run_dir` (its RunInfo.lockHolder), on proof."""
+        folder = Path(run_dir)
+        registry = self._registry.owner(folder)
+        if registry is None:
+            return p.EndHolderResult(folder.name, pid, False, False, f"{run_dir} is not in a watched runs folder")
+        return end_lock_holder(registry, registry.runs_dir / folder.name, pid, rank)
 
     def process_detail(self, pid: int) -> p.ProcessDetailResult | None:
         detail = detailed_memory(pid)

@@ -22,7 +22,8 @@ from ..runs.registry import UNKNOWN_EXIT, RunInfo
 from ..runs.status import RunState
 from .sampler import Reading, RunGroup
 
-_Key = tuple[str, int, int]  # run name, rank, pid
+_Key = tuple[str, int, int]  # run folder, rank, pid
+MAX_CAUSES = 256
 
 
 @dataclass(frozen=True)
@@ -50,20 +51,21 @@ class OomWatch:
     def explain(self, reading: Reading) -> Reading:
         """`reading` with the cause of each run that died unexplained since the last sample (or earlier)."""
         runs: list[RunInfo] = []
-        present: set[_Key] = set()
         for info in reading.runs:
             if info.pid is None:
                 runs.append(info)
                 continue
-            key = (info.name, info.rank, info.pid)
-            present.add(key)
-            cause = self._causes.get(key)
-            if cause is None and info.state == RunState.CRASHED.value and info.exit_cause == UNKNOWN_EXIT:
-                cause = self._judge(info, reading)
+            if info.state != RunState.CRASHED.value or info.exit_cause != UNKNOWN_EXIT:
+                runs.append(info)  # alive, ended cleanly, or its cause recorded (by its supervisor): that stands
+                continue
+            key = (info.dir, info.rank, info.pid)
+            cause = self._causes.get(key) or self._judge(info, reading)
             runs.append(dataclasses.replace(info, exit_cause=cause) if cause else info)
-        for gone in set(self._causes) - present:
-            del self._causes[gone]
-            self._heaviest.pop(gone, None)
+        # A reading lists only some ended runs: a cause is kept while its run folder exists (bounded: the oldest go).
+        gone = {str(d) for d in reading.removed}
+        for key in [k for k in self._causes if k[0] in gone] + list(self._causes)[:-MAX_CAUSES]:
+            self._causes.pop(key, None)
+            self._heaviest.pop(key, None)
         return dataclasses.replace(reading, runs=runs)
 
     def _judge(self, info: RunInfo, reading: Reading) -> str | None:
@@ -76,7 +78,7 @@ class OomWatch:
         after = OomCounters(oom_kills_of(group.group) if group else None, reading.system_oom_kills)
         cause = oom_cause(before, after, sigkill=None)
         if cause is not None:
-            key = (info.name, info.rank, info.pid)
+            key = (info.dir, info.rank, info.pid)
             self._causes[key] = cause
             self._heaviest[key] = list(self._last_top)
         return cause
@@ -86,7 +88,7 @@ class OomWatch:
         the last sample before its death."""
         if not is_oom_kill(info.exit_cause) or info.pid is None:
             return None
-        return self._heaviest.get((info.name, info.rank, info.pid), list(self._last_top))
+        return self._heaviest.get((info.dir, info.rank, info.pid), list(self._last_top))
 
     def observe(self, reading: Reading) -> None:
         """After a sample: the counters of every live run, and the sample's heaviest processes."""

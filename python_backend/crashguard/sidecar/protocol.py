@@ -1,9 +1,12 @@
 """The sidecar's protocol: method names and payloads. One source of truth, documented in docs/protocol.md and
 mirrored by hand in extension/src/protocol.ts (a test compares the method names).
 
-Payloads are dataclasses with snake_case fields; `to_wire` turns them into the camelCase JSON the client sees.
-Run payloads (RunInfo, CleanupResult, StopResult) live with the code that produces them in `runs/` and are
-re-exported here, so this module lists every payload. Plain Python: no pygls, no torch.
+Payloads are dataclasses with snake_case fields; `to_wire` turns them into the camelCase JSON the client sees, and
+is the one place that makes every frame safe for its reader (contract C2): non-finite numbers become null, every
+int is within +-(2**53 - 1) (what a JavaScript number holds exactly), every string is bounded (TEXT_LIMITS), and
+`fit_runs` keeps a sample (or a runs list) within MAX_FRAME_BYTES whatever a runs folder holds, counting what it
+left out. Run payloads (RunInfo, CleanupResult, StopResult) live with the code that produces them in `runs/` and
+are re-exported here, so this module lists every payload. Plain Python: no pygls, no torch.
 """
 
 from __future__ import annotations
@@ -11,14 +14,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import json
 import math
 import os
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..monitor.gpu import GpuReading
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
+from ..runs.liveness import LockHolder
+from ..runs.lock_holders import EndHolderResult
 from ..runs.registry import RunInfo, RunMemory
+from ..runs.status import RUN_NAME
 from .history import HistoryEvent, HistoryPoint
 
 # -- server -> client notifications --------------------------------------------------------------------------
@@ -34,12 +43,13 @@ STOP_RUN = "crashGuard/stopRun"
 PROCESS_DETAIL = "crashGuard/processDetail"
 UPDATE_SETTINGS = "crashGuard/updateSettings"
 HISTORY = "crashGuard/history"
+END_LOCK_HOLDER = "crashGuard/endLockHolder"
 # -- client -> server notifications (several windows share one monitor: docs/protocol.md) ---------------------
 WINDOW_STATE = "crashGuard/windowState"  # {"focused": bool}: where a warning is shown
 STOP_MONITOR = "crashGuard/stopMonitor"  # {replace?}: Stop (exit once no window is left) or Restart Memory Monitor
 
 NOTIFICATIONS = (SAMPLE, WARNING, RUN_EVENT, ACTION)
-REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY)
+REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY, END_LOCK_HOLDER)
 CLIENT_NOTIFICATIONS = (WINDOW_STATE, STOP_MONITOR)
 METHODS = NOTIFICATIONS + REQUESTS + CLIENT_NOTIFICATIONS
 
@@ -153,6 +163,7 @@ class Sample:
     cost_ms: float  # how long taking this sample took in the sidecar
     pressure: PressureInfo | None = None  # the whole system's; None until a window is covered, or without PSI
     pressure_reason: str | None = None  # why there is no pressure figure at all (PSI unavailable)
+    runs_omitted: int = 0  # runs not in `runs` (ended runs past the list's length or its size cap)
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,7 @@ class ProcessDetailResult:
 @dataclass(frozen=True)
 class RunsResult:
     runs: list[RunInfo] = field(default_factory=list)
+    runs_omitted: int = 0  # as in a Sample
 
 
 @dataclass(frozen=True)
@@ -225,7 +237,7 @@ def _object(params: Any, allowed: set[str]) -> dict[str, Any]:
         raise ParamsError("params", f"expected an object, got {type(params).__name__}")
     for key in params:
         if key not in allowed:
-            raise ParamsError(str(key), f"unknown parameter (expected: {', '.join(sorted(allowed)) or 'none'})")
+            raise ParamsError(str(key)[:80], f"unknown parameter (expected: {', '.join(sorted(allowed)) or 'none'})")
     return params
 
 
@@ -234,15 +246,24 @@ def _timeout(params: dict[str, Any], default_s: float) -> float:
     if raw is None:
         return default_s
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 600_000:
-        raise ParamsError("timeoutMs", f"expected an integer 0-600000, got {raw!r}")
+        raise ParamsError("timeoutMs", f"expected an integer 0-600000, got {_shown(raw)}")
     return raw / 1000.0
 
 
 def _pid(params: dict[str, Any]) -> int:
     pid = params.get("pid")
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        raise ParamsError("pid", f"expected a positive integer, got {pid!r}")
+        raise ParamsError("pid", f"expected a positive integer, got {_shown(pid)}")
     return pid
+
+
+def _shown(value: Any) -> str:
+    """A rejected value in an error message: its repr, cut (a request can carry megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "\u2026"
+
+
+MAX_PARAM_RUNS = 1024
 
 
 @dataclass(frozen=True)
@@ -254,8 +275,9 @@ class CleanupParams:
     def parse(cls, params: Any) -> CleanupParams:
         obj = _object(params, {"runs", "timeoutMs"})
         runs = obj.get("runs")
-        if runs is not None and (not isinstance(runs, list) or not all(isinstance(r, str) for r in runs)):
-            raise ParamsError("runs", f"expected a list of run names, got {runs!r}")
+        if runs is not None and (not isinstance(runs, list) or len(runs) > MAX_PARAM_RUNS
+                                 or not all(isinstance(r, str) and RUN_NAME.fullmatch(r) for r in runs)):
+            raise ParamsError("runs", f"expected a list of at most {MAX_PARAM_RUNS} run names, got {_shown(runs)}")
         return cls(runs, _timeout(obj, DEFAULT_CLEANUP_TIMEOUT))
 
 
@@ -269,12 +291,31 @@ class StopRunParams:
     def parse(cls, params: Any) -> StopRunParams:
         obj = _object(params, {"run", "timeoutMs", "dir"})
         run = obj.get("run")
-        if not isinstance(run, str) or not run:
-            raise ParamsError("run", f"expected a run name, got {run!r}")
+        if not isinstance(run, str) or not RUN_NAME.fullmatch(run):
+            raise ParamsError("run", f"expected a run name, got {_shown(run)}")
         run_dir = obj.get("dir")
-        if run_dir is not None and (not isinstance(run_dir, str) or not os.path.isabs(run_dir)):
-            raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {run_dir!r}")
+        if run_dir is not None and (not isinstance(run_dir, str) or not os.path.isabs(run_dir)
+                                    or len(run_dir) > 4096 or "\0" in run_dir):
+            raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {_shown(run_dir)}")
         return cls(run, _timeout(obj, DEFAULT_STOP_TIMEOUT), run_dir)
+
+
+@dataclass(frozen=True)
+class EndLockHolderParams:
+    dir: str  # the run's folder (RunInfo.dir)
+    pid: int  # the process RunInfo.lockHolder named
+    rank: int = 0
+
+    @classmethod
+    def parse(cls, params: Any) -> EndLockHolderParams:
+        obj = _object(params, {"dir", "pid", "rank"})
+        run_dir = obj.get("dir")
+        if not isinstance(run_dir, str) or not os.path.isabs(run_dir) or len(run_dir) > 4096 or "\0" in run_dir:
+            raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {_shown(run_dir)}")
+        rank = obj.get("rank", 0)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < 65_536:
+            raise ParamsError("rank", f"expected an integer 0-65535, got {_shown(rank)}")
+        return cls(run_dir, _pid(obj), rank)
 
 
 def parse_empty(params: Any) -> None:
@@ -291,7 +332,7 @@ def parse_history(params: Any) -> float | None:
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 86_400:
-        raise ParamsError("seconds", f"expected a number of seconds in (0, 86400], got {seconds!r}")
+        raise ParamsError("seconds", f"expected a number of seconds in (0, 86400], got {_shown(seconds)}")
     return float(seconds)
 
 
@@ -328,39 +369,115 @@ def _field_names(cls: type) -> tuple[tuple[str, str], ...]:
     return tuple((f.name, camel(f.name)) for f in dataclasses.fields(cls))
 
 
-def to_wire(value: Any) -> Any:
-    """Dataclasses (and the dicts/lists inside them) as JSON-ready values with camelCase keys; non-finite numbers
-    become null, so every frame is valid JSON for a strict parser.
+SAFE_INT = 2**53 - 1  # Number.MAX_SAFE_INTEGER
+MAX_TEXT = 4096  # characters in any string on the wire (PATH_MAX): a resume command's arguments are never cut
+TEXT_LIMITS = {"lastEvent": 500, "exitCause": 500, "name": 255, "message": 2000, "command": 1000}
+MAX_FRAME_BYTES = 64 * 1024  # a sample (and a runs list) on the wire, whatever a runs folder holds
+_ENVELOPE_BYTES = 160  # {"jsonrpc": "2.0", "method": "crashGuard/sample", "params": ...} or a response's id
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def to_wire(value: Any, limit: int = MAX_TEXT) -> Any:
+    """Dataclasses (and the dicts/lists inside them) as JSON-ready values with camelCase keys, safe for a
+    JavaScript reader: non-finite numbers become null, ints saturate at +-SAFE_INT, strings are cut to their key's
+    limit (TEXT_LIMITS, else MAX_TEXT; `limit` is the one of the key a value sits under).
 
     Dicts coming from other modules (e.g. a CleanupReport's `to_dict()`) are converted too, so every key on the
     wire is camelCase. Runs for every sample, so field names are cached per class.
     """
+    if isinstance(value, str):
+        return value if len(value) <= limit else _clip(value, limit)
     if isinstance(value, float):
         return value if math.isfinite(value) else None  # NaN/Infinity are not JSON: null on the wire
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (str, int, bool)) or value is None:
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, int):
+        return value if -SAFE_INT <= value <= SAFE_INT else (SAFE_INT if value > 0 else -SAFE_INT)
+    if isinstance(value, enum.Enum):
+        return to_wire(value.value, limit)
+    if type(value) is RunInfo:
+        return _run_wire(value)[0]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         # to_wire_dict / to_dict add derived fields (freed, rssFreed) that are properties, not fields.
         wire = getattr(value, "to_wire_dict", None) or getattr(value, "to_dict", None)
         if callable(wire):
-            return {camel(k): to_wire(v) for k, v in wire().items()}
-        return {key: to_wire(getattr(value, name)) for name, key in _field_names(type(value))}
+            return _wire_dict(wire())
+        return {key: to_wire(getattr(value, name), TEXT_LIMITS.get(key, MAX_TEXT))
+                for name, key in _field_names(type(value))}
     if isinstance(value, dict):
-        return {camel(str(k)): to_wire(v) for k, v in value.items()}
+        return _wire_dict(value)
     if isinstance(value, (list, tuple)):
-        return [to_wire(v) for v in value]
+        return [to_wire(v, limit) for v in value]
     return value
 
 
+def _wire_dict(value: dict[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        key = camel(_clip(str(k), 255))
+        out[key] = to_wire(v, TEXT_LIMITS.get(key, MAX_TEXT))
+    return out
+
+
+def wire_bytes(wire: Any) -> int:
+    """The size of a to_wire value in a frame (pygls writes json.dumps' default form, ASCII only)."""
+    return len(json.dumps(wire))
+
+
+P = TypeVar("P")
+
+
+def fit_runs(make: Callable[[list[RunInfo], int], P], runs: Sequence[RunInfo], omitted: int,
+             limit: int = MAX_FRAME_BYTES) -> P:
+    """`make(kept, omitted)`: a payload with the longest prefix of `runs` (live runs first, then the most relevant
+    ended ones) that keeps its frame within `limit` bytes; the others are counted in `omitted`."""
+    total = omitted + len(runs)
+    size = wire_bytes(to_wire(make([], total))) + _ENVELOPE_BYTES  # the count's digits at their widest
+    kept: list[RunInfo] = []
+    for run in runs:
+        size += run_wire_bytes(run) + 2  # ", " between elements
+        if size > limit:
+            break
+        kept.append(run)
+    return make(kept, total - len(kept))
+
+
+_run_wires: dict[int, tuple[RunInfo, dict[str, Any], int]] = {}
+_run_wires_lock = threading.Lock()
+
+
+def _run_wire(run: RunInfo) -> tuple[dict[str, Any], int]:
+    """A RunInfo on the wire and its size, remembered for the RunInfo objects the sampler keeps between samples
+    (an ended run's): a sample lists them every second without converting them again. Never mutated."""
+    with _run_wires_lock:
+        cached = _run_wires.get(id(run))
+    if cached is not None and cached[0] is run:
+        return cached[1], cached[2]
+    wire = {key: to_wire(getattr(run, name), TEXT_LIMITS.get(key, MAX_TEXT)) for name, key in _field_names(RunInfo)}
+    size = wire_bytes(wire)
+    with _run_wires_lock:
+        if len(_run_wires) > 4096:
+            _run_wires.clear()
+        _run_wires[id(run)] = (run, wire, size)
+    return wire, size
+
+
+def run_wire_bytes(run: RunInfo) -> int:
+    """A RunInfo's size on the wire."""
+    return _run_wire(run)[1]
+
+
 __all__ = [
-    "ACTION", "ACTIONS", "CLEANUP", "CLIENT_NOTIFICATIONS", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL",
-    "REQUESTS", "RUNS", "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_MONITOR", "STOP_RUN",
-    "UPDATE_SETTINGS", "WARNING", "WINDOW_STATE",
-    "ActionParams", "CleanupParams", "CleanupResult", "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent",
-    "HistoryPoint", "HistoryResult", "ParamsError", "PressureInfo", "ProcessDetailResult", "ProcessInfo", "RamInfo",
-    "RunCleanup", "RunEventParams", "RunInfo", "RunMemory", "RunsResult", "Sample", "StopResult", "StopRunParams",
-    "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
-    "parse_stop_monitor", "parse_update_settings", "parse_window_state", "to_wire",
+    "ACTION", "ACTIONS", "CLEANUP", "CLIENT_NOTIFICATIONS", "END_LOCK_HOLDER", "HISTORY", "MAX_FRAME_BYTES", "METHODS",
+    "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT", "RUN_EVENTS", "SAFE_INT", "SAMPLE",
+    "SERVER_BUSY", "STATUS", "STOP_MONITOR", "STOP_RUN", "UPDATE_SETTINGS", "WARNING", "WINDOW_STATE",
+    "ActionParams", "CleanupParams", "CleanupResult", "EndHolderResult", "EndLockHolderParams", "Forecast", "GpuInfo",
+    "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "LockHolder", "ParamsError", "PressureInfo",
+    "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams", "RunInfo", "RunMemory",
+    "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo", "WarningParams", "camel", "fit_runs",
+    "gpu_processes", "parse_empty", "parse_history", "parse_process_detail", "parse_stop_monitor",
+    "parse_update_settings", "parse_window_state", "to_wire",
 ]

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..runs.registry import Refusal, Registry, RunRecord
+from ..runs.registry import Refusal, Registry, RunRecord, Snapshot, merge_recent
+from ..runs.witness import Witness
 
 
 class AmbiguousRun(LookupError):
@@ -19,14 +20,24 @@ class AmbiguousRun(LookupError):
 
 
 class Registries:
-    def __init__(self, runs_dirs: Iterable[Path]) -> None:
+    """`witness`: the monitor's record of the runs it saw alive, shared by every directory (crash proofs)."""
+
+    def __init__(self, runs_dirs: Iterable[Path], witness: Witness | None = None) -> None:
         self._registries: dict[Path, Registry] = {}
+        self._witness = witness
         self._lock = threading.Lock()
         self.watch(runs_dirs)
 
     @property
     def dirs(self) -> tuple[Path, ...]:
         return tuple(self._registries)
+
+    @property
+    def settled_dirs(self) -> tuple[Path, ...]:
+        """The directories whose every run folder has been looked at (a first look at thousands takes a few
+        samples): their runs are known, so a run that appears in one later is news."""
+        with self._lock:
+            return tuple(d for d, registry in self._registries.items() if registry.settled)
 
     @property
     def runs_dir(self) -> Path:
@@ -39,7 +50,7 @@ class Registries:
         wanted = list(dict.fromkeys(Path(d).expanduser().resolve() for d in runs_dirs))
         with self._lock:
             added = [d for d in wanted if d not in self._registries]
-            self._registries = {d: self._registries.get(d) or Registry(d) for d in wanted}
+            self._registries = {d: self._registries.get(d) or Registry(d, self._witness) for d in wanted}
         return added
 
     def _each(self) -> list[Registry]:
@@ -50,7 +61,18 @@ class Registries:
         return [record for registry in self._each() for record in registry.scan()]
 
     def find(self, name: str) -> list[RunRecord]:
-        return [r for r in self.scan() if r.name == name]
+        return [r for registry in self._each() for r in registry.find(name)]
+
+    def snapshot(self, limit: int, drain: bool = False) -> Snapshot:
+        """Every directory's snapshot as one: live runs, the `limit` most relevant ended runs of all of them."""
+        shots = [registry.snapshot(limit, drain) for registry in self._each()]
+        return Snapshot([r for s in shots for r in s.live], merge_recent(shots, limit), sum(s.ended for s in shots),
+                        [r for s in shots for r in s.changed], [d for s in shots for d in s.removed])
+
+    def refuse(self, record: RunRecord, reason: str) -> None:
+        owner = self.owner(record.run_dir)
+        if owner is not None:
+            owner.refuse(record, reason)
 
     def take_refusals(self) -> list[Refusal]:
         """Refusals first seen since the last call, in every watched directory (see Registry.take_refusals)."""

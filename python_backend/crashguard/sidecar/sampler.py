@@ -11,6 +11,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -20,10 +21,13 @@ from ..monitor.host import RamReading, read_ram
 from ..monitor.memcg import MemcgDir, MemcgReading, memcg_of, read_memcg, read_memcg_quick, system_oom_kills
 from ..monitor.pressure import PressureWindow, StallShare, psi_unavailable_reason, read_psi
 from ..monitor.processes import ProcessMemory, display_name, top_processes
-from ..runs.registry import Registry, RunInfo, RunMemory, RunRecord
+from ..runs.registry import Registry, RunInfo, RunMemory, RunRecord, Snapshot
 from ..runs.stall import DEFAULT_FLOOR_SECONDS
 from ..runs.status import RunState
 
+LISTED_ENDED_RUNS = 8  # ended runs a sample lists at most (live runs all; the rest are counted, runs_omitted)
+LISTED_ENDED_RUNS_REQUEST = 64  # ... and crashGuard/runs (both within the frame cap, protocol.fit_runs)
+INFO_REFRESH_SECONDS = 60.0  # an ended run's RunInfo is kept this long (only its crash proof's age changes)
 TOP_REFRESH_SECONDS = 10.0
 GPU_RETRY_SECONDS = 60.0
 GROUP_LOCATE_SECONDS = 30.0  # a run's cgroup is looked up again this often (it does not move in practice)
@@ -67,6 +71,10 @@ class RunGroup:
 
 @dataclass(frozen=True)
 class Reading:
+    """`records`/`runs` (same order): every live run, then the most relevant ended runs (the first `listed` are
+    the list a sample shows, before its size cap), then runs that changed since the last drained reading (for
+    run events). `omitted`: ended runs not among them."""
+
     time: float
     ram: RamReading
     gpus: list[GpuReading]
@@ -80,6 +88,13 @@ class Reading:
     system_oom_kills: int | None = None
     run_groups: dict[tuple[str, int], RunGroup] = dataclasses.field(default_factory=dict)
     run_pressure: dict[tuple[str, int], StallShare] = dataclasses.field(default_factory=dict)
+    listed: int = -1  # -1: all of `runs`
+    omitted: int = 0
+    removed: list[Path] = dataclasses.field(default_factory=list)  # run folders gone since the last drained reading
+
+    @property
+    def shown(self) -> list[RunInfo]:
+        return self.runs if self.listed < 0 else self.runs[:self.listed]
 
 
 class Sampler:
@@ -97,6 +112,7 @@ class Sampler:
         self._pressure = PressureWindow()
         self._run_pressure: dict[str, PressureWindow] = {}  # by the run group's pressure file
         self._groups: dict[tuple[int, float], _GroupSeen] = {}  # by (pid, create time) of each live run
+        self._infos: dict[int, tuple[RunRecord, RunInfo, float]] = {}  # ended runs' RunInfo, by id of the record
         self._lock = threading.Lock()
 
     def _gpus(self, now: float) -> list[GpuReading]:
@@ -182,7 +198,10 @@ class Sampler:
             seen.reading = read_memcg_quick(seen.group, seen.reading)
         return seen.group, seen.reading
 
-    def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS) -> Reading:
+    def read(self, top_count: int, hung_floor: float = DEFAULT_FLOOR_SECONDS, drain: bool = False,
+             ended: int = LISTED_ENDED_RUNS) -> Reading:
+        """One reading, with every live run and the `ended` most relevant ended ones. `drain`: the sampling
+        thread's, whose readings carry what changed since its last one (a request's never takes those away)."""
         with self._lock:
             started = time.perf_counter()
             now = time.monotonic()
@@ -196,9 +215,9 @@ class Sampler:
                 for proc in gpu.processes:
                     if proc.used is not None:
                         vram_by_pid[proc.pid] = vram_by_pid.get(proc.pid, 0) + proc.used
-            records = self.registry.scan()
+            snap = self.registry.snapshot(ended, drain)
             wall = time.time()
-            runs = [r.info(vram_by_pid, hung_floor, wall) for r in records]
+            records, runs, listed = self._describe(snap, vram_by_pid, hung_floor, wall)
             runs, groups, shares = self._run_memory(records, runs, now, seconds)
             # The machine's OOM-kill count matters only around a run that lives or has just died unexplained.
             watched = any(not RunState(r.status.state).terminal for r in records)
@@ -208,7 +227,41 @@ class Sampler:
                            cost_ms=round((time.perf_counter() - started) * 1000, 3),
                            pressure=pressure, pressure_reason=None if psi is not None else psi_unavailable_reason(),
                            system_oom_kills=system_oom_kills() if watched else None, run_groups=groups,
-                           run_pressure=shares)
+                           run_pressure=shares, listed=listed, omitted=snap.ended - len(snap.recent),
+                           removed=snap.removed)
+
+    def _describe(self, snap: Snapshot, vram_by_pid: dict[int, int], hung_floor: float, wall: float
+                  ) -> tuple[list[RunRecord], list[RunInfo], int]:
+        """The records a reading looks at (live, the listed ended ones, then the changed ones) with their RunInfo.
+        An ended run's RunInfo is kept between readings; a record whose RunInfo cannot be made (a fault) is taken
+        out and its folder refused, alone."""
+        records: list[RunRecord] = []
+        runs: list[RunInfo] = []
+        seen: set[int] = set()
+        listed = 0
+        kept: dict[int, tuple[RunRecord, RunInfo, float]] = {}
+        for part, record in [*((0, r) for r in snap.live), *((1, r) for r in snap.recent),
+                             *((2, r) for r in snap.changed)]:
+            if id(record) in seen:
+                continue
+            seen.add(id(record))
+            cached = self._infos.get(id(record))
+            if cached is not None and cached[0] is record and wall - cached[2] < INFO_REFRESH_SECONDS:
+                info = cached[1]
+                kept[id(record)] = cached
+            else:
+                try:
+                    info = record.info(vram_by_pid, hung_floor, wall)
+                except Exception as exc:  # a fault in one run's data stays with that run
+                    self.registry.refuse(record, f"could not be described: {type(exc).__name__}: {str(exc)[:200]}")
+                    continue
+                if not record.verdict.alive:
+                    kept[id(record)] = (record, info, wall)
+            records.append(record)
+            runs.append(info)
+            listed += part < 2
+        self._infos = kept
+        return records, runs, listed
 
     def close(self) -> None:
         self._gpu.close()

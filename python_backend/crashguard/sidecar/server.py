@@ -272,6 +272,12 @@ def build_server(hub: Hub | None = None) -> CrashGuardServer:
         return p.to_wire(await ls.off_loop(ls.core().stop, args.run, args.timeout, args.dir,
                                            pool=ls.hub.run_requests))
 
+    @server.feature(p.END_LOCK_HOLDER)
+    async def end_lock_holder(ls: CrashGuardServer, params: Any) -> Any:
+        args = _parsed(p.EndLockHolderParams.parse, params)
+        return p.to_wire(await ls.off_loop(ls.core().end_lock_holder, args.dir, args.pid, args.rank,
+                                           pool=ls.hub.run_requests))
+
     @server.feature(p.PROCESS_DETAIL)
     async def process_detail(ls: CrashGuardServer, params: Any) -> Any:
         pid = _parsed(p.parse_process_detail, params)

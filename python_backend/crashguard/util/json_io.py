@@ -47,9 +47,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# An integer of more digits than this is refused before it is converted (int("9" * 4000) costs, and nothing Crash
+# Guard reads holds one): 2**64 - 1 has 20 digits.
+_MAX_INT_DIGITS = 20
+MAX_JSON_INT = 2**64 - 1  # the largest integer a checked read accepts (inode numbers reach it); the wire's is 2**53-1
+
+
+def _bounded_int(text: str) -> int:
+    digits = text.lstrip("-")
+    if len(digits) > _MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits is out of range")
+    value = int(text)
+    if abs(value) > MAX_JSON_INT:
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def strict_loads(text: str | bytes) -> Any:
-    """json.loads that refuses NaN, Infinity, -Infinity and numbers that overflow to infinity."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    """json.loads that refuses NaN, Infinity, -Infinity, numbers that overflow to infinity, and integers beyond
+    +-(2**64 - 1) (a 300-digit integer would overflow a float field, and no reader holds it exactly)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
 
 
 # -- atomic writes -----------------------------------------------------------------------------------------------

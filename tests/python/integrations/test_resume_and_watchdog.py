@@ -120,10 +120,17 @@ def test_the_urgent_watcher_claims_only_plain_small_urgent_requests(tmp_path: Pa
                                                       "pad": "x" * 10000}))
     (control / "3-plain.json").write_text(json.dumps({"id": "c", "action": "checkpoint_and_stop"}))  # not urgent
     (control / "4-truthy.json").write_text(json.dumps({"id": "d", "action": "checkpoint_and_stop", "urgent": 1}))
-    watcher = UrgentWatcher(control, lambda request_id: None)
+    (control / "5-other.json").write_text(json.dumps({"id": "../../x", "action": "checkpoint_and_stop",
+                                                       "urgent": True}))  # an id that is not its file's name
+    for path in control.iterdir():
+        if not path.is_symlink():
+            path.chmod(0o600)
+    watcher = UrgentWatcher(os.open(control, os.O_RDONLY | os.O_DIRECTORY), lambda request_id: None)
     assert watcher._claim() is None
     assert (control / "3-plain.json").exists()  # left for the step boundary
-    (control / "5-urgent.json").write_text(json.dumps({"id": "e", "action": "checkpoint_and_stop", "sent": 1.0,
-                                                        "urgent": True}))
-    assert watcher._claim() == "e" and not (control / "5-urgent.json").exists()
-    assert elsewhere.exists()
+    (control / "6-urgent.json").write_text(json.dumps({"id": "6-urgent", "action": "checkpoint_and_stop",
+                                                        "sent": 1.0, "urgent": True}))
+    (control / "6-urgent.json").chmod(0o600)
+    assert watcher._claim() == "6-urgent" and not (control / "6-urgent.json").exists()
+    assert elsewhere.exists() and (control / "5-other.json").exists()
+    os.close(watcher.control_fd)
