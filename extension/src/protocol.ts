@@ -3,7 +3,8 @@
 // is what is checked. tests/extension/unit/protocol.test.ts compares method names, the protocol version and every
 // field (name, kind, null or not) with the Python dataclasses.
 import {
-  arrayOf, bool, either, int, maybe, nullable, num, object, oneOf, optional, str, type Checked,
+  arrayOf, arrayOfValid, bool, contained, either, int, maybe, nullable, num, object, oneOf, optional, str, text,
+  type Checked,
 } from './check';
 
 /** Bumped with every incompatible change; the same constant is crashguard/sidecar/handshake.py's. */
@@ -20,6 +21,8 @@ export const METHOD_STOP_RUN = 'crashGuard/stopRun';
 export const METHOD_PROCESS_DETAIL = 'crashGuard/processDetail';
 export const METHOD_UPDATE_SETTINGS = 'crashGuard/updateSettings';
 export const METHOD_HISTORY = 'crashGuard/history';
+export const METHOD_LOCK_HOLDERS = 'crashGuard/lockHolders';
+export const METHOD_END_LOCK_HOLDER = 'crashGuard/endLockHolder';
 /** Standard LSP notification carrying `{ settings: { crashGuard: SidecarSettings } }`. */
 export const METHOD_DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
 
@@ -31,7 +34,7 @@ export const ERROR_SERVER_BUSY = -32000;
 /** Client → server requests. */
 export const REQUESTS = [
   METHOD_STATUS, METHOD_CLEANUP, METHOD_RUNS, METHOD_STOP_RUN, METHOD_PROCESS_DETAIL, METHOD_UPDATE_SETTINGS,
-  METHOD_HISTORY,
+  METHOD_HISTORY, METHOD_LOCK_HOLDERS, METHOD_END_LOCK_HOLDER,
 ] as const;
 
 export const LEVELS = ['normal', 'warning', 'critical'] as const;
@@ -51,6 +54,18 @@ export type RunEventKind = typeof RUN_EVENTS[number];
 /** The escalation ladder's rungs (contract 4): `terminate` is SIGTERM after the stop timeout. */
 export const ACTIONS = ['cleanup', 'checkpointAndStop', 'terminate'] as const;
 export type ActionKind = typeof ACTIONS[number];
+/** Contract C1: what proves a crash. `witnessed`: the monitor verified the run alive (its lock proof) and later saw
+ *  it die; `supervisor`: the run's own supervisor or watchdog recorded it with proof a file alone cannot carry.
+ *  null: a file says "crashed" and nothing proves it: no prompt, no Resume offered. */
+export const CRASH_PROOFS = ['witnessed', 'supervisor'] as const;
+export type CrashProof = typeof CRASH_PROOFS[number];
+/** The wire's bounds for what a run's files say (C2); a longer value makes that run bad (dropped), not the sidecar. */
+export const MAX_NAME_CHARS = 255;
+export const MAX_TEXT_CHARS = 1000;
+export const MAX_PATH_CHARS = 4096;
+const name = text(MAX_NAME_CHARS);
+const freeText = text(MAX_TEXT_CHARS);
+const filePath = text(MAX_PATH_CHARS);
 
 /** The sidecar's settings (initializationOptions.settings and didChangeConfiguration.settings.crashGuard). */
 export interface SidecarSettings {
@@ -107,7 +122,7 @@ export const ProcessInfo = object('ProcessInfo', { pid: int, name: str, rss: num
 export type ProcessInfo = Checked<typeof ProcessInfo>;
 
 /** How to resume a run (contract 9): argv[0] is the interpreter, run in cwd without a shell. */
-export const ResumeCommand = object('ResumeCommand', { argv: arrayOf(str, 10_000), cwd: str });
+export const ResumeCommand = object('ResumeCommand', { argv: arrayOf(text(32_768), 256), cwd: filePath });
 export type ResumeCommand = Checked<typeof ResumeCommand>;
 
 /** A live run's memory cgroup, read by the sidecar from the kernel; present when the group has a limit or high mark. */
@@ -134,10 +149,10 @@ export const PressureInfo = object('PressureInfo', {
 export type PressureInfo = Checked<typeof PressureInfo>;
 
 export const RunInfo = object('RunInfo', {
-  name: str, dir: str, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
+  name, dir: filePath, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
   step: nullable(int), epoch: nullable(int), microBatch: nullable(int), accumulation: nullable(int),
   loss: nullable(num), peakRss: nullable(num), treeRss: nullable(num), vram: nullable(num),
-  lastEvent: nullable(str), exitCause: nullable(str), config: nullable(str), checkpoint: nullable(str),
+  lastEvent: nullable(freeText), exitCause: nullable(freeText), config: nullable(filePath), checkpoint: nullable(filePath),
   started: nullable(num), updated: nullable(num),
   // Contracts 3 and 9: sent by sidecars that detect hung runs / record how to resume; absent from older ones.
   stepSeconds: optional(nullable(num), null),
@@ -147,6 +162,8 @@ export const RunInfo = object('RunInfo', {
   oomScoreAdj: optional(nullable(int), null),
   /** Its own memory cgroup (`crashguard train --memory-max`); null when it has none. */
   memory: optional(nullable(RunMemory), null),
+  /** C1: what proves that a crashed run crashed; absent (an older sidecar) = nothing does. */
+  crashProof: optional(nullable(oneOf(CRASH_PROOFS)), null),
 });
 export type RunInfo = Checked<typeof RunInfo>;
 
@@ -165,13 +182,17 @@ export type Thresholds = Checked<typeof Thresholds>;
 
 export const Sample = object('Sample', {
   seq: int, time: num, level, ram: RamInfo, gpus: arrayOf(GpuInfo), gpuReason: nullable(str),
-  topProcesses: arrayOf(ProcessInfo), runs: arrayOf(RunInfo), forecasts: arrayOf(Forecast), thresholds: Thresholds,
+  topProcesses: arrayOf(ProcessInfo),
+  /** A run with a bad field is dropped (and logged) here, not the sample (C2). */
+  runs: arrayOfValid(RunInfo), forecasts: arrayOf(Forecast), thresholds: Thresholds,
   /** How long taking the sample took in the sidecar (ms). */
   costMs: num,
   /** The whole system's memory pressure; null until a window is covered or without PSI. */
   pressure: optional(nullable(PressureInfo), null),
   /** Why there is no pressure figure at all (PSI unavailable). */
   pressureReason: optional(nullable(str), null),
+  /** Runs the monitor left out of `runs` to keep the sample bounded (C2): shown as "and N more". */
+  runsOmitted: optional(int, 0),
 });
 export type Sample = Checked<typeof Sample>;
 
@@ -182,7 +203,8 @@ export const WarningParams = object('WarningParams', {
 export type WarningParams = Checked<typeof WarningParams>;
 
 export const RunEventParams = object('RunEventParams', {
-  event: oneOf(RUN_EVENTS), run: RunInfo, message: str,
+  /** A bad field of the run drops this event (ContainedError), never the sidecar. */
+  event: oneOf(RUN_EVENTS), run: contained(RunInfo), message: str,
   /** A run killed by the kernel's OOM killer: the heaviest processes of the last sample before its death. */
   heaviest: optional(nullable(arrayOf(ProcessInfo)), null),
 });
@@ -240,7 +262,10 @@ export interface StopRunParams {
   timeoutMs?: number;
 }
 
-export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo) });
+export const RunsResult = object('RunsResult', {
+  runs: arrayOfValid(RunInfo),
+  runsOmitted: optional(int, 0),
+});
 export type RunsResult = Checked<typeof RunsResult>;
 
 export const ProcessDetail = object('ProcessDetailResult', {
@@ -279,6 +304,38 @@ export const HistoryResult = object('HistoryResult', {
   intervalMs: num, maxPoints: int,
 });
 export type HistoryResult = Checked<typeof HistoryResult>;
+
+export interface LockHoldersParams {
+  /** The run's folder (RunInfo.dir), inside a runs directory the monitor watches. */
+  dir: string;
+}
+
+/** A live process that holds one of a run's lock files (.lock, .lock.rankN) open: a stray child of a crashed run
+ *  (a C-level fork keeps the lock) that makes Resume fail with RunLocked. Proved like a registration: the lock is
+ *  a regular, singly-linked file of this user in the run's folder, and that very inode is open in the process. */
+export const LockHolder = object('LockHolder', {
+  pid: int, rank: int, name: text(MAX_NAME_CHARS), command: freeText, createTime: num,
+  /** The pid the run's status names (the run itself, alive): stop it with Stop Training, not here. */
+  isRun: bool,
+});
+export type LockHolder = Checked<typeof LockHolder>;
+
+export const LockHoldersResult = object('LockHoldersResult', { holders: arrayOf(LockHolder, 64) });
+export type LockHoldersResult = Checked<typeof LockHoldersResult>;
+
+export interface EndLockHolderParams {
+  dir: string;
+  pid: number;
+  /** The create time the holder was listed with: a pid reused since is never signalled. */
+  createTime: number;
+  /** SIGKILL instead of SIGTERM (the user chose "End Forcibly" after SIGTERM left it running). */
+  force?: boolean;
+}
+
+export const EndLockHolderResult = object('EndLockHolderResult', {
+  ok: bool, signalled: bool, released: bool, message: str,
+});
+export type EndLockHolderResult = Checked<typeof EndLockHolderResult>;
 
 /** Each server → client notification's checker. */
 export const NOTIFICATION_PAYLOADS = {

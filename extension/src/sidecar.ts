@@ -7,7 +7,7 @@ import {
   CloseAction, ErrorAction, LanguageClient, RevealOutputChannelOn, State,
   type LanguageClientOptions, type ServerOptions,
 } from 'vscode-languageclient/node';
-import { PayloadError, type Checker } from './check';
+import { ContainedError, PayloadError, type Checker, type Drops } from './check';
 import { displayCommand } from './cli';
 import type { SidecarState } from './format';
 import type { Log } from './logger';
@@ -59,6 +59,8 @@ export class Sidecar implements vscode.Disposable {
   private pid: number | undefined;
   /** The client whose payload failed a check (reported once, then stopped). */
   private incompatible: LanguageClient | undefined;
+  /** Bad runs already logged (a bad run is in every sample: logged once, C2). */
+  private readonly loggedBadRuns = new Set<string>();
 
   constructor(private readonly deps: SidecarDeps, private readonly handlers: SidecarHandlers) {
     this.queue = new RestartQueue(() => this.restartNow(), (error) => deps.log.error(`restart failed: ${String(error)}`));
@@ -219,11 +221,27 @@ export class Sidecar implements vscode.Disposable {
     return undefined;
   }
 
-  /** `raw` through `checker`; a failure is logged and reported once per sidecar, and that sidecar is stopped. */
+  /** A run left out of a payload because a field of it failed its check: logged once (C2). */
+  private badRun(method: string, error: PayloadError): void {
+    const key = `${method} ${error.message.replace(/\[\d+\]/g, '[]')}`;
+    if (this.loggedBadRuns.has(key) || this.loggedBadRuns.size >= 1000) return;
+    this.loggedBadRuns.add(key);
+    this.deps.log.warn(`a run in ${method} was left out: ${error.message} (a fault of that run's files, not of the monitor)`);
+  }
+
+  /** `raw` through `checker`; a failure is logged and reported once per sidecar, and that sidecar is stopped. A bad
+   *  run inside a payload is that run's fault (C2): left out (or its event dropped) and logged once. */
   private check<T>(client: LanguageClient, method: string, checker: Checker<T>, raw: unknown): T | undefined {
+    const drops: Drops = [];
     try {
-      return checker(raw);
+      const checked = checker(raw, '$', drops);
+      for (const bad of drops) this.badRun(method, bad);
+      return checked;
     } catch (error) {
+      if (error instanceof ContainedError) {
+        this.badRun(method, error);
+        return undefined;
+      }
       if (!(error instanceof PayloadError)) throw error;
       const message = `the sidecar sent a ${method} this extension does not understand (${error.message})`;
       this.deps.log.error(message);

@@ -2,6 +2,7 @@
 // cooldown and "Don't Warn Again for This Run"), the escalation ladder's automatic actions, and hung runs.
 // Popups are fire-and-forget: nothing here blocks the sidecar's message handling.
 import * as vscode from 'vscode';
+import { messageText } from './escape';
 import { cleanupSummary, coalescedWarning, hungMessage, stopSummary } from './format';
 import { rank, WarningPolicy } from './levels';
 import type { Log } from './logger';
@@ -108,7 +109,7 @@ export class Warnings {
     const what = a.action === 'cleanup' ? 'ran an automatic cleanup'
       : a.action === 'terminate' ? 'sent SIGTERM to a run that did not stop in time'
         : 'checkpointed and stopped a run';
-    const text = `Crash Guard ${what} (${a.reason}). ${detail}`;
+    const text = messageText(`Crash Guard ${what} (${a.reason}). ${detail}`);
     const toast = a.action === 'terminate' ? vscode.window.showWarningMessage(text, ACTION_REPORT)
       : vscode.window.showInformationMessage(text, ACTION_REPORT);
     void toast.then((choice) => {

@@ -45,7 +45,7 @@ const crashed: RunInfo = {
   name: 'planted', dir: `${input.runsDir}/planted`, pid: 1, rank: 0, worldSize: 1, state: 'crashed', alive: false,
   step: 1, epoch: 0, microBatch: 1, accumulation: 1, loss: null, peakRss: null, treeRss: null, vram: null,
   lastEvent: null, exitCause: null, config: input.config, checkpoint: null, started: 1, updated: 1, stepSeconds: null,
-  stalledSeconds: null, resumeCommand: null, oomScoreAdj: null, memory: null,
+  stalledSeconds: null, resumeCommand: null, oomScoreAdj: null, memory: null, crashProof: 'witnessed',
 };
 const folderOf = () => undefined;
 const trainPlan = resumePlan(crashed, folderOf);

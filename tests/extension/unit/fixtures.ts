@@ -7,7 +7,7 @@ export function run(overrides: Partial<RunInfo> = {}): RunInfo {
     step: 120, epoch: 3, microBatch: 2, accumulation: 2, loss: 0.41, peakRss: 2 * 2 ** 30, treeRss: 1.5 * 2 ** 30,
     vram: null, lastEvent: 'oom back-off: micro-batch 4 -> 2', exitCause: null, config: '/ws/config/safe_training.json',
     checkpoint: '/ws/runs/brats-safe/checkpoints/step_120.pt', started: 1764399000, updated: 1764400000.1,
-    stepSeconds: 0.42, stalledSeconds: 0.6, resumeCommand: null, oomScoreAdj: null, memory: null, ...overrides,
+    stepSeconds: 0.42, stalledSeconds: 0.6, resumeCommand: null, oomScoreAdj: null, memory: null, crashProof: null, ...overrides,
   };
 }
 
@@ -24,6 +24,6 @@ export function sample(overrides: Partial<Sample> = {}): Sample {
       kind: 'trend' }],
     thresholds: { ramWarningPercent: 80, ramCriticalPercent: 90, vramWarningPercent: 85, vramCriticalPercent: 95,
       pressureSomePercent: 20, pressureFullPercent: 10, pressureSeconds: 10 },
-    costMs: 0.9, pressure: null, pressureReason: null, ...overrides,
+    costMs: 0.9, pressure: null, pressureReason: null, runsOmitted: 0, ...overrides,
   };
 }
