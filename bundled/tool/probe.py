@@ -5,8 +5,8 @@ looks for it), so probing a workspace's interpreter runs nothing from the worksp
 at start-up: it would execute the `import` lines of every .pth file in the interpreter's site-packages (a
 workspace's own .venv is the workspace's code). So this script finds the site-packages itself, as `site` would,
 without executing anything (site_paths.py): a package that only an `import` line of a .pth makes importable (a
-setuptools "strict" editable install's finder) is not seen. Kept to syntax every Python 3 parses, so an old interpreter still says
-which version it is.
+setuptools "strict" editable install's finder) is not seen. Kept to syntax every Python 3 parses, so an old
+interpreter still says which version it is.
 
 `found` says, for each package training needs, where this interpreter would import it from when started without
 the working folder on its path: "isolated" (what `python -I` finds: the interpreter's own site-packages, a

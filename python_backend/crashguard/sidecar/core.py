@@ -17,6 +17,8 @@ from typing import Any
 from ..monitor.gpu import GPUMonitor
 from ..monitor.processes import detailed_memory
 from ..runs.control import CleanupResult, StopResult, cleanup_runs, stop_run
+from ..runs.files import RefusedFile
+from ..runs.lock_holders import EndLockHolderResult, LockHoldersResult, end_holder, find_holders
 from ..runs.registry import RunInfo, RunRecord
 from ..runs.stall import HUNG
 from ..runs.status import RunState
@@ -387,6 +389,31 @@ class Sidecar:
             where = run_dir or ", ".join(str(d) for d in self._registry.dirs) or "no runs directory"
             return StopResult(name, False, "unknown", None, f"no run named {name!r} in {where}", False)
         return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
+
+    def _run_place(self, run_dir: str) -> tuple[Path, str, frozenset[int]] | str:
+        """(runs directory, run name, the run's live verified pids) of a run folder the monitor watches, or why not."""
+        registry = self._registry.owner(run_dir)
+        if registry is None:
+            return f"{run_dir} is not in a runs directory the monitor watches"
+        live = frozenset(r.pid for r in self.runs().runs if r.dir == run_dir and r.alive and r.pid is not None)
+        return registry.runs_dir, Path(run_dir).name, live
+
+    def lock_holders(self, run_dir: str) -> LockHoldersResult:
+        """The processes holding the locks of the run in `run_dir` (a stray child keeps Resume from starting)."""
+        place = self._run_place(run_dir)
+        if isinstance(place, str):
+            return LockHoldersResult([])
+        try:
+            return LockHoldersResult(find_holders(*place[:2], run_pids=place[2]))
+        except (OSError, RefusedFile) as exc:
+            log.info("lock holders of %s: %s", run_dir, exc)
+            return LockHoldersResult([])
+
+    def end_lock_holder(self, run_dir: str, pid: int, create_time: float, force: bool) -> EndLockHolderResult:
+        place = self._run_place(run_dir)
+        if isinstance(place, str):
+            return EndLockHolderResult(False, False, False, place)
+        return end_holder(place[0], place[1], pid, create_time, force=force, run_pids=place[2])
 
     def process_detail(self, pid: int) -> p.ProcessDetailResult | None:
         detail = detailed_memory(pid)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..monitor.gpu import GpuReading
 from ..runs.control import DEFAULT_CLEANUP_TIMEOUT, DEFAULT_STOP_TIMEOUT, CleanupResult, RunCleanup, StopResult
+from ..runs.lock_holders import EndLockHolderResult, LockHolder, LockHoldersResult
 from ..runs.registry import RunInfo, RunMemory
 from .history import HistoryEvent, HistoryPoint
 
@@ -34,9 +35,11 @@ STOP_RUN = "crashGuard/stopRun"
 PROCESS_DETAIL = "crashGuard/processDetail"
 UPDATE_SETTINGS = "crashGuard/updateSettings"
 HISTORY = "crashGuard/history"
+LOCK_HOLDERS = "crashGuard/lockHolders"
+END_LOCK_HOLDER = "crashGuard/endLockHolder"
 
 NOTIFICATIONS = (SAMPLE, WARNING, RUN_EVENT, ACTION)
-REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY)
+REQUESTS = (STATUS, CLEANUP, RUNS, STOP_RUN, PROCESS_DETAIL, UPDATE_SETTINGS, HISTORY, LOCK_HOLDERS, END_LOCK_HOLDER)
 METHODS = NOTIFICATIONS + REQUESTS
 
 # Levels a resource can be at; forecasts also use FULL (the limit itself, 100 %).
@@ -273,6 +276,38 @@ class StopRunParams:
         return cls(run, _timeout(obj, DEFAULT_STOP_TIMEOUT), run_dir)
 
 
+def _run_dir(params: dict[str, Any]) -> str:
+    run_dir = params.get("dir")
+    if not isinstance(run_dir, str) or not os.path.isabs(run_dir) or len(run_dir) > 4096:
+        raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {run_dir!r}")
+    return run_dir
+
+
+def parse_lock_holders(params: Any) -> str:
+    """crashGuard/lockHolders: the run's folder."""
+    return _run_dir(_object(params, {"dir"}))
+
+
+@dataclass(frozen=True)
+class EndLockHolderParams:
+    dir: str
+    pid: int
+    create_time: float  # as crashGuard/lockHolders listed it: a pid reused since is refused
+    force: bool = False  # SIGKILL instead of SIGTERM
+
+    @classmethod
+    def parse(cls, params: Any) -> EndLockHolderParams:
+        obj = _object(params, {"dir", "pid", "createTime", "force"})
+        created = obj.get("createTime")
+        if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created) \
+                or created <= 0:
+            raise ParamsError("createTime", f"expected the holder's create time, got {created!r}")
+        force = obj.get("force", False)
+        if not isinstance(force, bool):
+            raise ParamsError("force", f"expected true or false, got {force!r}")
+        return cls(_run_dir(obj), _pid(obj), float(created), force)
+
+
 def parse_empty(params: Any) -> None:
     _object(params, set())
 
@@ -334,11 +369,13 @@ def to_wire(value: Any) -> Any:
 
 
 __all__ = [
-    "ACTION", "ACTIONS", "CLEANUP", "HISTORY", "METHODS", "NOTIFICATIONS", "PROCESS_DETAIL", "REQUESTS", "RUNS",
-    "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_RUN", "UPDATE_SETTINGS", "WARNING",
-    "ActionParams", "CleanupParams", "CleanupResult", "Forecast", "GpuInfo", "GpuProcessInfo", "HistoryEvent",
-    "HistoryPoint", "HistoryResult", "ParamsError", "PressureInfo", "ProcessDetailResult", "ProcessInfo", "RamInfo",
-    "RunCleanup", "RunEventParams", "RunInfo", "RunMemory", "RunsResult", "Sample", "StopResult", "StopRunParams",
-    "ThresholdsInfo", "WarningParams", "camel", "gpu_processes", "parse_empty", "parse_history", "parse_process_detail",
+    "ACTION", "ACTIONS", "CLEANUP", "END_LOCK_HOLDER", "HISTORY", "LOCK_HOLDERS", "METHODS", "NOTIFICATIONS",
+    "PROCESS_DETAIL", "REQUESTS", "RUNS", "RUN_EVENT", "RUN_EVENTS", "SAMPLE", "SERVER_BUSY", "STATUS", "STOP_RUN",
+    "UPDATE_SETTINGS", "WARNING",
+    "ActionParams", "CleanupParams", "CleanupResult", "EndLockHolderParams", "EndLockHolderResult", "Forecast",
+    "GpuInfo", "GpuProcessInfo", "HistoryEvent", "HistoryPoint", "HistoryResult", "LockHolder", "LockHoldersResult",
+    "ParamsError", "PressureInfo", "ProcessDetailResult", "ProcessInfo", "RamInfo", "RunCleanup", "RunEventParams",
+    "RunInfo", "RunMemory", "RunsResult", "Sample", "StopResult", "StopRunParams", "ThresholdsInfo", "WarningParams",
+    "camel", "gpu_processes", "parse_empty", "parse_history", "parse_lock_holders", "parse_process_detail",
     "parse_update_settings", "to_wire",
 ]

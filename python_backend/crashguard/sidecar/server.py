@@ -217,6 +217,17 @@ def build_server() -> CrashGuardServer:
                                        data={"field": "pid"})
         return p.to_wire(detail)
 
+    @server.feature(p.LOCK_HOLDERS)
+    async def lock_holders(ls: CrashGuardServer, params: Any) -> Any:
+        run_dir = _parsed(p.parse_lock_holders, params)
+        return p.to_wire(await ls.off_loop(ls.core().lock_holders, run_dir))
+
+    @server.feature(p.END_LOCK_HOLDER)
+    async def end_lock_holder(ls: CrashGuardServer, params: Any) -> Any:
+        args = _parsed(p.EndLockHolderParams.parse, params)
+        return p.to_wire(await ls.off_loop(ls.core().end_lock_holder, args.dir, args.pid, args.create_time, args.force,
+                                           pool=ls.run_requests))
+
     @server.feature(p.HISTORY)
     async def history(ls: CrashGuardServer, params: Any) -> Any:
         seconds = _parsed(p.parse_history, params)
