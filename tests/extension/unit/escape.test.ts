@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { detailText, inlineCode, markdownText, messageText, plainText } from '../../../extension/src/escape';
 import { crashPrompt, crashSummary, lockHolderPrompt, resumeConfirmation, tooltipMarkdown } from '../../../extension/src/format';
 import { gpuProcessLines } from '../../../extension/src/gpuProcesses';
-import { run, sample } from './fixtures';
+import { HOSTILE, run, sample } from './fixtures';
 
 interface Renderer { render(markdown: string): string }
 const MarkdownIt = createRequire(__filename)('markdown-it') as new (options: object) => Renderer;
@@ -19,25 +19,6 @@ const html = (markdown: string): string => md.render(markdown).replace(/^<p>|<\/
 /** VS Code's pattern for links in a notification (vs/base/common/linkedText.ts): clickable, commands allowed. */
 const NOTIFICATION_LINK = /\[([^\]]+)\]\(((?:https?:\/\/|command:|file:)[^)\s]+)(?: (["'])(.+?)(\3))?\)/gi;
 
-export const HOSTILE = [
-  '# heading',
-  '[click](command:workbench.action.terminal.sendSequence?%7B%22text%22%3A%22rm%20-rf%20~%5Cn%22%7D)',
-  '![x](https://attacker.example/pixel.png)',
-  '<img src=https://attacker.example/p.png onerror=alert(1)>',
-  '<script>alert(1)</script>',
-  'see https://attacker.example/x and www.attacker.example',
-  'mail me: a@attacker.example',
-  '**bold** _it_ `code` ~~gone~~',
-  '| a | b |\n|---|---|\n| c | d |',
-  'line one\n\n# line two',
-  '> quote',
-  '1. item',
-  '&lt;b&gt; &amp;',
-  'x\\',
-  '$(alert) icon',
-  'left\u202Eevil.exe\u202C right',
-  'zero\u200Bwidth',
-];
 
 describe('Markdown text from the wire', () => {
   it('renders as the text itself: no heading, link, image, HTML, list, table or entity', () => {
