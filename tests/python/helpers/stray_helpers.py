@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
@@ -59,8 +59,6 @@ def strays(runs_dir: Path) -> Iterator[StartStray]:
     finally:
         for s in started:
             for pid in (s.child, s.parent.pid):
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             s.parent.wait(timeout=10)

@@ -25,6 +25,7 @@ from crashguard.runs import lock_holders as lh
 from crashguard.runs.lock import RunLocked
 from crashguard.runs.status import RunState
 
+
 @pytest.fixture
 def stray(runs_dir: Path) -> Iterator[StartStray]:
     with strays(runs_dir) as start:

@@ -37,7 +37,8 @@ async def test_the_monitor_names_and_ends_a_stray_lock_holder(runs_dir: Path, tm
         elsewhere = str(tmp_path / "other" / "brats")
         assert (await session.request(p.LOCK_HOLDERS, {"dir": elsewhere}))["holders"] == []
         outside = await session.request(p.END_LOCK_HOLDER, {"dir": elsewhere, "pid": s.child, "createTime": created})
-        assert (outside["ok"], outside["signalled"]) == (False, False) and "not in a runs directory" in outside["message"]
+        assert (outside["ok"], outside["signalled"]) == (False, False)
+        assert "not in a runs directory" in outside["message"]
         for bad in ({"dir": "runs/brats"}, {"dir": run_dir, "extra": 1}):
             with pytest.raises(JsonRpcInvalidParams):
                 await session.request(p.LOCK_HOLDERS, bad)
