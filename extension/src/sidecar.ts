@@ -1,4 +1,4 @@
-// Starts, restarts and stops the bundled Python sidecar over stdio: `<python> -I bundled/tool/sidecar.py`, in a
+// Starts, restarts and stops the bundled Python sidecar over stdio: `<python> -I -S bundled/tool/sidecar.py`, in a
 // folder no workspace controls. Not at all in Restricted Mode (extension.ts starts it when trust is granted).
 // One restart at a time (RestartQueue); a fresh LanguageClient for every start; popups are never awaited here.
 // Everything the sidecar sends is checked (protocol.ts) before any handler sees it.
