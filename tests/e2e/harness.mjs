@@ -195,6 +195,17 @@ export async function toastTexts(page) {
   return (await toasts(page)).map((x) => x.text);
 }
 
+/** The modal dialog on screen (message and detail), or undefined. */
+export async function dialogText(page) {
+  const box = page.locator('.monaco-dialog-box');
+  if (await box.count() === 0) return undefined;
+  return box.first().innerText({ timeout: 2000 }).catch(() => undefined);
+}
+
+export async function clickDialogButton(page, name) {
+  await page.locator('.monaco-dialog-box').first().getByRole('button', { name, exact: true }).click();
+}
+
 /** Runs a palette command by clicking its own row (Enter would take the first match, e.g. "Tasks: Rerun…"). */
 export async function runCommand(page, title) {
   await page.keyboard.press('Escape');
