@@ -30,6 +30,11 @@ describe('payload checks', () => {
     assert.deepEqual(checked.runs.map((r) => r.name), ['good']);
     assert.equal(checked.runsOmitted, 3);
     assert.deepEqual(drops.map((d) => d.path), ['$.runs[0].step', '$.runs[2].name', '$.runs[3].state']);
+    // 400 digits parse to Infinity: the same (today's main refused the whole sample: an "incompatible sidecar").
+    const infinite = JSON.parse(JSON.stringify({ ...run(), step: 0 }).replace('"step":0', `"step":${'9'.repeat(400)}`)) as unknown;
+    const infiniteDrops: Drops = [];
+    assert.deepEqual(P.Sample({ ...sample(), runs: [infinite, good] }, '$', infiniteDrops).runs.map((r) => r.name), ['good']);
+    assert.match(infiniteDrops[0]?.message ?? '', /got number Infinity/);
     assert.match(drops[0]?.message ?? '', /expected an integer within ±\(2\^53 - 1\), got number 1e\+300/);
     // The same in the answer to crashGuard/runs.
     assert.deepEqual(P.RunsResult({ runs: raw.runs }, '$', []).runs.map((r) => r.name), ['good']);
