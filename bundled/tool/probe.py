@@ -1,8 +1,12 @@
-"""Describes a Python interpreter for the extension, as one JSON line: `python -I bundled/tool/probe.py`.
+"""Describes a Python interpreter for the extension, as one JSON line: `python -I -S bundled/tool/probe.py`.
 
 Imports nothing but the standard library and executes no package's code (find_spec of a top-level name only
-looks for it), so probing a workspace's interpreter runs nothing from the workspace. Kept to syntax every
-Python 3 parses, so an old interpreter still says which version it is.
+looks for it), so probing a workspace's interpreter runs nothing from the workspace. -S keeps `site` from running
+at start-up: it would execute the `import` lines of every .pth file in the interpreter's site-packages (a
+workspace's own .venv is the workspace's code). So this script finds the site-packages itself, as `site` would,
+without executing anything (site_paths.py): a package that only an `import` line of a .pth makes importable (a
+setuptools "strict" editable install's finder) is not seen. Kept to syntax every Python 3 parses, so an old
+interpreter still says which version it is.
 
 `found` says, for each package training needs, where this interpreter would import it from when started without
 the working folder on its path: "isolated" (what `python -I` finds: the interpreter's own site-packages, a
@@ -17,6 +21,15 @@ import os
 import sys
 
 PACKAGES = ("crashguard", "torch", "monai")
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the extension's own folder, for site_paths
+from site_paths import interpreter_site  # noqa: E402  (after the path is set)
+
+del sys.path[0]
+PREFIX, IN_VENV, SITE_ENTRIES = interpreter_site()
+if sys.flags.no_site:  # started with -S, as the extension does: look where `python -I` would import from
+    sys.path.extend(p for p in SITE_ENTRIES if p not in sys.path)
 
 
 def _spec(name, path=None):
@@ -38,7 +51,7 @@ def _python_path():
 
 def _user_site():
     """The user's site-packages, where a normal start of this interpreter would use it (never in a venv)."""
-    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+    if IN_VENV:
         return None
     try:
         import site
@@ -65,7 +78,7 @@ def _script(where):
         import sysconfig
 
         if where == "isolated":
-            scripts = sysconfig.get_path("scripts")
+            scripts = sysconfig.get_path("scripts", vars={"base": PREFIX, "platbase": PREFIX})
         elif where == "userSite":
             scripts = sysconfig.get_path("scripts", "{}_user".format(os.name))
         else:
@@ -95,8 +108,8 @@ def main():
     info = {
         "executable": sys.executable,
         "version": "{}.{}.{}".format(*sys.version_info[:3]),
-        "prefix": sys.prefix,
-        "virtualEnv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        "prefix": PREFIX,
+        "virtualEnv": IN_VENV,
         "crashguard": _distribution_version("crashguard", found["crashguard"]),
         "found": found,
         "crashguardScript": _script(found["crashguard"]),

@@ -1,16 +1,18 @@
-"""Starts Crash Guard's memory monitor from the extension's own files: `python -I bundled/tool/sidecar.py`.
+"""Starts Crash Guard's memory monitor from the extension's own files: `python -I -S bundled/tool/sidecar.py`.
 
 The extension ships the monitor's part of crashguard and its pure-Python dependencies in bundled/libs (and
 psutil built for the platform of the .vsix); nothing is imported from the workspace or from the interpreter's
-own site-packages where the bundle has the module. `-I` keeps the script's folder, the current directory, the
-user's site-packages and every PYTHON* variable out of sys.path; this file puts bundled/libs first and refuses a
-crashguard imported from anywhere else.
+own site-packages. `-I` keeps the script's folder, the current directory, the user's site-packages and every
+PYTHON* variable out of sys.path; `-S` keeps `site` from running, so no .pth file of the interpreter's
+site-packages runs (a workspace's .venv is the workspace's code) and site-packages are not on sys.path at all.
+This file puts bundled/libs first and refuses a crashguard imported from anywhere else.
 
 `--development` (passed only by an extension host started for development, F5 "Run Crash Guard Extension"): when
 this launcher sits in a source checkout (python_backend/crashguard beside bundled/), the monitor runs from that
-checkout, with the interpreter's own packages for its dependencies, so a contributor's F5 works without
-`npm run bundle` and sees edits on a restart. A packaged extension has no python_backend/ beside bundled/, so
-there the flag changes nothing: only bundled/libs is ever accepted.
+checkout, with the interpreter's own site-packages for its dependencies (found by site_paths.py without running
+any .pth file), so a contributor's F5 works without `npm run bundle` and sees edits on a restart. A packaged
+extension has no python_backend/ beside bundled/, so there the flag changes nothing: only bundled/libs is ever
+accepted.
 
 Kept to syntax every Python 3 parses, so an old interpreter gets a clear message instead of a SyntaxError.
 """
@@ -43,6 +45,12 @@ def main():
         return EXIT_TOO_OLD
     source = _source()
     sys.path.insert(0, source)
+    if source == CHECKOUT:  # pygls, psutil from the interpreter's site-packages (development only)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from site_paths import interpreter_site
+
+        del sys.path[0]
+        sys.path.extend(p for p in interpreter_site()[2] if p not in sys.path)
     import crashguard  # after the path is set
 
     origin = os.path.dirname(os.path.dirname(os.path.abspath(crashguard.__file__)))

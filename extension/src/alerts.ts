@@ -6,9 +6,10 @@
 // run is close to it (within CLOSE_FRACTION), picking one for the user would be a guess, so it asks which
 // ("Stop Run…", a quick pick of the close ones, heaviest first). "Don't Warn Again" silences that same run only
 // (or asks which, the same way): a warning is skipped only while every run it names is silenced.
+import { messageText } from './escape';
 import { coalescedWarning, formatBytes } from './format';
 import { rank } from './levels';
-import type { RunInfo, WarningParams } from './protocol';
+import { TEXT_LIMITS, type RunInfo, type WarningParams } from './protocol';
 
 export const ACTION_CLEANUP = 'Clean Up';
 export const ACTION_STOP = 'Stop Run';
@@ -75,16 +76,11 @@ export function heaviest(runs: readonly LiveRun[], resource: string): Target {
   return close.length === 1 ? { kind: 'one', run: close[0] as LiveRun } : { kind: 'ask', runs: close };
 }
 
-/** Stops a notification's text from carrying a link it did not mean to: VS Code turns `[x](command:…)` in a
- *  message into a clickable link, and a run's name comes from a runs folder (hostile input). */
-export function unlinked(text: string): string {
-  return text.replace(/\]\s*\(/g, ']\u200b(');
-}
-
 function runsText(target: Target, resource: string): string {
   const one = (r: LiveRun): string => {
     const bytes = memoryFor(r, resource);
-    return `${unlinked(r.name)}${bytes > 0 ? ` (${formatBytes(bytes)})` : ''}`;
+    // A run's name comes from a runs folder (hostile input): notification text, never a link (escape.ts).
+    return `${messageText(r.name, TEXT_LIMITS.name)}${bytes > 0 ? ` (${formatBytes(bytes)})` : ''}`;
   };
   if (target.kind === 'one') return ` Heaviest run: ${one(target.run)}.`;
   if (target.kind === 'ask') return ` Runs using about the same: ${target.runs.map(one).join(', ')}.`;
@@ -120,7 +116,7 @@ export function toastPlan(shown: readonly WarningParams[], live: readonly LiveRu
   const actions = [ACTION_CLEANUP];
   if (stop.kind !== 'none') actions.push(stop.kind === 'one' ? ACTION_STOP : ACTION_STOP_WHICH);
   if (silence.kind !== 'none') actions.push(silence.kind === 'one' ? ACTION_SILENCE : ACTION_SILENCE_WHICH);
-  const said = coalescedWarning(worstFirst.map((w) => unlinked(w.message))).replace(/\.?$/, '.');
+  const said = coalescedWarning(worstFirst.map((w) => w.message)).replace(/\.?$/, '.');
   const text = `${said}${runsText(stop, resource)} [Memory report](command:${REPORT_COMMAND})`;
   return { severity: critical ? 'error' : 'warning', text, actions: actions.slice(0, MAX_TOAST_ACTIONS), stop, silence };
 }

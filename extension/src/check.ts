@@ -34,15 +34,26 @@ export interface Description {
   shape?: Readonly<Record<string, Description>>;
 }
 
+/** What a checker left out instead of failing: the items of a list that failed their check (arrayOfValid). */
+export type Drops = PayloadError[];
+
+/** A payload about one run whose run failed its check (contained): that run's fault, never the sidecar's. */
+export class ContainedError extends PayloadError {
+  constructor(error: PayloadError) {
+    super(error.path, error.expected, error.got);
+    this.name = 'ContainedError';
+  }
+}
+
 export interface Checker<T> {
-  (value: unknown, path?: string): T;
+  (value: unknown, path?: string, drops?: Drops): T;
   readonly description: Description;
 }
 
 export type Checked<C> = C extends Checker<infer T> ? T : never;
 
-function checker<T>(description: Description, check: (value: unknown, path: string) => T): Checker<T> {
-  const fn = (value: unknown, path = '$'): T => check(value, path);
+function checker<T>(description: Description, check: (value: unknown, path: string, drops: Drops | undefined) => T): Checker<T> {
+  const fn = (value: unknown, path = '$', drops?: Drops): T => check(value, path, drops);
   return Object.assign(fn, { description });
 }
 
@@ -53,15 +64,32 @@ export const num = checker<number>(plain('number'), (v, path) => {
   throw new PayloadError(path, 'a finite number', v);
 });
 
+/** An integer JavaScript holds exactly (|n| <= 2^53 - 1): a 300-digit integer parses to an inexact 1e300. */
 export const int = checker<number>(plain('integer'), (v, path) => {
-  if (typeof v === 'number' && Number.isInteger(v)) return v;
-  throw new PayloadError(path, 'an integer', v);
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  throw new PayloadError(path, 'an integer within ±(2^53 - 1)', v);
 });
 
 export const str = checker<string>(plain('string'), (v, path) => {
   if (typeof v === 'string') return v;
   throw new PayloadError(path, 'a string', v);
 });
+
+/** How many characters (code points) `s` has, as Python's len() counts them: a character beyond the BMP is two
+ *  UTF-16 units in `s.length`. */
+function codePoints(s: string): number {
+  const surrogates = s.match(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g);
+  return s.length - (surrogates?.length ?? 0);
+}
+
+/** A string of at most `max` characters, counted as the monitor counts them (code points; what a run's files say is
+ *  bounded on the wire, C2). */
+export function text(max: number): Checker<string> {
+  return checker<string>(plain('string'), (v, path) => {
+    if (typeof v === 'string' && (v.length <= max || codePoints(v) <= max)) return v;
+    throw new PayloadError(path, `a string of at most ${max} characters`, v);
+  });
+}
 
 export const bool = checker<boolean>(plain('boolean'), (v, path) => {
   if (typeof v === 'boolean') return v;
@@ -76,33 +104,68 @@ export function oneOf<const V extends readonly string[]>(values: V): Checker<V[n
 }
 
 export function nullable<T>(inner: Checker<T>): Checker<T | null> {
-  return checker<T | null>({ ...inner.description, nullable: true }, (v, path) => (v === null ? null : inner(v, path)));
+  return checker<T | null>({ ...inner.description, nullable: true },
+    (v, path, drops) => (v === null ? null : inner(v, path, drops)));
 }
 
 /** A field an older sidecar may not send: absent, it reads as `fallback`. */
 export function optional<T>(inner: Checker<T>, fallback: T): Checker<T> {
-  return checker<T>({ ...inner.description, optional: true }, (v, path) => (v === undefined ? fallback : inner(v, path)));
+  return checker<T>({ ...inner.description, optional: true },
+    (v, path, drops) => (v === undefined ? fallback : inner(v, path, drops)));
 }
 
 /** A field an older sidecar may not send, where absent means "unknown" (not a default). */
 export function maybe<T>(inner: Checker<T>): Checker<T | undefined> {
-  return checker<T | undefined>({ ...inner.description, optional: true }, (v, path) => (v === undefined ? undefined : inner(v, path)));
+  return checker<T | undefined>({ ...inner.description, optional: true },
+    (v, path, drops) => (v === undefined ? undefined : inner(v, path, drops)));
 }
 
 export function arrayOf<T>(inner: Checker<T>, max = 100_000): Checker<T[]> {
-  return checker<T[]>({ ...plain('array'), of: inner.description }, (v, path) => {
+  return checker<T[]>({ ...plain('array'), of: inner.description }, (v, path, drops) => {
     if (!Array.isArray(v)) throw new PayloadError(path, 'a list', v);
     if (v.length > max) throw new PayloadError(path, `at most ${max} items`, v);
-    return v.map((item, i) => inner(item, `${path}[${i}]`));
+    return v.map((item, i) => inner(item, `${path}[${i}]`, drops));
+  });
+}
+
+/** A list whose bad items are left out and recorded in `drops`, not fatal to the payload: one run with a bad field
+ *  is that run's problem (C2), the sample and the other runs still apply. The list itself must be a list. */
+export function arrayOfValid<T>(inner: Checker<T>, max = 100_000): Checker<T[]> {
+  return checker<T[]>({ ...plain('array'), of: inner.description }, (v, path, drops) => {
+    if (!Array.isArray(v)) throw new PayloadError(path, 'a list', v);
+    if (v.length > max) throw new PayloadError(path, `at most ${max} items`, v);
+    const out: T[] = [];
+    v.forEach((item, i) => {
+      try {
+        out.push(inner(item, `${path}[${i}]`, drops));
+      } catch (error) {
+        if (!(error instanceof PayloadError)) throw error;
+        drops?.push(error);
+      }
+    });
+    return out;
+  });
+}
+
+/** A payload about one run (a run event): a bad field in it throws ContainedError, which drops that payload
+ *  without taking the sidecar for an incompatible one. */
+export function contained<T>(inner: Checker<T>): Checker<T> {
+  return checker<T>(inner.description, (v, path, drops) => {
+    try {
+      return inner(v, path, drops);
+    } catch (error) {
+      if (error instanceof PayloadError && !(error instanceof ContainedError)) throw new ContainedError(error);
+      throw error;
+    }
   });
 }
 
 /** A JSON object of any keys with values of one kind (e.g. a report's free-form detail). */
 export function recordOf<T>(inner: Checker<T>): Checker<Record<string, T>> {
-  return checker<Record<string, T>>({ ...plain('record'), of: inner.description }, (v, path) => {
+  return checker<Record<string, T>>({ ...plain('record'), of: inner.description }, (v, path, drops) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new PayloadError(path, 'an object', v);
     const out: Record<string, T> = {};
-    for (const [key, item] of Object.entries(v)) out[key] = inner(item, `${path}.${key}`);
+    for (const [key, item] of Object.entries(v)) out[key] = inner(item, `${path}.${key}`, drops);
     return out;
   });
 }
@@ -114,11 +177,11 @@ export type ObjectOf<S extends Shape> = { [K in keyof S]: Checked<S[K]> };
 export function object<S extends Shape>(name: string, shape: S): Checker<ObjectOf<S>> & { readonly shape: S } {
   const fields: Record<string, Description> = {};
   for (const [key, c] of Object.entries(shape)) fields[key] = c.description;
-  const c = checker<ObjectOf<S>>({ ...plain('object'), name, shape: fields }, (v, path) => {
+  const c = checker<ObjectOf<S>>({ ...plain('object'), name, shape: fields }, (v, path, drops) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new PayloadError(path, `an object (${name})`, v);
     const source = v as Record<string, unknown>;
     const out: Record<string, unknown> = {};
-    for (const [key, fieldCheck] of Object.entries(shape)) out[key] = fieldCheck(source[key], `${path}.${key}`);
+    for (const [key, fieldCheck] of Object.entries(shape)) out[key] = fieldCheck(source[key], `${path}.${key}`, drops);
     return out as ObjectOf<S>;
   });
   return Object.assign(c, { shape });
@@ -128,8 +191,8 @@ export function object<S extends Shape>(name: string, shape: S): Checker<ObjectO
 export function either<A, B>(isFirst: (value: Record<string, unknown>) => boolean, first: Checker<A>,
   second: Checker<B>): Checker<A | B> {
   const name = `${first.description.name ?? '?'} | ${second.description.name ?? '?'}`;
-  return checker<A | B>({ ...plain('object'), name }, (v, path) => {
+  return checker<A | B>({ ...plain('object'), name }, (v, path, drops) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new PayloadError(path, `an object (${name})`, v);
-    return isFirst(v as Record<string, unknown>) ? first(v, path) : second(v, path);
+    return isFirst(v as Record<string, unknown>) ? first(v, path, drops) : second(v, path, drops);
   });
 }

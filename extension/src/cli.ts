@@ -81,14 +81,6 @@ export function runsDirOf(run: Pick<RunInfo, 'dir'>): string | undefined {
   return cut > 0 ? dir.slice(0, cut) : undefined;
 }
 
-/** The run to resume: the most recently updated one that ended without finishing (crashed, stopped, failed). */
-export function lastResumableRun(runs: readonly RunInfo[]): RunInfo | undefined {
-  const candidates = runs.filter((r) => !r.alive && (r.config !== null || r.resumeCommand !== null) &&
-    (r.state === 'crashed' || r.state === 'stopped' || r.state === 'failed'));
-  candidates.sort((a, b) => (b.updated ?? 0) - (a.updated ?? 0));
-  return candidates[0];
-}
-
 /** Quotes an argv for display in logs (never passed to a shell). */
 export function displayCommand(python: string, args: readonly string[]): string {
   return [python, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');

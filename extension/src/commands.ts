@@ -1,6 +1,7 @@
 // The palette commands (category "Crash Guard").
 import * as vscode from 'vscode';
-import { cleanupDefinition, lastResumableRun, SAFE_TRAINING_CONFIG, trainDefinition } from './cli';
+import { cleanupDefinition, SAFE_TRAINING_CONFIG, trainDefinition } from './cli';
+import { lastResumableRun } from './crashes';
 import { cleanupSummary, stopSummary } from './format';
 import type { Log } from './logger';
 import type { MonitorSwitch } from './monitorSwitch';
@@ -111,7 +112,7 @@ async function stopTraining(deps: CommandDeps, given?: unknown): Promise<void> {
 }
 
 async function resumeLastRun(deps: CommandDeps): Promise<void> {
-  const run = lastResumableRun(await runs(deps));
+  const run = lastResumableRun(await runs(deps), Date.now() / 1000);
   if (!run) {
     void vscode.window.showInformationMessage('Crash Guard: no crashed or stopped run to resume.');
     return;

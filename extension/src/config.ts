@@ -1,7 +1,13 @@
-// Reads crashGuard.* from VS Code into the typed settings (settings.ts) and reports live changes.
+// Reads crashGuard.* from VS Code into the typed settings (settings.ts) and reports live changes; each folder's runs
+// directory, kept inside the folder when the folder's own settings name it (C3).
+import * as fs from 'node:fs';
 import * as vscode from 'vscode';
+import { messageText } from './escape';
 import type { Log } from './logger';
-import { DEFAULTS, diffSettings, resolveSettings, SECTION, type ExtensionSettings, type SettingsChange } from './settings';
+import {
+  chooseRunsDirectory, DEFAULTS, diffSettings, resolveSettings, SECTION, type ExtensionSettings, type RunsDirectoryChoice,
+  type SettingsChange,
+} from './settings';
 
 export class Config implements vscode.Disposable {
   private current: ExtensionSettings = DEFAULTS;
@@ -39,5 +45,30 @@ export class Config implements vscode.Disposable {
 
   dispose(): void {
     this.subscription.dispose();
+  }
+}
+
+/** Each folder's runs directory (C3): a workspace or folder value outside that folder is ignored, logged once and
+ *  shown once (settings.ts chooseRunsDirectory decides). */
+export class RunsDirectories {
+  private readonly told = new Set<string>();
+
+  constructor(private readonly log: Log) {}
+
+  choice(folder: vscode.WorkspaceFolder): RunsDirectoryChoice {
+    const values = vscode.workspace.getConfiguration(SECTION, folder.uri).inspect<string>('runsDirectory') ?? {};
+    const choice = chooseRunsDirectory(folder.uri.fsPath, values, (p) => fs.realpathSync.native(p));
+    if (choice.refused && !this.told.has(choice.refused)) {
+      this.told.add(choice.refused);
+      this.log.warn(`setting ignored: ${choice.refused}`);
+      void vscode.window.showWarningMessage(messageText(`Crash Guard: ${choice.refused}.`), 'Open Settings')
+        .then((c) => c && void vscode.commands.executeCommand('workbench.action.openSettings', `${SECTION}.runsDirectory`));
+    }
+    return choice;
+  }
+
+  /** The folder's absolute runs directory. */
+  of(folder: vscode.WorkspaceFolder): string {
+    return this.choice(folder).dir;
   }
 }

@@ -1,5 +1,6 @@
 // The last line of defence, as text: memory pressure (PSI), each run's OOM score and memory cgroup, and what the
 // kernel's OOM killer did. Lines for the gauge tooltip and the memory report. Pure: no 'vscode' import.
+import { markdownText } from './escape';
 import { formatBytes, formatPercent } from './format';
 import type { ProcessInfo, RunInfo, Sample } from './protocol';
 
@@ -14,7 +15,10 @@ export function pressureLine(sample: Sample, markdown = true): string | null {
   const bold = (t: string): string => (markdown ? `**${t}**` : t);
   const p = sample.pressure;
   if (p === null && !sample.pressureReason) return null;
-  if (p === null) return `${bold('Memory pressure')} n/a (${sample.pressureReason ?? 'no reading yet'})`;
+  if (p === null) {
+    const why = sample.pressureReason ?? 'no reading yet';
+    return `${bold('Memory pressure')} n/a (${markdown ? markdownText(why) : why})`;
+  }
   const t = sample.thresholds;
   const limits = ` — warning at ${t.pressureSomePercent}% (some) / ${t.pressureFullPercent}% (full)`;
   const level = p.level === 'warning' ? (markdown ? ' (**warning**)' : ' (warning)') : '';

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
-import { Config } from './config';
+import { Config, RunsDirectories } from './config';
 import { TrainingFolders } from './folders';
 import { registerLaunch } from './launch';
 import { createLogChannel } from './logger';
@@ -13,7 +13,7 @@ import { chooseSidecarInterpreter, probePython, resolveTrainingInterpreter, type
 import { activeInterpreter, PythonExtensionWatch } from './pythonExtension';
 import { Recovery } from './recovery';
 import { Report } from './report/panel';
-import { runsDirectoryOf, SECTION, sidecarSettings } from './settings';
+import { SECTION, sidecarSettings } from './settings';
 import { Sidecar } from './sidecar';
 import { StatusBar } from './statusBar';
 import { CrashGuardTaskProvider, TASK_TYPE, type TaskDeps } from './tasks';
@@ -68,8 +68,9 @@ export function activate(context: vscode.ExtensionContext): void {
     restart: () => monitor.replace(), // a new monitor process, on the chosen interpreter
   });
   const firstFolder = (): vscode.WorkspaceFolder | undefined => vscode.workspace.workspaceFolders?.[0];
-  const runsDirectory = (folder: vscode.WorkspaceFolder): string =>
-    runsDirectoryOf(folder.uri.fsPath, vscode.workspace.getConfiguration(SECTION, folder.uri).get<string>('runsDirectory') ?? '');
+  // C3: a folder's own settings may name runs folders inside it only.
+  const runsDirs = new RunsDirectories(log);
+  const runsDirectory = (folder: vscode.WorkspaceFolder): string => runsDirs.of(folder);
   const runsDirectories = (): string[] => (vscode.workspace.workspaceFolders ?? []).map(runsDirectory);
   const discovery = (): DiscoveryInputs => ({
     setting: config.settings.pythonPath,
@@ -121,7 +122,8 @@ export function activate(context: vscode.ExtensionContext): void {
       return sidecar.request(method, params, result);
     },
   });
-  const recovery = new Recovery(log, context.workspaceState, taskDeps, () => config.settings.showNotifications);
+  const recovery = new Recovery(log, context.workspaceState, taskDeps, () => config.settings.showNotifications,
+    (method, params, result) => sidecar ? sidecar.request(method, params, result) : Promise.reject(new Error('the sidecar is not running')));
   const warnings = new Warnings({
     log, state: context.workspaceState,
     showNotifications: () => config.settings.showNotifications,
@@ -173,7 +175,7 @@ export function activate(context: vscode.ExtensionContext): void {
 
   const monitor = new MonitorSwitch(context.workspaceState, sidecar);
   context.subscriptions.push(
-    config, folders, training, statusBar, report, sidecar, warnings, taskProvider,
+    config, folders, training, statusBar, report, sidecar, warnings, taskProvider, recovery,
     training.onDidChange(() => statusBar.refresh()),
     folders.onDidChange(() => {
       training.render();
@@ -200,7 +202,8 @@ export function activate(context: vscode.ExtensionContext): void {
   registerLaunch(context, {
     log,
     isTrainingFolder: (folder) => folders.has(folder),
-    runsDirectorySetting: (folder) => vscode.workspace.getConfiguration(SECTION, folder?.uri).get<string>('runsDirectory') ?? 'runs',
+    runsDirectorySetting: (folder) => (folder ? runsDirs.choice(folder).setting
+      : vscode.workspace.getConfiguration(SECTION).inspect<string>('runsDirectory')?.globalValue ?? 'runs'),
     launch: (python) => training.launch(python),
   });
   registerCommands(context, {

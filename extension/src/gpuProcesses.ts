@@ -1,5 +1,6 @@
 // "Who holds my VRAM?": the processes on each GPU (every process NVML lists, guarded run or not), as tooltip
 // lines and report rows. Pure: no 'vscode' import.
+import { inlineCode, markdownText } from './escape';
 import { formatBytes } from './format';
 import type { GpuInfo, GpuProcessInfo, Sample } from './protocol';
 
@@ -9,14 +10,6 @@ const COMMAND_CHARS = 80;
 
 function shorten(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-/** `text` as Markdown inline code, whatever backticks it holds (a fence longer than its longest run). */
-export function inlineCode(text: string): string {
-  const longest = Math.max(0, ...(text.match(/`+/g) ?? []).map((run) => run.length));
-  const fence = '`'.repeat(longest + 1);
-  const pad = text.startsWith('`') || text.endsWith('`') ? ' ' : '';
-  return `${fence}${pad}${text}${pad}${fence}`;
 }
 
 function who(p: GpuProcessInfo): string {
@@ -36,7 +29,7 @@ export function gpuProcessLines(gpu: GpuInfo, max = 5): string[] {
   const shown = ordered(gpu.processes);
   for (const p of shown.slice(0, max)) {
     const command = p.command === null ? '' : ` — ${inlineCode(shorten(p.command, COMMAND_CHARS))}`;
-    lines.push(`- ${formatBytes(p.used)} ${p.name} (${p.pid}, ${who(p)})${command}`);
+    lines.push(`- ${formatBytes(p.used)} ${markdownText(p.name)} (${p.pid}, ${markdownText(who(p))})${command}`);
   }
   if (shown.length > max) lines.push(`- … and ${shown.length - max} more (see the memory report)`);
   return lines;

@@ -3,7 +3,8 @@
 // is what is checked. tests/extension/unit/protocol.test.ts compares method names, the protocol version and every
 // field (name, kind, null or not) with the Python dataclasses.
 import {
-  arrayOf, bool, either, int, maybe, nullable, num, object, oneOf, optional, str, type Checked,
+  arrayOf, arrayOfValid, bool, contained, either, int, maybe, nullable, num, object, oneOf, optional, str, text,
+  type Checked,
 } from './check';
 
 /** Bumped with every incompatible change; the same constant is crashguard/sidecar/handshake.py's. */
@@ -60,6 +61,14 @@ export type RunEventKind = typeof RUN_EVENTS[number];
 /** The escalation ladder's rungs (contract 4): `terminate` is SIGTERM after the stop timeout. */
 export const ACTIONS = ['cleanup', 'checkpointAndStop', 'terminate'] as const;
 export type ActionKind = typeof ACTIONS[number];
+/** The wire's bounds on strings (contract C2), as crashguard/sidecar/protocol.py's TEXT_LIMITS and MAX_TEXT cut them
+ *  (in characters, i.e. code points): a string under one of these keys is at most its limit, any other at most
+ *  MAX_TEXT. A run with a longer one is a bad run (dropped and logged once), never an incompatible monitor.
+ *  tests/extension/unit/protocol.test.ts compares them with Python's. */
+export const TEXT_LIMITS = { lastEvent: 500, exitCause: 500, name: 255, message: 2000, command: 1000 } as const;
+export const MAX_TEXT = 4096;
+const name = text(TEXT_LIMITS.name);
+const filePath = text(MAX_TEXT);
 
 /** The sidecar's settings (initializationOptions.settings and didChangeConfiguration.settings.crashGuard). */
 export interface SidecarSettings {
@@ -116,7 +125,7 @@ export const ProcessInfo = object('ProcessInfo', { pid: int, name: str, rss: num
 export type ProcessInfo = Checked<typeof ProcessInfo>;
 
 /** How to resume a run (contract 9): argv[0] is the interpreter, run in cwd without a shell. */
-export const ResumeCommand = object('ResumeCommand', { argv: arrayOf(str, 10_000), cwd: str });
+export const ResumeCommand = object('ResumeCommand', { argv: arrayOf(filePath, 256), cwd: filePath });
 export type ResumeCommand = Checked<typeof ResumeCommand>;
 
 /** A live run's memory cgroup, read by the sidecar from the kernel; present when the group has a limit or high mark. */
@@ -143,7 +152,7 @@ export const PressureInfo = object('PressureInfo', {
 export type PressureInfo = Checked<typeof PressureInfo>;
 
 /** A live process still holding a crashed run's lock (a stray child kept it): Resume would fail with RunLocked. */
-export const LockHolder = object('LockHolder', { pid: int, command: str });
+export const LockHolder = object('LockHolder', { pid: int, command: text(TEXT_LIMITS.command) });
 export type LockHolder = Checked<typeof LockHolder>;
 
 /** Contract C1: what proves a crash. `witnessed`: the monitor proved the run alive and saw it die; `supervisor`: its
@@ -152,10 +161,11 @@ export const CRASH_PROOFS = ['witnessed', 'supervisor'] as const;
 export type CrashProof = typeof CRASH_PROOFS[number];
 
 export const RunInfo = object('RunInfo', {
-  name: str, dir: str, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
+  name, dir: filePath, pid: nullable(int), rank: int, worldSize: int, state: oneOf(RUN_STATES), alive: bool,
   step: nullable(int), epoch: nullable(int), microBatch: nullable(int), accumulation: nullable(int),
   loss: nullable(num), peakRss: nullable(num), treeRss: nullable(num), vram: nullable(num),
-  lastEvent: nullable(str), exitCause: nullable(str), config: nullable(str), checkpoint: nullable(str),
+  lastEvent: nullable(text(TEXT_LIMITS.lastEvent)), exitCause: nullable(text(TEXT_LIMITS.exitCause)),
+  config: nullable(filePath), checkpoint: nullable(filePath),
   started: nullable(num), updated: nullable(num),
   // Contracts 3 and 9: sent by sidecars that detect hung runs / record how to resume; absent from older ones.
   stepSeconds: optional(nullable(num), null),
@@ -192,7 +202,9 @@ export type Thresholds = Checked<typeof Thresholds>;
 
 export const Sample = object('Sample', {
   seq: int, time: num, level, ram: RamInfo, gpus: arrayOf(GpuInfo), gpuReason: nullable(str),
-  topProcesses: arrayOf(ProcessInfo), runs: arrayOf(RunInfo), forecasts: arrayOf(Forecast), thresholds: Thresholds,
+  topProcesses: arrayOf(ProcessInfo),
+  /** A run with a bad field is dropped (and logged) here, not the sample (C2). */
+  runs: arrayOfValid(RunInfo), forecasts: arrayOf(Forecast), thresholds: Thresholds,
   /** How long taking the sample took in the sidecar (ms). */
   costMs: num,
   /** The whole system's memory pressure; null until a window is covered or without PSI. */
@@ -211,7 +223,8 @@ export const WarningParams = object('WarningParams', {
 export type WarningParams = Checked<typeof WarningParams>;
 
 export const RunEventParams = object('RunEventParams', {
-  event: oneOf(RUN_EVENTS), run: RunInfo, message: str,
+  /** A bad field of the run drops this event (ContainedError), never the sidecar. */
+  event: oneOf(RUN_EVENTS), run: contained(RunInfo), message: str,
   /** A run killed by the kernel's OOM killer: the heaviest processes of the last sample before its death. */
   heaviest: optional(nullable(arrayOf(ProcessInfo)), null),
 });
@@ -274,7 +287,10 @@ export interface EndLockHolderParams {
   dir: string;
   /** RunInfo.lockHolder.pid: signalled only if it still holds that run's lock. */
   pid: number;
+  /** The rank of the RunInfo that named it (whose lock it holds). */
   rank?: number;
+  /** SIGKILL instead of SIGTERM: sent only after the user chose "End Forcibly" when SIGTERM left it running. */
+  force?: boolean;
 }
 
 export const EndHolderResult = object('EndHolderResult', {
@@ -282,7 +298,10 @@ export const EndHolderResult = object('EndHolderResult', {
 });
 export type EndHolderResult = Checked<typeof EndHolderResult>;
 
-export const RunsResult = object('RunsResult', { runs: arrayOf(RunInfo), runsOmitted: optional(int, 0) });
+export const RunsResult = object('RunsResult', {
+  runs: arrayOfValid(RunInfo),
+  runsOmitted: optional(int, 0),
+});
 export type RunsResult = Checked<typeof RunsResult>;
 
 export const ProcessDetail = object('ProcessDetailResult', {
@@ -321,6 +340,7 @@ export const HistoryResult = object('HistoryResult', {
   intervalMs: num, maxPoints: int,
 });
 export type HistoryResult = Checked<typeof HistoryResult>;
+
 
 /** Each server → client notification's checker. */
 export const NOTIFICATION_PAYLOADS = {

@@ -1,6 +1,10 @@
 // Which Python runs what. The monitor (the bundled sidecar) runs on any Python >= 3.10; training (tasks, F5,
 // resume, set-up) needs the environment where the user installed crashguard[train]. Discovery is one function for
-// each, behind a probe that imports nothing from the workspace (`python -I probe.py`, cwd outside any folder).
+// each, behind a probe that imports nothing from the workspace (`python -I -S probe.py`, cwd outside any folder).
+// -I keeps the working folder, the script's folder, PYTHON* variables and the user site-packages off the path; -S
+// keeps `site` from running at start-up, which would execute the `import` lines of every .pth file in the
+// interpreter's site-packages — a workspace's own .venv is the workspace's code (issue 21). Neither the probe nor
+// the bundled monitor needs anything from site-packages to start.
 // Node only (no 'vscode' import): the Python extension lookup is passed in.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -152,13 +156,22 @@ export function parseProbe(stdout: string): PythonInfo | undefined {
   return o as unknown as PythonInfo;
 }
 
+/** The interpreter options of everything the extension runs from its own files (the probe, the monitor): -I and -S
+ *  (see the top of this file). */
+export const OWN_SCRIPT_OPTIONS: readonly string[] = ['-I', '-S'];
+
+/** The probe's argv after the interpreter. */
+export function probeArgs(probeScript: string): string[] {
+  return [...OWN_SCRIPT_OPTIONS, probeScript];
+}
+
 /**
- * Runs `<python> -I <probeScript>` (execFile, no shell) in `cwd`, a folder no workspace controls: -I keeps the
- * current directory, the script's folder, user site-packages and PYTHON* variables out of the import path.
+ * Runs `<python> -I -S <probeScript>` (execFile, no shell) in `cwd`, a folder no workspace controls: nothing of the
+ * current directory, the script's folder, user site-packages, PYTHON* variables or any .pth file runs or is imported.
  */
 export function probePython(python: string, probeScript: string, cwd: string, timeoutMs = 20_000): Promise<Probe> {
   return new Promise((resolve) => {
-    execFile(python, ['-I', probeScript], { cwd, timeout: timeoutMs, windowsHide: true },
+    execFile(python, probeArgs(probeScript), { cwd, timeout: timeoutMs, windowsHide: true },
       (error, stdout, stderr) => {
         if (error) {
           const code = (error as NodeJS.ErrnoException).code;
@@ -187,11 +200,12 @@ export function trainingState(interpreter: Interpreter, probe: Probe): TrainingS
     : { kind: 'missing', interpreter, info: probe.info, missing };
 }
 
-/** The memory monitor's argv: the bundled launcher, isolated from the workspace and the user's site-packages.
- *  `development` (an extension host started for development): the launcher runs the monitor from the source
- *  checkout it sits in, if it sits in one (bundled/tool/sidecar.py); a packaged one ignores it. */
+/** The memory monitor's argv: the bundled launcher, isolated from the workspace, the user's site-packages and the
+ *  interpreter's site hooks (-I -S). `development` (an extension host started for development): the launcher runs
+ *  the monitor from the source checkout it sits in, if it sits in one (bundled/tool/sidecar.py); a packaged one
+ *  ignores it. */
 export function sidecarArgs(launcher: string, development = false): string[] {
-  return development ? ['-I', launcher, '--development'] : ['-I', launcher];
+  return development ? [...OWN_SCRIPT_OPTIONS, launcher, '--development'] : [...OWN_SCRIPT_OPTIONS, launcher];
 }
 
 /** Interpreter names worth looking for in a folder, newest first. */

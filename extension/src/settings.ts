@@ -206,6 +206,73 @@ export function runsDirectoryOf(folder: string, setting: string, home = process.
   return path.resolve(folder, dir);
 }
 
+/** A setting's values by scope, as `WorkspaceConfiguration.inspect` gives them. */
+export interface ScopedValues {
+  defaultValue?: unknown;
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+/** The folder's runs directory, and why the folder's own value was not used (C3). */
+export interface RunsDirectoryChoice {
+  /** Absolute, resolved through symlinks (what was checked is what the monitor watches). */
+  dir: string;
+  /** The setting as it applies (relative to the folder, or absolute): F5 passes it as --runs-dir. */
+  setting: string;
+  /** Set when a workspace or folder value was ignored: it names where it pointed. */
+  refused?: string;
+}
+
+/** `p` through symlinks, as far as it exists; the part that does not exist yet is appended as it is. */
+export function resolveExisting(p: string, realpath: (p: string) => string): string {
+  const missing: string[] = [];
+  let at = path.resolve(p);
+  for (;;) {
+    try {
+      return path.join(realpath(at), ...missing.reverse());
+    } catch {
+      const parent = path.dirname(at);
+      if (parent === at) return path.join(at, ...missing.reverse());
+      missing.push(path.basename(at));
+      at = parent;
+    }
+  }
+}
+
+/** Whether `inner` is `outer` or below it (both resolved). */
+export function isInside(outer: string, inner: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+function settingText(value: unknown): string | undefined {
+  return typeof value === 'string' && value.trim() ? value.trim() : undefined;
+}
+
+/**
+ * crashGuard.runsDirectory of `folder` (C3): a value from the workspace or the folder's own settings (a cloned
+ * repository's .vscode/settings.json, a .code-workspace file) must resolve, through symlinks, inside that folder —
+ * else it is ignored (`refused` says why) and the user's value, else the default, applies. A user (or default)
+ * value may point anywhere: the user wrote it. Crash Guard cleans up, stops and signals the runs it finds there, so
+ * a folder must not aim it at another project's runs.
+ */
+export function chooseRunsDirectory(folder: string, values: ScopedValues, realpath: (p: string) => string,
+  home = process.env.HOME): RunsDirectoryChoice {
+  const userSetting = settingText(values.globalValue) ?? settingText(values.defaultValue) ?? DEFAULTS.runsDirectory;
+  const user = (): RunsDirectoryChoice => ({ dir: resolveExisting(runsDirectoryOf(folder, userSetting, home), realpath),
+    setting: userSetting });
+  const own = settingText(values.workspaceFolderValue) ?? settingText(values.workspaceValue);
+  if (own === undefined) return user();
+  const realFolder = resolveExisting(folder, realpath);
+  const dir = resolveExisting(runsDirectoryOf(folder, own, home), realpath);
+  if (isInside(realFolder, dir)) return { dir, setting: own };
+  const where = dir === runsDirectoryOf(folder, own, home) ? dir : `${dir}, through a symbolic link`;
+  return { ...user(), refused: `${SECTION}.runsDirectory "${own}" from the workspace settings of ${folder} points ` +
+    `outside that folder (${where}); a folder may only name runs folders inside it, so ${userSetting} applies ` +
+    '(set a folder elsewhere in your user settings)' };
+}
+
 /** The part of the settings the sidecar receives, with every folder's absolute runs directory (no repeats). */
 export function sidecarSettings(s: ExtensionSettings, runsDirectories: readonly string[]): SidecarSettings {
   const out: Record<string, unknown> = {};

@@ -1,5 +1,5 @@
 // Connects this window to the user's ONE memory monitor on this host, started from the bundled launcher
-// (`<python> -I bundled/tool/sidecar.py --ensure`, in a folder no workspace controls) when none runs: it runs
+// (`<python> -I -S bundled/tool/sidecar.py --ensure`, in a folder no workspace controls) when none runs: it runs
 // detached, outlives this window, and serves every window over a unix socket (monitorConnection.ts). Where the
 // platform cannot host a shared one (macOS) or crashGuard.monitorPerWindow says so, the window runs a monitor of
 // its own over stdio instead, from the same launcher, argv and environment (monitorTransport.ts). Not at all
@@ -13,7 +13,7 @@ import {
   CloseAction, ErrorAction, LanguageClient, RevealOutputChannelOn, State,
   type LanguageClientOptions, type ServerOptions,
 } from 'vscode-languageclient/node';
-import { PayloadError, type Checker } from './check';
+import { ContainedError, PayloadError, type Checker, type Drops } from './check';
 import { displayCommand } from './cli';
 import type { SidecarState } from './format';
 import type { Log } from './logger';
@@ -98,6 +98,8 @@ export class Sidecar implements vscode.Disposable {
   private readonly noSharedSaidBy = new Set<string>();
   /** Reasons already said in the log (once per window). */
   private readonly told = new Set<PerWindowReason>();
+  /** Bad runs already logged (a bad run is in every sample: logged once, C2). */
+  private readonly loggedBadRuns = new Set<string>();
 
   constructor(private readonly deps: SidecarDeps, private readonly handlers: SidecarHandlers) {
     this.queue = new RestartQueue(() => this.restartNow(), (error) => deps.log.error(`restart failed: ${String(error)}`));
@@ -343,11 +345,27 @@ export class Sidecar implements vscode.Disposable {
     return undefined;
   }
 
-  /** `raw` through `checker`; a failure is logged and reported once per sidecar, and that sidecar is stopped. */
+  /** A run left out of a payload because a field of it failed its check: logged once (C2). */
+  private badRun(method: string, error: PayloadError): void {
+    const key = `${method} ${error.message.replace(/\[\d+\]/g, '[]')}`;
+    if (this.loggedBadRuns.has(key) || this.loggedBadRuns.size >= 1000) return;
+    this.loggedBadRuns.add(key);
+    this.deps.log.warn(`a run in ${method} was left out: ${error.message} (a fault of that run's files, not of the monitor)`);
+  }
+
+  /** `raw` through `checker`; a failure is logged and reported once per sidecar, and that sidecar is stopped. A bad
+   *  run inside a payload is that run's fault (C2): left out (or its event dropped) and logged once. */
   private check<T>(client: LanguageClient, method: string, checker: Checker<T>, raw: unknown): T | undefined {
+    const drops: Drops = [];
     try {
-      return checker(raw);
+      const checked = checker(raw, '$', drops);
+      for (const bad of drops) this.badRun(method, bad);
+      return checked;
     } catch (error) {
+      if (error instanceof ContainedError) {
+        this.badRun(method, error);
+        return undefined;
+      }
       if (!(error instanceof PayloadError)) throw error;
       const message = `the memory monitor sent a ${method} this extension does not understand (${error.message})`;
       this.deps.log.error(message);

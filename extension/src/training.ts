@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import * as vscode from 'vscode';
 import type { PythonLines } from './format';
+import { inlineCode, markdownText } from './escape';
 import type { Log } from './logger';
 import { crashguardLaunch, type LaunchChoice } from './isolation';
 import { probePython, trainingState, type Interpreter, type Probe, type SidecarChoice, type TrainingState } from './python';
@@ -100,11 +101,12 @@ export class Training implements vscode.Disposable {
   /** The tooltip's lines: which Python runs the monitor, and the training environment. */
   pythonLines(): PythonLines {
     const m = this.deps.monitor();
-    const monitor = m ? `**Monitor**: Python ${m.info.version} (\`${m.info.executable}\`, ${m.interpreter.source})`
+    // The probe's answers (version, path) come from an interpreter a folder may have chosen: shown as text only.
+    const monitor = m ? `**Monitor**: Python ${markdownText(m.info.version)} (${inlineCode(m.info.executable)}, ${m.interpreter.source})`
       : '**Monitor**: no Python yet';
     const s = this.state;
     const training = !s ? '**Training**: checking…'
-      : s.kind === 'ready' ? `**Training**: crashguard ${s.info.crashguard ?? '(source)'} in \`${s.info.executable}\``
+      : s.kind === 'ready' ? `**Training**: crashguard ${markdownText(s.info.crashguard ?? '(source)')} in ${inlineCode(s.info.executable)}`
         : `**Training**: not set up — [${SET_UP_TITLE}](command:${CMD_SET_UP})`;
     return { monitor, training };
   }

@@ -7,6 +7,7 @@ import {
   ACTION_CLEANUP, ACTION_SILENCE, ACTION_SILENCE_WHICH, ACTION_STOP, ACTION_STOP_WHICH, liveRuns, runKey, toastPlan,
   type Target,
 } from './alerts';
+import { messageText } from './escape';
 import { cleanupSummary, hungMessage, stopSummary } from './format';
 import { WarningPolicy } from './levels';
 import type { Log } from './logger';
@@ -117,7 +118,7 @@ export class Warnings {
     const what = a.action === 'cleanup' ? 'ran an automatic cleanup'
       : a.action === 'terminate' ? 'sent SIGTERM to a run that did not stop in time'
         : 'checkpointed and stopped a run';
-    const text = `Crash Guard ${what} (${a.reason}). ${detail}`;
+    const text = messageText(`Crash Guard ${what} (${a.reason}). ${detail}`);
     const toast = a.action === 'terminate' ? vscode.window.showWarningMessage(text, ACTION_REPORT)
       : vscode.window.showInformationMessage(text, ACTION_REPORT);
     void toast.then((choice) => {

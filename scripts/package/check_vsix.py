@@ -20,6 +20,7 @@ EXT = "extension/"
 REQUIRED = [
     "package.json", "readme.md", "LICENSE.txt", "changelog.md", "dist/extension.js", "media/report.js",
     "config/safe_training.json", "config/safe_training.schema.json", "bundled/tool/sidecar.py", "bundled/tool/probe.py",
+    "bundled/tool/site_paths.py",
     "bundled/libs/crashguard/sidecar/server.py", "bundled/libs/pygls/__init__.py",
     "bundled/libs/lsprotocol/types.py", "bundled/libs/psutil/__init__.py", "bundled/libs/pynvml.py",
 ]

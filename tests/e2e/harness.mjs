@@ -32,7 +32,8 @@ from crashguard.runs.status import RunState
 from crashguard.runs.watchdog import start_watchdog
 hook = RunHook(sys.argv[3], runs_dir=sys.argv[1], config=sys.argv[2], write_interval=0.2)
 hook.start()
-start_watchdog(hook.run_dir / "status.json", hook.status.pid, hook.status.create_time)
+if "--no-watchdog" not in sys.argv[4:]:
+    start_watchdog(hook.run_dir / "status.json", hook.status.pid, hook.status.create_time)
 step = 0
 while True:
     step += 1
@@ -203,6 +204,17 @@ export async function toastTexts(page) {
   return (await toasts(page)).map((x) => x.text);
 }
 
+/** The modal dialog on screen (message and detail), or undefined. */
+export async function dialogText(page) {
+  const box = page.locator('.monaco-dialog-box');
+  if (await box.count() === 0) return undefined;
+  return box.first().innerText({ timeout: 2000 }).catch(() => undefined);
+}
+
+export async function clickDialogButton(page, name) {
+  await page.locator('.monaco-dialog-box').first().getByRole('button', { name, exact: true }).click();
+}
+
 /** Runs a palette command by clicking its own row (Enter would take the first match, e.g. "Tasks: Rerun…"). */
 export async function runCommand(page, title) {
   await page.keyboard.press('Escape');
@@ -243,8 +255,11 @@ export async function setSetting(page, key, title, value, tab = 'User') {
 
 /** A stand-in training run (TRAINER) registering in `runsDir`, started with the test's python (isolated: a folder
  *  may plant a crashguard package, which `-c` would import from the working directory). */
-export function startTrainer(runsDir, config, name, cwd) {
-  return spawn(PYTHON, ['-I', '-c', TRAINER, runsDir, config, name], { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
+/** The stand-in trainer; `watchdog: false` leaves its watchdog out (a crash then has no seal: only a monitor that saw
+ *  it alive can prove it). */
+export function startTrainer(runsDir, config, name, cwd, { watchdog = true } = {}) {
+  return spawn(PYTHON, ['-I', '-c', TRAINER, runsDir, config, name, ...(watchdog ? [] : ['--no-watchdog'])],
+    { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 export async function waitRegistered(runsDir, name, minStep = 2) {

@@ -10,7 +10,7 @@ import {
 import { resumePlan } from '../../extension/src/crashes';
 import { resolveSafeTraining, safeTrainingConfiguration } from '../../extension/src/debugConfig';
 import { crashguardLaunch, crashguardProcess, type CrashguardLaunch } from '../../extension/src/isolation';
-import { parseProbe } from '../../extension/src/python';
+import { parseProbe, probeArgs, sidecarArgs } from '../../extension/src/python';
 import type { RunInfo } from '../../extension/src/protocol';
 
 interface Input {
@@ -20,12 +20,24 @@ interface Input {
   env: Record<string, string>;
 }
 
+/** `{"own": {"probe": <probe.py>, "launcher": <sidecar.py>}}`: the argv (after the interpreter) of what the
+ *  extension runs from its own files — the interpreter probe and the memory monitor (issue 21: no site hooks). */
+interface OwnInput {
+  own: { probe: string; launcher: string };
+}
+
 interface Command {
   argv: string[];
   env: Record<string, string>;
 }
 
-const input = JSON.parse(process.argv[2] ?? '{}') as Input;
+const raw = JSON.parse(process.argv[2] ?? '{}') as Input | OwnInput;
+if ('own' in raw) {
+  process.stdout.write(`${JSON.stringify({ probe: probeArgs(raw.own.probe), monitor: sidecarArgs(raw.own.launcher),
+    monitorDevelopment: sidecarArgs(raw.own.launcher, true) })}\n`);
+  process.exit(0);
+}
+const input = raw;
 const info = parseProbe(JSON.stringify(input.probe));
 if (!info) throw new Error('not the probe\'s output');
 const choice = crashguardLaunch(info, input.env);
@@ -46,7 +58,7 @@ const crashed: RunInfo = {
   step: 1, epoch: 0, microBatch: 1, accumulation: 1, loss: null, peakRss: null, treeRss: null, vram: null,
   lastEvent: null, exitCause: null, config: input.config, checkpoint: null, started: 1, updated: 1, stepSeconds: null,
   stalledSeconds: null, resumeCommand: null, oomScoreAdj: null, memory: null, checkpointStep: null, checkpointTime: null,
-  snapshotBytes: null, crashProof: null, lockHolder: null,
+  snapshotBytes: null, crashProof: 'witnessed', lockHolder: null,
 };
 const folderOf = () => undefined;
 const trainPlan = resumePlan(crashed, folderOf);

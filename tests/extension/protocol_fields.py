@@ -1,6 +1,7 @@
 """Prints, as JSON, every payload of the wire protocol as the Python side sends it: for each dataclass, its JSON
 keys (camelCase, including the derived ones its to_dict/to_wire_dict adds) with their kind and whether they can be
-null. tests/extension/unit/protocol.test.ts compares this with the checkers of extension/src/protocol.ts."""
+null; and the bounds to_wire cuts strings to. tests/extension/unit/protocol.test.ts compares this with the checkers of
+extension/src/protocol.ts."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def main() -> int:
     announced = handshake.announcement()["crashGuard"]
     payloads["Announcement"] = {key: kind(type(value)) for key, value in announced.items()}
     print(json.dumps({"protocolVersion": handshake.PROTOCOL_VERSION, "payloads": payloads,
-                      "settings": sorted(settings.FIELDS)}))
+                      "settings": sorted(settings.FIELDS),
+                      "textLimits": {"keys": protocol.TEXT_LIMITS, "other": protocol.MAX_TEXT}}))
     return 0
 
 

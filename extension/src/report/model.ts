@@ -225,6 +225,10 @@ function summary(sample: Sample | undefined): string[] {
     lines.push(f.kind === 'pressure' ? `Forecast: ${f.message}` : `Forecast: ${f.message} (${formatBytes(f.bytesPerSecond)}/s)`);
   }
   lines.push(...reportDefenceLines(sample));
+  if (sample.runsOmitted > 0) {
+    lines.push(`Guarded runs: ${sample.runs.length} listed below; ${sample.runsOmitted.toLocaleString('en-US')} more ` +
+      'left out of the sample (the monitor bounds each sample, live and most recent runs first)');
+  }
   return lines;
 }
 

@@ -1,15 +1,17 @@
 """End the process that keeps a run's lock after the run itself is gone (a stray child of a C-level fork), so the
 run can be resumed: the user saw it named (RunInfo.lock_holder, RunLocked) and asked for it.
 
-It is signalled only on the same kind of proof as a run: the run is not alive; its lock file (in the checked run
-folder, a regular file of this user with one link) is open in that very process; the process is a process (not a
-thread), this user's, not protected. SIGTERM goes through a pidfd opened before the final re-check, never by number.
+It is signalled only on the same kind of proof as a run, by the same checks (runs/liveness.py): the run is not
+alive; its lock file (in the checked run folder, a regular file of this user with one link: `lock_identity`) is open
+in that very process (`holds_file`); the process is a process (not a thread), running, this user's, not protected
+(`verify`). The signal goes through a pidfd opened before the final re-check (`send_signal`), never by number:
+SIGTERM, or SIGKILL (`force`) when the user chose "End Forcibly" after SIGTERM left it running (a child that
+inherited the trainer's SIGTERM handler and sits in C code never runs that handler, so SIGTERM does not end it).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Protocol
 import psutil
 
 from .files import RefusedFile, open_run_dir
-from .liveness import holds_file, lock_identity, protected_pids, send_signal, thread_group_of
+from .liveness import holds_file, lock_identity, send_signal, verify
 from .registry import RunRecord
 from .status import lock_name
 
@@ -38,16 +40,15 @@ class EndHolderResult:
 
 def _problem(run_dir: Path, rank: int, pid: int) -> str | None:
     """None if `pid` is a process of this user, not protected, holding the lock of the run in `run_dir` now."""
-    if pid in protected_pids():
-        return f"pid {pid} is protected (the monitor, the editor or init): never touched"
-    if thread_group_of(pid) != pid:
-        return f"pid {pid} is not a process (gone, or a thread)"
     try:
-        uids = psutil.Process(pid).uids()
+        created = psutil.Process(pid).create_time()
     except psutil.Error:
         return f"process {pid} has exited"
-    if uids.real != uids.effective or uids.real != os.getuid():
-        return f"process {pid} belongs to another user"
+    # A run's checks 1 and 2 (a process, not a thread id; running; this user's; not protected). Its create time is
+    # read now: what proves this process is the holder is check 3, the lock open in it, re-checked after the pidfd.
+    verdict = verify(pid, created)
+    if not verdict.alive:
+        return verdict.reason or f"process {pid} cannot be checked"
     try:
         with open_run_dir(run_dir.parent, run_dir.name) as run_fd:
             dev, ino = lock_identity(run_fd, rank)
@@ -62,9 +63,10 @@ class RunFinder(Protocol):
     def find(self, name: str) -> list[RunRecord]: ...
 
 
-def end_lock_holder(registry: RunFinder, run_dir: Path, pid: int, rank: int = 0,
+def end_lock_holder(registry: RunFinder, run_dir: Path, pid: int, rank: int = 0, force: bool = False,
                     timeout: float = 5.0) -> EndHolderResult:
-    """SIGTERM `pid` if it keeps the lock of the ended run in `run_dir` (rank `rank`); wait up to `timeout` s."""
+    """SIGTERM (`force`: SIGKILL) `pid` if it keeps the lock of the ended run in `run_dir` (rank `rank`); wait up to
+    `timeout` s for it to exit."""
     name = run_dir.name
     records = [r for r in registry.find(name) if r.run_dir == run_dir and r.rank == rank]
     if not records:
@@ -74,10 +76,12 @@ def end_lock_holder(registry: RunFinder, run_dir: Path, pid: int, rank: int = 0,
     problem = _problem(run_dir, rank, pid)
     if problem is not None:
         return EndHolderResult(name, pid, False, False, f"not signalled: {problem}")
-    sent, how = send_signal(pid, signal.SIGTERM, lambda: _problem(run_dir, rank, pid))
+    sig = signal.SIGKILL if force else signal.SIGTERM
+    sent, how = send_signal(pid, sig, lambda: _problem(run_dir, rank, pid))
     if not sent:
         return EndHolderResult(name, pid, False, False, f"not signalled: {how}")
-    log.warning("ended pid %d, which kept the lock of run %s (rank %d), with SIGTERM through a pidfd", pid, name, rank)
+    log.warning("sent %s through a pidfd to pid %d, which kept the lock of run %s (rank %d)", sig.name, pid, name,
+                rank)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -87,6 +91,6 @@ def end_lock_holder(registry: RunFinder, run_dir: Path, pid: int, rank: int = 0,
             break
         time.sleep(POLL_SECONDS)
     else:
-        return EndHolderResult(name, pid, False, True, f"sent SIGTERM to pid {pid}; it has not exited within "
+        return EndHolderResult(name, pid, False, True, f"sent {sig.name} to pid {pid}; it has not exited within "
                                f"{timeout:g} s")
-    return EndHolderResult(name, pid, True, True, f"pid {pid} ended; run {name} can be resumed")
+    return EndHolderResult(name, pid, True, True, f"pid {pid} ended ({sig.name}); run {name} can be resumed")

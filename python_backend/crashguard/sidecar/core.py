@@ -453,13 +453,14 @@ class Sidecar:
             return StopResult(name, False, "unknown", None, f"no run named {name!r} in {where}", False)
         return stop_run(registry.runs_dir, name, timeout=timeout, registry=registry, urgent=urgent)
 
-    def end_lock_holder(self, run_dir: str, pid: int, rank: int = 0) -> p.EndHolderResult:
-        """End the process that keeps the lock of the ended run in `run_dir` (its RunInfo.lockHolder), on proof."""
+    def end_lock_holder(self, run_dir: str, pid: int, rank: int = 0, force: bool = False) -> p.EndHolderResult:
+        """End the process that keeps the lock of the ended run in `run_dir` (its RunInfo.lockHolder), on proof
+        (`force`: SIGKILL, after the user chose it)."""
         folder = Path(run_dir)
         registry = self._registry.owner(folder)
         if registry is None:
             return p.EndHolderResult(folder.name, pid, False, False, f"{run_dir} is not in a watched runs folder")
-        return end_lock_holder(registry, registry.runs_dir / folder.name, pid, rank)
+        return end_lock_holder(registry, registry.runs_dir / folder.name, pid, rank, force=force)
 
     def process_detail(self, pid: int) -> p.ProcessDetailResult | None:
         detail = detailed_memory(pid)

@@ -305,17 +305,21 @@ class EndLockHolderParams:
     dir: str  # the run's folder (RunInfo.dir)
     pid: int  # the process RunInfo.lockHolder named
     rank: int = 0
+    force: bool = False  # SIGKILL instead of SIGTERM: the user chose "End Forcibly" after SIGTERM did not end it
 
     @classmethod
     def parse(cls, params: Any) -> EndLockHolderParams:
-        obj = _object(params, {"dir", "pid", "rank"})
+        obj = _object(params, {"dir", "pid", "rank", "force"})
         run_dir = obj.get("dir")
         if not isinstance(run_dir, str) or not os.path.isabs(run_dir) or len(run_dir) > 4096 or "\0" in run_dir:
             raise ParamsError("dir", f"expected the run's absolute folder (RunInfo.dir), got {_shown(run_dir)}")
         rank = obj.get("rank", 0)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < 65_536:
             raise ParamsError("rank", f"expected an integer 0-65535, got {_shown(rank)}")
-        return cls(run_dir, _pid(obj), rank)
+        force = obj.get("force", False)
+        if not isinstance(force, bool):
+            raise ParamsError("force", f"expected true or false, got {_shown(force)}")
+        return cls(run_dir, _pid(obj), rank, force)
 
 
 def parse_empty(params: Any) -> None:

@@ -275,7 +275,7 @@ def build_server(hub: Hub | None = None) -> CrashGuardServer:
     @server.feature(p.END_LOCK_HOLDER)
     async def end_lock_holder(ls: CrashGuardServer, params: Any) -> Any:
         args = _parsed(p.EndLockHolderParams.parse, params)
-        return p.to_wire(await ls.off_loop(ls.core().end_lock_holder, args.dir, args.pid, args.rank,
+        return p.to_wire(await ls.off_loop(ls.core().end_lock_holder, args.dir, args.pid, args.rank, args.force,
                                            pool=ls.hub.run_requests))
 
     @server.feature(p.PROCESS_DETAIL)

@@ -78,7 +78,7 @@ def answers(path: Path) -> bool:
 
 def daemon_argv(argv: Sequence[str] | None = None, executable: str | None = None) -> list[str]:
     """The command that started this process (interpreter options included), as the monitor: `--ensure` becomes
-    `--daemon`. The launcher (`python -I bundled/tool/sidecar.py --ensure`) and `crashguard serve --ensure` both
+    `--daemon`. The launcher (`python -I -S bundled/tool/sidecar.py --ensure`) and `crashguard serve --ensure` both
     start the monitor from exactly the code they run."""
     original = list(argv if argv is not None else sys.orig_argv)
     if ENSURE_FLAG not in original[1:]:

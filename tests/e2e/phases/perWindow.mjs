@@ -13,11 +13,12 @@ import {
 const SETTING = 'crashGuard.monitorPerWindow';
 const OWN_LOG = /crashGuard\.monitorPerWindow is on: this window runs a memory monitor of its own/;
 const PLATFORM_LOG = /this platform: one memory monitor per window/;
-// Every call the extension makes to a Python is `<python> -I <script> <args>`: this one runs the script isolated,
-// after taking SO_PEERCRED out of its socket module (as macOS's Python never had it).
+// Every call the extension makes to a Python is `<python> -I -S <script> <args>`: this one runs the script the same
+// way (isolated, no site hooks), after taking SO_PEERCRED out of its socket module (as macOS's Python never had it).
 const WITHOUT_PEERCRED = `#!/bin/sh
 [ "$1" = "-I" ] && shift
-exec ${PYTHON} -I -c 'import runpy, socket, sys; del socket.SO_PEERCRED; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")' "$@"
+[ "$1" = "-S" ] && shift
+exec ${PYTHON} -I -S -c 'import runpy, socket, sys; del socket.SO_PEERCRED; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")' "$@"
 `;
 
 /** pid → { ppid, cmdline } of one process, from /proc. */
@@ -72,8 +73,8 @@ export async function monitorPerWindow(wb) {
   check(descendants(wb.server.pid).some((p) => p.pid === own.pid),
     `the window's own monitor (pid ${own.pid}) runs below code-server, not detached`);
   check(parent && /extensionHost|bootstrap-fork/.test(parent.cmdline.join(' ')), 'its parent is the extension host');
-  check(own.cmdline.includes('-I') && own.cmdline.at(-1).endsWith(path.join('bundled', 'tool', 'sidecar.py')),
-    'it runs isolated (-I), the bundled launcher with no flag: stdio');
+  check(own.cmdline.includes('-I') && own.cmdline.includes('-S') && own.cmdline.at(-1).endsWith(path.join('bundled', 'tool', 'sidecar.py')),
+    'it runs isolated, without site hooks (-I -S), the bundled launcher with no flag: stdio');
   await until(() => /memory monitor connected \(pid \d+, this window's own\)/.test(wb.logText()), 30_000, 'the log to say it connected');
   await gaugeNearPsutil(page, 'its own monitor');
   await sleep(3000); // 3 samples: the gauge stays live on it

@@ -1,14 +1,18 @@
 // A two-folder workspace that trains with Crash Guard (the project venv is the training environment): runs of
-// both folders are seen by one sidecar, a crash in folder 2 is offered for Resume and resumes in folder 2, prompts
-// survive a window reload and a sidecar that was down when the run crashed; plus the gauge and its tooltip,
-// Emergency Cleanup, the memory report, warnings, a killed sidecar, Stop Training, and a training environment
-// that goes missing (a quiet status-bar state, the gauge keeps going).
+// both folders are seen by one sidecar, a crash the monitor witnessed in folder 2 is offered for Resume and, after
+// a modal that shows the command, its folder and its interpreter, resumes in folder 2; prompts survive a window
+// reload and a monitor that was off when the run crashed (two of them: one toast); a crash its watchdog sealed is
+// asked about though no monitor saw it; a crash nothing proves (a run without a watchdog killed before any monitor
+// saw it, a planted status file with an attacker's command) is never asked about, and what its files say is shown
+// as text; folder 2's own settings cannot aim its runs directory at folder 1's runs (issue 21). Plus the gauge and
+// its tooltip, Emergency Cleanup, the memory report, warnings, a killed sidecar, Stop Training, and a training
+// environment that goes missing (a quiet status-bar state, the gauge keeps going).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  check, cwdOf, descendants, EDITOR, log, newestLog, openWorkbench, psutilPercent, PYTHON, ramGauge, ramItemStyle,
-  ROOT, RUN, runCommand, setSetting, SHOTS, sleep, startTrainer, statusText, STATUSBAR, toastTexts, until,
-  waitRegistered,
+  check, clickDialogButton, cwdOf, descendants, dialogText, EDITOR, log, newestLog, openWorkbench, psutilPercent, PYTHON,
+  quickPickRows, ramGauge, ramItemStyle, ROOT, RUN, runCommand, setSetting, SHOTS, sleep, startTrainer, statusText,
+  STATUSBAR, toastTexts, until, waitRegistered,
 } from '../harness.mjs';
 
 const README_SHOT = path.join(ROOT, 'docs', 'images', 'statusbar.png');
@@ -94,13 +98,30 @@ export async function twoFolderWorkspace() {
   const configA = path.join(a, 'config', 'e2e.json');
   const configB = path.join(b, 'config', 'e2e.json');
 
-  // A run of folder 1 that crashed while the editor was closed.
-  const early = startTrainer(runsA, configA, 'a-pre', a);
-  try {
-    await waitRegistered(runsA, 'a-pre');
-  } finally {
-    early.kill('SIGKILL');
+  // A run of folder 1 that crashed while the editor was closed: no monitor saw it, but its watchdog sealed the crash
+  // (as crashguard train's supervisor does, contract C1). And one without a watchdog: nothing proves its crash.
+  for (const [name, options] of [['a-pre', {}], ['a-bare', { watchdog: false }]]) {
+    const early = startTrainer(runsA, configA, name, a, options);
+    try {
+      await waitRegistered(runsA, name);
+    } finally {
+      early.kill('SIGKILL');
+    }
   }
+  // Issue 21: a planted run in folder 1 — state "crashed", a dead pid, a date ten years ahead, an attacker's command
+  // to resume with, Markdown, HTML and a command link in what it says. A file alone is no proof.
+  const plantedMarker = path.join(root, 'PLANTED-RAN');
+  const hostile = '# Heading [Resume now](command:workbench.action.terminal.sendSequence?%7B%7D) ' +
+    '![pixel](https://attacker.invalid/p.png) <b>bold</b>';
+  const now = Date.now() / 1000;
+  fs.mkdirSync(path.join(runsA, 'planted'), { recursive: true });
+  fs.writeFileSync(path.join(runsA, 'planted', 'status.json'), JSON.stringify({
+    name: 'planted', pid: 32767, create_time: now - 60, state: 'crashed', step: 7, started: now - 60,
+    updated: now + 10 * 365 * 86400, last_event: hostile, exit_cause: hostile, version: 2,
+    resume_command: { argv: ['/bin/sh', '-c', `touch ${plantedMarker}`], cwd: root } }));
+  // C3: folder 2's own settings aim its runs directory at folder 1's runs: ignored (folder 2 keeps its `runs`).
+  fs.mkdirSync(path.join(b, '.vscode'), { recursive: true });
+  fs.writeFileSync(path.join(b, '.vscode', 'settings.json'), JSON.stringify({ 'crashGuard.runsDirectory': '../app-a/runs' }));
 
   const wb = await openWorkbench('workspace', { target: `?workspace=${encodeURIComponent(file)}`,
     machineSettings: { 'crashGuard.pythonPath': PYTHON } });
@@ -117,9 +138,18 @@ export async function twoFolderWorkspace() {
     check(wb.monitorPids().length === 1, 'one memory monitor for the two folders');
     await page.locator(STATUSBAR).screenshot({ path: path.join(SHOTS, 'statusbar-normal.png') });
 
-    // 2. The crash that happened while the editor was closed: asked on activation, named.
+    // 2. The crash that happened while the editor was closed, sealed by its watchdog: asked on activation, named.
+    // Folder 2's runsDirectory outside the folder is ignored, and said so; crashes nothing proves are not asked
+    // about: a-bare (killed before any monitor saw it, no watchdog) and the planted run.
     const earlyToast = await toastWith(page, /Run a-pre stopped unexpectedly/, 20_000, 'the prompt for a-pre');
     check(/Resume/.test(earlyToast) && /Don't Ask Again/.test(earlyToast), `on activation: ${line(earlyToast, /a-pre/)}`);
+    const scopeToast = await toastWith(page, /points outside that folder/, 20_000, 'the note about folder 2\'s runsDirectory');
+    check(scopeToast.includes(b) && scopeToast.includes(runsA),
+      `a folder's runsDirectory outside the folder is ignored: ${line(scopeToast, /outside/)}`);
+    await sleep(3000);
+    check(!(await toastTexts(page)).some((x) => /a-bare|planted/.test(x)),
+      'no crash prompt for a crash only a file claims (a-bare, killed before any monitor saw it; the planted run)');
+    await runCommand(page, 'Notifications: Clear All Notifications');
 
     // 3. Emergency Cleanup from the palette shows what was freed.
     await runCommand(page, 'Crash Guard: Emergency Cleanup');
@@ -138,6 +168,15 @@ export async function twoFolderWorkspace() {
     check(/used .* available .* limit/.test(hoverText) && /Monitor.*Python \d+\.\d+/.test(hoverText) &&
       /Training.*crashguard/.test(hoverText), 'the tooltip: the breakdown, the run of folder 2, which Python runs the monitor and training');
     const hover = page.locator('.workbench-hover, .monaco-hover').filter({ hasText: 'Guarded runs' }).first();
+    const rendered = await hover.evaluate((el) => ({
+      links: [...el.querySelectorAll('a')].map((x) => x.getAttribute('href') ?? x.getAttribute('data-href') ?? ''),
+      images: el.querySelectorAll('img').length, headings: el.querySelectorAll('h1, h2, h3').length,
+      bold: [...el.querySelectorAll('b')].map((x) => x.textContent),
+    }));
+    check(hoverText.includes('# Heading [Resume now](command:workbench.action.terminal.sendSequence') &&
+      hoverText.includes('![pixel](https://attacker.invalid/p.png) <b>bold</b>') &&
+      !rendered.links.some((h) => /sendSequence|attacker/.test(h)) && rendered.images === 0 && rendered.headings === 0 &&
+      !rendered.bold.includes('bold'), `the planted run's last event is shown as text (${JSON.stringify(rendered)})`);
     const hb = await hover.boundingBox();
     const sb = await page.locator(STATUSBAR).boundingBox();
     const top = Math.max(0, Math.min(hb.y, sb.y) - 8);
@@ -147,7 +186,7 @@ export async function twoFolderWorkspace() {
     await page.mouse.move(640, 300);
 
     // 5. The memory report: a live chart; it survives being hidden and a window reload (and so do crash prompts
-    // nobody answered: a-pre is asked about again in the reloaded window).
+    // nobody answered: a-seen is asked about again in the reloaded window).
     await runCommand(page, 'Crash Guard: Show Memory Report');
     const opened = await until(async () => {
       const s = await reportState(page);
@@ -157,6 +196,14 @@ export async function twoFolderWorkspace() {
       `the report draws RAM in a theme colour with its thresholds (${opened.points} points)`);
     check(opened.markers.some((m) => /Run b-run started/.test(m)), 'the run\'s start is a marker on the chart');
     await page.locator(EDITOR).screenshot({ path: path.join(SHOTS, 'report-open.png') });
+    // A crash the monitor witnessed (a run of folder 1 it saw alive, then killed): asked, and left unanswered.
+    const seen = startTrainer(runsA, configA, 'a-seen', a);
+    wb.children.push(seen);
+    await waitRegistered(runsA, 'a-seen');
+    await sleep(1500); // a sample has seen it alive
+    seen.kill('SIGKILL');
+    const seenToast = await toastWith(page, /Run a-seen stopped unexpectedly/, 20_000, 'the prompt for a-seen');
+    check(/Resume/.test(seenToast) && /Don't Ask Again/.test(seenToast), `a witnessed crash is asked about: ${line(seenToast, /a-seen/)}`);
     const beforeReload = wb.monitorPids();
     await runCommand(page, 'Developer: Reload Window');
     // The monitor outlives the window (a grace after the last window leaves): the reloaded window reconnects to it.
@@ -167,9 +214,9 @@ export async function twoFolderWorkspace() {
       return s && s.points > 0 && /memory monitor running/.test(s.status) ? s : undefined;
     }, 25_000, 'the report restored after the reload', 250);
     check(revived.thresholds.length >= 2, `the report survives a window reload (${revived.points} points)`);
-    const again = await toastWith(page, /Run a-pre stopped unexpectedly/, 20_000, 'the unanswered a-pre prompt after the reload');
+    const again = await toastWith(page, /Run a-seen stopped unexpectedly/, 20_000, 'the unanswered a-seen prompt after the reload');
     check(Boolean(again), 'a crash prompt nobody answered is asked again in the reloaded window');
-    await clickToastButton(page, 'a-pre', 'Don\'t Ask Again for This Run');
+    await clickToastButton(page, 'a-seen', 'Don\'t Ask Again for This Run');
     await runCommand(page, 'View: Close All Editors');
 
     // 6. A warning threshold below current use: one notification with at most three short actions, none cut, on
@@ -208,7 +255,8 @@ export async function twoFolderWorkspace() {
     check(Date.now() - killedAt <= 10_000, `the gauge came back ${Date.now() - killedAt} ms after kill -9 of the sidecar`);
     await sleep(2500);
     const after = await toastTexts(page);
-    check(!after.some((x) => /RAM at|a-pre/.test(x)), 'after the restart: no repeated warning, no crash prompt already answered');
+    check(!after.some((x) => /RAM at|a-seen|a-pre|a-bare|planted/.test(x)),
+      'after the restart: no repeated warning, no crash prompt already answered or never proved');
     // Start and Restart Memory Monitor differ: Start leaves a running monitor alone, Restart replaces it.
     const [running] = wb.monitorPids();
     await runCommand(page, 'Crash Guard: Start Memory Monitor');
@@ -235,6 +283,16 @@ export async function twoFolderWorkspace() {
       }, 20_000, 'the resume process', 20);
     })();
     await clickToastButton(page, 'b-run stopped unexpectedly', 'Resume');
+    // Nothing runs before the user saw the command, its folder and its interpreter, and chose Resume.
+    const confirm = await until(() => dialogText(page), 10_000, 'the Resume confirmation');
+    log(`resume confirmation: ${confirm.replace(/\n/g, ' | ')}`);
+    check(!descendants(server.pid).some((x) => x.cmdline.includes('--run-name') && x.cmdline.includes('b-run')),
+      'nothing runs while the confirmation shows');
+    check(/Resume run b-run\?/.test(confirm) && /Command: .*-I -m crashguard train .*--resume auto/.test(confirm) &&
+      confirm.includes(`Folder: ${b}`) && /Interpreter: \S*python/.test(confirm) && /saw this run running/.test(confirm),
+    'the confirmation shows the command, its folder, its interpreter and that the monitor witnessed the crash');
+    await page.screenshot({ path: path.join(SHOTS, 'resume-confirm.png') });
+    await clickDialogButton(page, 'Resume');
     await watch;
     log(`resume: ${resumed.cmdline.join(' ')} (cwd ${resumed.cwd})`);
     check(resumed.cwd === b && resumed.cmdline.includes('--resume') && resumed.cmdline.includes(runsB),
@@ -244,10 +302,14 @@ export async function twoFolderWorkspace() {
     await page.screenshot({ path: path.join(SHOTS, 'resume.png') });
     await runCommand(page, 'Notifications: Clear All Notifications');
 
-    // 9. A run of folder 1 crashes while the sidecar is down: Restart Sidecar still asks about it.
+    // 9. A run in each folder crashes while the monitor is off (both seen alive before, both with a watchdog): Start
+    // Memory Monitor asks about them in ONE toast.
     const late = startTrainer(runsA, configA, 'a-late', a);
-    wb.children.push(late);
+    const lateB = startTrainer(runsB, configB, 'b-late', b);
+    wb.children.push(late, lateB);
     await waitRegistered(runsA, 'a-late');
+    await waitRegistered(runsB, 'b-late');
+    await sleep(1500); // a sample has seen both alive
     await runCommand(page, 'Crash Guard: Stop Memory Monitor');
     await until(() => wb.monitorPids().length === 0, 10_000, 'the monitor to stop (the only window stopped it)');
     // "Off" is remembered: a reloaded window keeps the monitor off until Start Memory Monitor.
@@ -270,10 +332,17 @@ export async function twoFolderWorkspace() {
       'Emergency Cleanup with the monitor down runs the cleanup task isolated (python -I -m crashguard) in the folder');
     await until(() => !descendants(server.pid).some((x) => x.pid === cleanup.pid), 30_000, 'the cleanup task to finish', 100);
     late.kill('SIGKILL');
+    lateB.kill('SIGKILL');
     await sleep(500);
     await runCommand(page, 'Crash Guard: Start Memory Monitor');
-    const lateToast = await toastWith(page, /Run a-late stopped unexpectedly/, 20_000, 'the prompt for the run that crashed while the sidecar was down');
-    check(Boolean(lateToast), 'after Start Memory Monitor, a run that crashed while the monitor was off is asked about');
+    const lateToast = await toastWith(page, /2 runs stopped unexpectedly/, 20_000, 'one toast for the two runs that crashed while the monitor was off');
+    check(/2 runs stopped unexpectedly: (a-late and b-late|b-late and a-late)\./.test(lateToast) && /Show…/.test(lateToast) &&
+      !(await toastTexts(page)).some((x) => /Run [ab]-late stopped/.test(x)),
+    `after Start Memory Monitor, the runs that crashed while it was off are asked about in one toast: ${line(lateToast, /stopped/)}`);
+    await clickToastButton(page, '2 runs stopped unexpectedly', 'Show…');
+    const picked = await quickPickRows(page);
+    check(picked.some((r) => r.includes('a-late')) && picked.some((r) => r.includes('b-late')), 'Show… lists both runs to resume');
+    await page.keyboard.press('Escape');
     await runCommand(page, 'Notifications: Clear All Notifications');
 
     // 10. Stop Training (checkpoint) of a run in folder 2: a real checkpoint-and-stop through the sidecar.
@@ -318,6 +387,7 @@ export async function twoFolderWorkspace() {
     await page.screenshot({ path: path.join(SHOTS, 'set-up-training.png') });
 
     check(!fs.existsSync(marker), 'no command, task or Resume imported the folders\' own crashguard/ or python_backend/');
+    check(!fs.existsSync(plantedMarker), 'the planted run\'s command never ran');
     for (const p of [...wb.consoleProblems, ...wb.cspProblems]) log(`console: ${p}`);
     check(wb.cspProblems.length === 0, 'no Content Security Policy violations');
     check(wb.consoleProblems.length === 0, 'the workbench console has no errors or warnings about Crash Guard');

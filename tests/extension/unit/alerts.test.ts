@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   ACTION_CLEANUP, ACTION_SILENCE, ACTION_SILENCE_WHICH, ACTION_STOP, ACTION_STOP_WHICH, heaviest, liveRuns,
-  MAX_TOAST_ACTIONS, toastPlan, unlinked, type LiveRun,
+  MAX_TOAST_ACTIONS, toastPlan, type LiveRun,
 } from '../../../extension/src/alerts';
 import type { Level, WarningParams } from '../../../extension/src/protocol';
 import { run } from './fixtures';
@@ -113,6 +113,8 @@ describe('the toast', () => {
     const evil = run({ name: 'x](command:crashGuard.stopMonitor)', dir: '/ws/runs/evil', pid: 5, treeRss: GiB });
     const plan = toastPlan([warning('warning', 'RAM', [evil.name])], liveRuns([evil]), nothingSilenced);
     assert.equal((plan.text.match(/\]\(command:/g) ?? []).length, 1, plan.text);
-    assert.equal(unlinked('[a] (b)'), '[a]\u200b(b)');
+    const hidden = run({ name: 'a\u202Eb', dir: '/ws/runs/hidden', pid: 6, treeRss: GiB });
+    const shown = toastPlan([warning('warning', 'RAM', [hidden.name])], liveRuns([hidden]), nothingSilenced);
+    assert.match(shown.text, /Heaviest run: a<U\+202E>b /, shown.text); // escape.ts: what it is, not how it reads
   });
 });

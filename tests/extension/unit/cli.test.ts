@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  cleanupDefinition, displayCommand, folderTaskDefinitions, lastResumableRun, resumeDefinition, runsDirOf, taskArgs,
+  cleanupDefinition, displayCommand, folderTaskDefinitions, resumeDefinition, runsDirOf, taskArgs,
   trainDefinition,
 } from '../../../extension/src/cli';
-import { sidecarArgs } from '../../../extension/src/python';
+import { probeArgs, sidecarArgs } from '../../../extension/src/python';
 import { run } from './fixtures';
 
 describe('CLI argv', () => {
-  it('starts the bundled sidecar isolated from the workspace (-I)', () => {
-    assert.deepEqual(sidecarArgs('/ext/bundled/tool/sidecar.py'), ['-I', '/ext/bundled/tool/sidecar.py']);
-    assert.deepEqual(sidecarArgs('/repo/bundled/tool/sidecar.py', true), ['-I', '/repo/bundled/tool/sidecar.py', '--development']);
+  it('starts the bundled sidecar isolated from the workspace and its site hooks (-I -S)', () => {
+    assert.deepEqual(sidecarArgs('/ext/bundled/tool/sidecar.py'), ['-I', '-S', '/ext/bundled/tool/sidecar.py']);
+    assert.deepEqual(sidecarArgs('/repo/bundled/tool/sidecar.py', true), ['-I', '-S', '/repo/bundled/tool/sidecar.py', '--development']);
+    assert.deepEqual(probeArgs('/ext/bundled/tool/probe.py'), ['-I', '-S', '/ext/bundled/tool/probe.py']);
   });
   it('builds the crashguard arguments of each task (the isolated start comes first: isolation.ts)', () => {
     assert.deepEqual(taskArgs({ type: 'crashGuard', command: 'monitor' }), ['monitor']);
@@ -34,19 +35,6 @@ describe('CLI argv', () => {
   it('finds the runs directory of a run', () => {
     assert.equal(runsDirOf(run({ dir: '/a/b/runs/x/' })), '/a/b/runs');
     assert.equal(runsDirOf(run({ dir: 'x' })), undefined);
-  });
-  it('picks the most recently updated run that ended badly', () => {
-    const runs = [
-      run({ name: 'live', alive: true, state: 'running', updated: 50 }),
-      run({ name: 'old', alive: false, state: 'crashed', updated: 10 }),
-      run({ name: 'new', alive: false, state: 'stopped', updated: 20 }),
-      run({ name: 'done', alive: false, state: 'finished', updated: 30 }),
-      run({ name: 'noconfig', alive: false, state: 'crashed', updated: 40, config: null }),
-      run({ name: 'recorded', alive: false, state: 'crashed', updated: 15, config: null,
-        resumeCommand: { argv: ['/py', 'train.py', '--resume'], cwd: '/ws' } }),
-    ];
-    assert.equal(lastResumableRun(runs)?.name, 'new');
-    assert.equal(lastResumableRun([runs[0]!]), undefined);
   });
   it('quotes for display only', () => {
     assert.equal(displayCommand('/p y/python', ['-c', "print('x')"]), `'/p y/python' -c 'print('\\''x'\\'')'`);

@@ -50,7 +50,7 @@ describe('defences', () => {
     const md = tooltipMarkdown(pressured(), 5, undefined, { pressure: pressureLine(pressured()), runParts: runDefenceParts });
     assert.match(md, /\*\*Memory pressure\*\*: stalled 23% \(some\)/);
     assert.match(md, /`brats-safe` running, step 120, .*oom_score_adj 500, cgroup 491 MiB of 1\.17 GiB, high 300 MiB/);
-    assert.match(md, /\*\*Forecast\*\*\n\n- Memory pressure: stalled 23%/);
+    assert.match(md, /\*\*Forecast\*\*\n\n- Memory pressure\\: stalled 23\\%/);
     assert.doesNotMatch(tooltipMarkdown(sample()), /pressure|oom_score_adj/); // nothing new without the fields
   });
 

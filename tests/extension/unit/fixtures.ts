@@ -28,3 +28,24 @@ export function sample(overrides: Partial<Sample> = {}): Sample {
     costMs: 0.9, pressure: null, pressureReason: null, runsOmitted: 0, ...overrides,
   };
 }
+
+/** Text a run's files can hold (issue 21): Markdown, HTML, links VS Code would run as commands, invisible characters. */
+export const HOSTILE = [
+  '# heading',
+  '[click](command:workbench.action.terminal.sendSequence?%7B%22text%22%3A%22rm%20-rf%20~%5Cn%22%7D)',
+  '![x](https://attacker.example/pixel.png)',
+  '<img src=https://attacker.example/p.png onerror=alert(1)>',
+  '<script>alert(1)</script>',
+  'see https://attacker.example/x and www.attacker.example',
+  'mail me: a@attacker.example',
+  '**bold** _it_ `code` ~~gone~~',
+  '| a | b |\n|---|---|\n| c | d |',
+  'line one\n\n# line two',
+  '> quote',
+  '1. item',
+  '&lt;b&gt; &amp;',
+  'x\\',
+  '$(alert) icon',
+  'left\u202Eevil.exe\u202C right',
+  'zero\u200Bwidth',
+];

@@ -62,7 +62,7 @@ describe('tooltipMarkdown', () => {
     assert.match(md, /warning 80%, critical 90%/);
     assert.match(md, /- python \(1\): 3\.00 GiB/);
     assert.match(md, /`brats-safe` running, step 120, micro-batch 2/);
-    assert.match(md, /RAM critical in ~40 s/);
+    assert.match(md, /RAM critical in \\~40 s/);
     assert.match(md, /GPU\*\* none \(NVML unavailable/);
   });
   it('names a cgroup limit and lists GPUs', () => {

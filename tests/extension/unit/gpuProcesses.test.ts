@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { gpuProcessLines, gpuProcessRows, inlineCode } from '../../../extension/src/gpuProcesses';
+import { inlineCode } from '../../../extension/src/escape';
+import { gpuProcessLines, gpuProcessRows } from '../../../extension/src/gpuProcesses';
 import type { GpuInfo } from '../../../extension/src/protocol';
 import { buildView, ReportData } from '../../../extension/src/report/model';
 import { sample } from './fixtures';
@@ -23,9 +24,9 @@ describe('who holds the VRAM: tooltip lines', () => {
   it('lists the heaviest first with user and command, and a process the memory monitor cannot see', () => {
     assert.deepEqual(gpuProcessLines(gpu()), [
       '', '**Who holds the VRAM**', '',
-      '- 25.0 GiB python3.11 (303, bob) — `python -m crashguard train --config big.json`',
-      '- 2.00 GiB python3.11 (101, alice) — `python train.py --config a.json`',
-      '- n/a ? (202, not visible to the memory monitor)',
+      '- 25.0 GiB python3\\.11 (303, bob) — `python -m crashguard train --config big.json`',
+      '- 2.00 GiB python3\\.11 (101, alice) — `python train.py --config a.json`',
+      '- n/a \\? (202, not visible to the memory monitor)',
     ]);
   });
 

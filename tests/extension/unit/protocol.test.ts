@@ -6,16 +6,20 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import type { Description } from '../../../extension/src/check';
+import type { Description, PayloadError } from '../../../extension/src/check';
 import * as P from '../../../extension/src/protocol';
 import { SIDECAR_KEYS } from '../../../extension/src/settings';
+import { run } from './fixtures';
 
 const ROOT = path.resolve(__dirname, '../../../../..');
 const PYTHON = process.env.CRASH_GUARD_TEST_PYTHON ?? path.join(ROOT, '.venv', 'bin', 'python');
 const ours = new Set<string>([...P.NOTIFICATIONS, ...P.REQUESTS, ...P.CLIENT_NOTIFICATIONS]);
 
 interface PyField { kind: string; nullable: boolean; name?: string; of?: PyField }
-interface PyProtocol { protocolVersion: number; payloads: Record<string, Record<string, PyField>>; settings: string[] }
+interface PyProtocol {
+  protocolVersion: number; payloads: Record<string, Record<string, PyField>>; settings: string[];
+  textLimits: { keys: Record<string, number>; other: number };
+}
 
 function namesIn(text: string): Set<string> {
   return new Set(text.match(/crashGuard\/[A-Za-z]+/g) ?? []);
@@ -104,6 +108,26 @@ describe('protocol mirror', () => {
       'WarningParams', 'RunEventParams', 'ActionParams', 'Announcement']) {
       assert.ok(ts.has(wanted), `protocol.ts checks ${wanted}`);
     }
+  });
+  it('bounds strings as the monitor cuts them (C2): at the limit a run is kept, one character over it is dropped', () => {
+    assert.deepEqual({ ...P.TEXT_LIMITS }, py.textLimits.keys);
+    assert.equal(P.MAX_TEXT, py.textLimits.other);
+    const base = JSON.parse(JSON.stringify(run())) as Record<string, unknown>;
+    const limits: [string, number][] = [['name', P.TEXT_LIMITS.name], ['lastEvent', P.TEXT_LIMITS.lastEvent],
+      ['exitCause', P.TEXT_LIMITS.exitCause], ['dir', P.MAX_TEXT], ['config', P.MAX_TEXT], ['checkpoint', P.MAX_TEXT]];
+    for (const [key, limit] of limits) {
+      // Counted in characters, as Python's len(): one beyond the BMP is one character, two UTF-16 units.
+      for (const unit of ['x', '\u{1F600}']) {
+        const sample = (n: number): unknown => ({ runs: [{ ...base, [key]: unit.repeat(n) }], runsOmitted: 0 });
+        assert.equal(P.RunsResult(sample(limit)).runs.length, 1, `${key} of ${limit} ${unit === 'x' ? 'ASCII' : 'astral'} characters`);
+        const drops: PayloadError[] = [];
+        assert.equal(P.RunsResult(sample(limit + 1), '$', drops).runs.length, 0, `${key} of ${limit + 1} characters`);
+        assert.equal(drops.length, 1);
+      }
+    }
+    const holder = (command: string): unknown => ({ runs: [{ ...base, lockHolder: { pid: 7, command } }] });
+    assert.equal(P.RunsResult(holder('c'.repeat(P.TEXT_LIMITS.command))).runs.length, 1);
+    assert.equal(P.RunsResult(holder('c'.repeat(P.TEXT_LIMITS.command + 1)), '$', []).runs.length, 0);
   });
   it('sends only settings the sidecar knows', () => {
     for (const key of [...SIDECAR_KEYS, 'runsDirectories']) assert.ok(py.settings.includes(key), key);

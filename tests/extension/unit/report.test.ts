@@ -147,6 +147,17 @@ describe('process tables', () => {
   });
 });
 
+describe('runs the monitor left out (C2)', () => {
+  it('says how many, in the summary', () => {
+    const data = new ReportData();
+    data.addSample(sample({ runsOmitted: 9990 }));
+    assert.ok(buildView(data, 300, 'ok').summary.some((l) => /1 listed below; 9,990 more left out/.test(l)));
+    const none = new ReportData();
+    none.addSample(sample());
+    assert.ok(!buildView(none, 300, 'ok').summary.some((l) => /left out/.test(l)));
+  });
+});
+
 describe('crash prompt', () => {
   it('never nests parentheses, whether the cause is known or not', () => {
     const killed = run({ state: 'crashed', alive: false, exitCause: 'killed by signal 9 (SIGKILL)' });

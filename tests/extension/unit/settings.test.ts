@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULTS, diffSettings, resolveSettings, runsDirectoryOf, sidecarSettings, SIDECAR_KEYS } from '../../../extension/src/settings';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  chooseRunsDirectory, DEFAULTS, diffSettings, isInside, resolveExisting, resolveSettings, runsDirectoryOf, sidecarSettings,
+  SIDECAR_KEYS,
+} from '../../../extension/src/settings';
 
 const reader = (values: Record<string, unknown>) => (key: string) => values[key];
 
@@ -68,6 +74,54 @@ describe('resolveSettings', () => {
     assert.equal(runsDirectoryOf('/ws/a', '/data/runs'), '/data/runs');
     assert.equal(runsDirectoryOf('/ws/a', '~/runs', '/home/u'), '/home/u/runs');
     assert.equal(runsDirectoryOf('/ws/a', ''), '/ws/a/runs');
+  });
+});
+
+describe('runs directories from workspace settings stay inside the folder (C3; issue 21, class 9)', () => {
+  // A real tree: two projects side by side, and a symlink inside one that leads to the other's runs.
+  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'crashguard-scope-')));
+  const mine = path.join(root, 'mine');
+  const other = path.join(root, 'other');
+  fs.mkdirSync(path.join(mine, 'runs'), { recursive: true });
+  fs.mkdirSync(path.join(other, 'runs'), { recursive: true });
+  fs.symlinkSync(path.join(other, 'runs'), path.join(mine, 'innocent'));
+  const real = (p: string): string => fs.realpathSync.native(p);
+  const choose = (values: object, home = '/home/u') => chooseRunsDirectory(mine, { defaultValue: 'runs', ...values }, real, home);
+
+  it('takes a folder value that stays inside the folder', () => {
+    assert.deepEqual(choose({ workspaceFolderValue: 'runs' }), { dir: path.join(mine, 'runs'), setting: 'runs' });
+    assert.deepEqual(choose({ workspaceValue: 'out/runs' }), { dir: path.join(mine, 'out', 'runs'), setting: 'out/runs' });
+    assert.deepEqual(choose({}), { dir: path.join(mine, 'runs'), setting: 'runs' });
+  });
+  it('refuses a folder or workspace value that leads outside it, by path or through a symlink', () => {
+    for (const [values, where] of [
+      [{ workspaceFolderValue: '../other/runs' }, path.join(other, 'runs')],
+      [{ workspaceValue: path.join(other, 'runs') }, path.join(other, 'runs')],
+      [{ workspaceFolderValue: 'innocent' }, path.join(other, 'runs')],
+      [{ workspaceFolderValue: 'innocent/new/deeper' }, path.join(other, 'runs', 'new', 'deeper')],
+      [{ workspaceFolderValue: '~/runs' }, '/home/u/runs'],
+    ] as const) {
+      const choice = choose(values);
+      assert.equal(choice.dir, path.join(mine, 'runs'), JSON.stringify(values));
+      assert.equal(choice.setting, 'runs');
+      assert.ok(choice.refused?.includes(where), `${JSON.stringify(values)}: ${choice.refused ?? 'not refused'}`);
+      assert.match(choice.refused ?? '', /crashGuard\.runsDirectory .* points outside that folder/);
+    }
+    // The folder's value wins over the workspace's, and is the one checked.
+    assert.ok(choose({ workspaceValue: 'runs', workspaceFolderValue: '../other/runs' }).refused);
+  });
+  it('lets the user\'s own settings point anywhere, and falls back to them', () => {
+    assert.deepEqual(choose({ globalValue: path.join(other, 'runs') }), { dir: path.join(other, 'runs'), setting: path.join(other, 'runs') });
+    const fallback = choose({ globalValue: '/data/runs', workspaceFolderValue: '../other/runs' });
+    assert.equal(fallback.dir, '/data/runs');
+    assert.ok(fallback.refused);
+  });
+  it('resolves what exists through symlinks and keeps the rest', () => {
+    assert.equal(resolveExisting(path.join(mine, 'innocent', 'a', 'b'), real), path.join(other, 'runs', 'a', 'b'));
+    assert.equal(isInside('/a/b', '/a/b'), true);
+    assert.equal(isInside('/a/b', '/a/b/c'), true);
+    assert.equal(isInside('/a/b', '/a/bc'), false);
+    assert.equal(isInside('/a/b', '/a'), false);
   });
 });
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,22 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from launch_helpers import own_argv
 from locations import REPO
 from training_helpers import tiny_config
 
-ESBUILD = REPO / "node_modules" / ".bin" / "esbuild"
-PROBE = REPO / "bundled" / "tool" / "probe.py"
 PLANTED = ("crashguard", "python_backend")
-
-
-@pytest.fixture(scope="module")
-def launch_argv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not ESBUILD.exists() or shutil.which("node") is None:
-        pytest.skip("node and the npm packages (npm ci) are needed to run the extension's modules")
-    out = tmp_path_factory.mktemp("bundle") / "launch_argv.js"
-    subprocess.run([str(ESBUILD), str(REPO / "tests" / "extension" / "launch_argv.ts"), "--bundle", "--platform=node",
-                    "--format=cjs", f"--outfile={out}", "--log-level=warning"], check=True, cwd=REPO)
-    return out
 
 
 @pytest.fixture
@@ -50,8 +38,8 @@ def folder(tmp_path: Path, data_root: Path) -> tuple[Path, Path]:
 
 
 def commands(launch_argv: Path, project: Path, env: dict[str, str]) -> dict[str, Any]:
-    probe = subprocess.run([sys.executable, "-I", str(PROBE)], cwd=project, capture_output=True, text=True,
-                           check=True, env=env)
+    probe = subprocess.run([sys.executable, *own_argv(launch_argv)["probe"]], cwd=project, capture_output=True,
+                           text=True, check=True, env=env)
     given = {"probe": json.loads(probe.stdout), "runsDir": str(project / "runs"),
              "config": str(project / "config" / "safe_training.json"), "env": env}
     done = subprocess.run(["node", str(launch_argv), json.dumps(given)], capture_output=True, text=True, check=True)
@@ -163,7 +151,7 @@ def test_a_user_site_install_starts_without_the_folder_too(
     (base / "bin" / "crashguard").write_text(CONSOLE_SCRIPT.format(python=python))
     (base / "bin" / "crashguard").chmod(0o755)
     env = dict(extension_env(project), PYTHONUSERBASE=str(base))
-    probe = json.loads(run([python, "-I", str(PROBE)], project, env).stdout)
+    probe = json.loads(run([python, *own_argv(launch_argv)["probe"]], project, env).stdout)
     assert probe["found"]["crashguard"] == "userSite" and probe["crashguardScript"] == str(base / "bin" / "crashguard")
     given = {"probe": probe, "runsDir": str(project / "runs"), "config": str(project / "config" / "safe_training.json"),
              "env": env}

@@ -65,7 +65,7 @@ def test_the_bundle_holds_the_sidecar_and_nothing_of_training(bundle: Path) -> N
 async def test_bundled_sidecar_serves_from_any_python_and_imports_nothing_from_its_folder(
         bundle: Path, python: str, hostile_folder: tuple[Path, Path], runs_dir: Path) -> None:
     folder, marker = hostile_folder
-    command = [python, "-I", str(bundle / "tool" / "sidecar.py")]
+    command = [python, "-I", "-S", str(bundle / "tool" / "sidecar.py")]  # as the extension starts it
     settings = {"runsDirectories": [str(runs_dir)], "sampleIntervalMs": 200}
     async with sidecar(settings, cwd=str(folder), command=command,
                        env={"PYTHONPATH": str(folder)}) as s:  # -I ignores PYTHONPATH too
@@ -101,7 +101,7 @@ async def test_the_bundled_launcher_starts_the_shared_monitor_from_any_python(
 
 async def test_a_client_of_another_protocol_version_gets_one_clear_error(bundle: Path, tmp_path: Path) -> None:
     client = LanguageClient(converter_factory=plain_json_converter)
-    await client.start_io(sys.executable, "-I", str(bundle / "tool" / "sidecar.py"), cwd=str(tmp_path))
+    await client.start_io(sys.executable, "-I", "-S", str(bundle / "tool" / "sidecar.py"), cwd=str(tmp_path))
     try:
         with pytest.raises(Exception, match=r"protocol mismatch: the client speaks protocol 1, this sidecar .* "
                                             rf"speaks protocol {PROTOCOL_VERSION}"):
@@ -118,8 +118,8 @@ def test_the_launcher_refuses_an_interpreter_older_than_3_10(bundle: Path) -> No
     old = sorted(PYENV.glob("3.[6-9].*/bin/python3")) if PYENV.is_dir() else []
     if not old:
         pytest.skip("no Python older than 3.10 on this machine")
-    done = subprocess.run([str(old[0]), "-I", str(bundle / "tool" / "sidecar.py")], capture_output=True, text=True,
-                          timeout=30, stdin=subprocess.DEVNULL)
+    done = subprocess.run([str(old[0]), "-I", "-S", str(bundle / "tool" / "sidecar.py")], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 3
     assert "needs Python 3.10 or newer" in done.stderr
 
@@ -127,8 +127,8 @@ def test_the_launcher_refuses_an_interpreter_older_than_3_10(bundle: Path) -> No
 def test_the_probe_describes_an_interpreter_without_running_package_code(hostile_folder: tuple[Path, Path]) -> None:
     folder, marker = hostile_folder
     probe = REPO / "bundled" / "tool" / "probe.py"
-    done = subprocess.run([sys.executable, "-I", str(probe)], cwd=folder, capture_output=True, text=True, timeout=30,
-                          check=True)
+    done = subprocess.run([sys.executable, "-I", "-S", str(probe)], cwd=folder, capture_output=True, text=True,
+                          timeout=30, check=True)
     info = json.loads(done.stdout)
     assert info["version"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
     assert info["crashguard"] is not None  # the project venv has the training backend, where -I finds it
@@ -146,6 +146,8 @@ def test_a_packaged_launcher_refuses_a_foreign_crashguard_even_when_asked_for_de
     packaged = tmp_path / "extension" / "bundled"
     shutil.copytree(bundle, packaged)
     shutil.rmtree(packaged / "libs" / "crashguard")  # now `import crashguard` finds the venv's: a foreign one
+    # -I without -S: the venv's site-packages (and its editable crashguard) are on the path, so the launcher's own
+    # origin check is what refuses it (with -S, as the extension starts it, that crashguard is not even found).
     done = subprocess.run([sys.executable, "-I", str(packaged / "tool" / "sidecar.py"), "--development"], cwd=folder,
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 4, done.stderr
@@ -157,7 +159,7 @@ async def test_a_development_host_runs_the_monitor_from_the_checkout_the_launche
         hostile_folder: tuple[Path, Path], runs_dir: Path) -> None:
     """A contributor's F5 ("Run Crash Guard Extension") from a fresh clone: no `npm run bundle` needed."""
     folder, marker = hostile_folder
-    command = [sys.executable, "-I", str(REPO / "bundled" / "tool" / "sidecar.py"), "--development"]
+    command = [sys.executable, "-I", "-S", str(REPO / "bundled" / "tool" / "sidecar.py"), "--development"]
     async with sidecar({"runsDirectories": [str(runs_dir)], "sampleIntervalMs": 200}, cwd=str(folder),
                        command=command) as s:
         sample = (await s.wait_samples(1))[0]
