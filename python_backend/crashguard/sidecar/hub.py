@@ -213,5 +213,7 @@ class Hub:
 
 
 def runs_in(result: p.RunsResult, dirs: frozenset[Path]) -> p.RunsResult:
-    """Only the runs whose folder lies in one of `dirs` (a window is told about the runs of its own folders)."""
-    return p.RunsResult([run for run in result.runs if Path(run.dir).parent in dirs])
+    """Only the runs whose folder lies in one of `dirs` (a window is told about the runs of its own folders). The
+    count of runs the monitor left out of the list stays (C2: "and N more"); with several windows it counts the
+    other windows' too (an upper bound for this one's)."""
+    return p.RunsResult([run for run in result.runs if Path(run.dir).parent in dirs], result.runs_omitted)
