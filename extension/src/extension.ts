@@ -123,7 +123,7 @@ export function activate(context: vscode.ExtensionContext): void {
     },
   });
   const recovery = new Recovery(log, context.workspaceState, taskDeps, () => config.settings.showNotifications,
-    (method, params, result) => sidecar ? sidecar.request(method, params, result) : Promise.reject(new Error('the sidecar is not running')));
+    (method, params, result) => sidecar ? sidecar.request(method, params, result) : Promise.reject(new Error('the memory monitor is not running')));
   const warnings = new Warnings({
     log, state: context.workspaceState,
     showNotifications: () => config.settings.showNotifications,
