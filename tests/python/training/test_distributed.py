@@ -302,14 +302,14 @@ def test_the_sidecars_run_events_name_the_rank() -> None:
 
 
 @pytest.mark.slow
-def test_ranks_wait_for_rank_0s_download_longer_than_a_collective_may_wait() -> None:
+def test_ranks_wait_for_rank_0s_download_longer_than_a_collective_may_wait(tmp_path: Path) -> None:
     """data.download under torchrun: rank 0 downloads (and checks) alone; the others wait in heartbeats, so a
     download far longer than the collectives' timeout (3 s here, 8 s of work) ends with every rank going on."""
     env = dict(child_env(), CRASHGUARD_DIST_TIMEOUT="3")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(CHILDREN / "rank0_wait_child.py"), "8"]
+               "--master_port", str(free_port()), str(CHILDREN / "rank0_wait_child.py"), "8", str(tmp_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    lines = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(line["rank"] for line in lines) == [0, 1]
     assert all(line["got"] == "downloaded" for line in lines)
