@@ -263,6 +263,9 @@ export const ActionParams = object('ActionParams', {
   action: oneOf(ACTIONS), reason: str,
   // A cleanup's result, or a stop's (checkpointAndStop, terminate): told apart by their fields.
   result: either((v) => 'ramBefore' in v, CleanupResult, StopResult),
+  // A toast in this window? The shared monitor says true to one window (where a warning would go), false to the
+  // others, which only log it: one toast per action on the host.
+  notify: optional(bool, true),
 });
 export type ActionParams = Checked<typeof ActionParams>;
 

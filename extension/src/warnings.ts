@@ -114,7 +114,7 @@ export class Warnings {
   onAction(a: ActionParams): void {
     const detail = isCleanupResult(a.result) ? cleanupSummary(a.result) : stopSummary(a.result);
     this.deps.log.warn(`automatic ${a.action} (${a.reason}): ${detail}`);
-    if (!this.deps.showNotifications()) return;
+    if (!a.notify || !this.deps.showNotifications()) return; // another window shows it
     const what = a.action === 'cleanup' ? 'ran an automatic cleanup'
       : a.action === 'terminate' ? 'sent SIGTERM to a run that did not stop in time'
         : 'checkpointed and stopped a run';

@@ -89,16 +89,17 @@ class Hub:
             loop.call_soon_threadsafe(self._deliver, method, params)
 
     def _deliver(self, method: str, params: Any) -> None:
-        listeners = [m.listener for m in map(self._members.get, self._router.targets(method, params)) if m]
-        if not listeners:
-            return
-        if not isinstance(params, dict):  # an LSP type (window/logMessage): pygls serializes it
+        for keys, sent in self._router.deliveries(method, params):
+            listeners = [m.listener for m in map(self._members.get, keys) if m]
+            if not listeners:
+                continue
+            if not isinstance(sent, dict):  # an LSP type (window/logMessage): pygls serializes it
+                for listener in listeners:
+                    listener.send(method, sent)
+                continue
+            framed = frame(method, sent)
             for listener in listeners:
-                listener.send(method, params)
-            return
-        framed = frame(method, params)
-        for listener in listeners:
-            listener.send_frame(framed)
+                listener.send_frame(framed)
 
     # -- membership (event loop only) ----------------------------------------------------------------------
     @property

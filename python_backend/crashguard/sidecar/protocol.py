@@ -192,6 +192,9 @@ class ActionParams:
     action: str  # one of ACTIONS
     reason: str
     result: CleanupResult | StopResult
+    # Show it as a toast: true in one window (where a warning would go), false in the others (they log it); the
+    # shared monitor's router sets it per window
+    notify: bool = True
 
 
 @dataclass(frozen=True)

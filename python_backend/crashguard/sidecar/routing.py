@@ -5,7 +5,10 @@
   window's own "notified at this level" state.
 - `crashGuard/runEvent`: the windows whose runs directories hold the run; a `crashed` event once per run (its run
   folder), not once per rank of a torchrun job, until that run starts again.
-- everything else (samples, ladder actions, logs): every window.
+- `crashGuard/action`: every window (each logs it and keeps it in its report), with `notify` true for the one
+  window a warning would go to and false for the others, so a ladder's action is one toast on the host, not one
+  per window.
+- everything else (samples, logs): every window.
 
 Pure bookkeeping on wire payloads (dicts): no I/O, no threads (the hub calls it on its event loop only).
 """
@@ -89,6 +92,17 @@ class Router:
         """The windows whose runs directories hold the run folder `run_dir`."""
         parent = Path(run_dir).parent
         return [w.key for w in self.windows.values() if w.listening and parent in w.runs_dirs]
+
+    def deliveries(self, method: str, params: Any) -> list[tuple[list[int], Any]]:
+        """The notification as each group of windows gets it: (window keys, params). One group, except for a
+        ladder's action: the alert window's copy says `notify: true`, the others' `notify: false`."""
+        keys = self.targets(method, params)
+        if method != p.ACTION or not isinstance(params, dict) or not keys:
+            return [(keys, params)] if keys else []
+        alert = self.alert_window()
+        others = [k for k in keys if k != alert]
+        groups: list[tuple[list[int], Any]] = [([alert], {**params, "notify": True})] if alert in keys else []
+        return groups + ([(others, {**params, "notify": False})] if others else [])
 
     def targets(self, method: str, params: Any) -> list[int]:
         everyone = [w.key for w in self.windows.values() if w.listening]

@@ -1,7 +1,7 @@
 // Issue 22: two VS Code windows on two folders at once (two browser pages on one code-server, each with its own
 // extension host) share ONE memory monitor: both gauges live; a spike (a real memory hog, the thresholds lowered
-// below the use it causes) gives one level toast in all, one cleanup round and one stop on the host, each reported
-// once in every window; closing the first window keeps the monitor for the second; kill -9 of the monitor: both
+// below the use it causes) gives one level toast in all, one cleanup round and one stop on the host, each logged
+// once in every window and a toast in one; closing the first window keeps the monitor for the second; kill -9 of the monitor: both
 // windows are back within 5 s, on one new monitor.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -37,6 +37,8 @@ function logLines(dataDir, pattern) {
 }
 
 const levelToasts = async (page) => (await toasts(page)).filter((x) => /Crash Guard: RAM (at|critical)/.test(x.text));
+const ACTION_TOAST = /Crash Guard (ran an automatic cleanup|checkpointed and stopped a run|sent SIGTERM)/;
+const actionToasts = async (page) => (await toasts(page)).filter((x) => ACTION_TOAST.test(x.text));
 
 export async function twoWindows() {
   const root = path.join(RUN, 'windows');
@@ -97,8 +99,12 @@ export async function twoWindows() {
     const levelChanges = () => logLines(wb.dataDir, /level change: RAM normal → (warning|critical)/).flat().length;
     setMachine({ 'crashGuard.ramWarningPercent': critical - 1, 'crashGuard.ramCriticalPercent': critical });
     const shown = pages.map(() => new Set());
+    const told = pages.map(() => new Set()); // the ladder's action toasts, by what they say
     const watchToasts = async () => {
-      for (const [i, page] of pages.entries()) for (const x of await levelToasts(page)) shown[i].add(x.text.split('\n').find((l) => /RAM/.test(l)) ?? x.text);
+      for (const [i, page] of pages.entries()) {
+        for (const x of await levelToasts(page)) shown[i].add(x.text.split('\n').find((l) => /RAM/.test(l)) ?? x.text);
+        for (const x of await actionToasts(page)) told[i].add(x.text.match(ACTION_TOAST)[1]);
+      }
     };
     const stopped = await until(async () => {
       await watchToasts();
@@ -112,6 +118,11 @@ export async function twoWindows() {
     await first.screenshot({ path: path.join(SHOTS, 'windows-first-spike.png') });
     await second.screenshot({ path: path.join(SHOTS, 'windows-second-spike.png') });
     check(shown[0].size + shown[1].size === 1, 'the spike gives one level toast in all, in one of the two windows');
+    log(`action toasts: ${JSON.stringify(told.map((s) => [...s]))}`);
+    const toasted = told.findIndex((s) => s.size > 0);
+    check(toasted >= 0 && told[1 - toasted].size === 0 && told[toasted].has('ran an automatic cleanup') &&
+      told[toasted].has('checkpointed and stopped a run') && shown[toasted].size === 1,
+    'the cleanup and the stop are toasts in one window only, the one that got the level toast');
     const other = runs[1 - stopped.i];
     check(stopped.code === 0 && other.exitCode === null && hog.exitCode === null,
       `one stop on the host: run-${stopped.i + 1} checkpointed and stopped, run-${2 - stopped.i} runs on, the hog untouched`);

@@ -129,6 +129,13 @@ describe('protocol mirror', () => {
     assert.equal(P.RunsResult(holder('c'.repeat(P.TEXT_LIMITS.command))).runs.length, 1);
     assert.equal(P.RunsResult(holder('c'.repeat(P.TEXT_LIMITS.command + 1)), '$', []).runs.length, 0);
   });
+  it('shows a ladder action as a toast unless the monitor says another window shows it', () => {
+    const stop = { run: 'b-run', ok: true, state: 'stopped', checkpoint: null, message: 'stopped', signalled: false };
+    const action = { action: 'checkpointAndStop', reason: 'RAM critical (93% >= 90%)', result: stop };
+    assert.equal(P.ActionParams(action).notify, true); // a per-window monitor sends no `notify`: its one window shows it
+    assert.equal(P.ActionParams({ ...action, notify: false }).notify, false);
+    assert.throws(() => P.ActionParams({ ...action, notify: 'no' }));
+  });
   it('sends only settings the sidecar knows', () => {
     for (const key of [...SIDECAR_KEYS, 'runsDirectories']) assert.ok(py.settings.includes(key), key);
   });

@@ -4,6 +4,7 @@ without a process: a fake core stands in for the Sidecar, windows are keys."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,40 @@ def test_the_crashes_remembered_are_bounded() -> None:
     assert r.targets(p.RUN_EVENT, run_event("crashed", A / "run-0")) == [1]  # the oldest was forgotten
 
 
+def test_a_ladder_action_reaches_every_window_and_is_a_toast_in_one() -> None:
+    r = router(frozenset({A}), frozenset({B}), frozenset({C}))
+    r.focus(2, True, now=1.0)
+    action = {"action": "cleanup", "reason": "RAM critical (93% >= 90%)", "result": {}}
+    # Every window logs it; only the window a warning would go to shows it.
+    assert r.deliveries(p.ACTION, action) == [([2], {**action, "notify": True}),
+                                              ([1, 3], {**action, "notify": False})]
+    assert action == {"action": "cleanup", "reason": "RAM critical (93% >= 90%)", "result": {}}  # not edited
+    r.focus(2, False, now=2.0)
+    r.focus(3, True, now=3.0)
+    assert [(keys, sent["notify"]) for keys, sent in r.deliveries(p.ACTION, action)] == [([3], True), ([1, 2], False)]
+    # One window (stdio, or the only one left): its toast.
+    assert router(frozenset({A})).deliveries(p.ACTION, action) == [([1], {**action, "notify": True})]
+    # Anything else: one group, as it came.
+    sample = {"ram": {"percent": 50.0}}
+    assert r.deliveries(p.SAMPLE, sample) == [([1, 2, 3], sample)]
+    assert r.deliveries(p.WARNING, warning()) == [([3], warning())]
+    assert Router().deliveries(p.ACTION, action) == []  # nobody listening
+
+
+def test_the_hub_frames_an_action_once_per_group() -> None:
+    hub, _ = shared_hub()
+    conns = [Conn(1), Conn(2), Conn(3)]
+    for conn in conns:
+        hub.join(conn, Settings())
+        hub.ready(conn)
+    hub.focus(conns[0], True)
+    hub._deliver(p.ACTION, {"action": "checkpointAndStop", "reason": "RAM critical", "result": {}})
+    bodies = [json.loads(conn.sent[-1][1].split(b"\r\n\r\n", 1)[1]) for conn in conns]
+    assert [body["params"]["notify"] for body in bodies] == [True, False, False]
+    assert conns[1].sent[-1] == conns[2].sent[-1]  # the same bytes for the windows that only log it
+    hub.close()
+
+
 @dataclass
 class FakeCore:
     settings: Settings
@@ -91,6 +126,12 @@ class FakeCore:
     def apply_settings(self, settings: Settings) -> None:
         self.settings = settings
         self.applied.append(settings)
+
+    def tick(self) -> None:
+        pass
+
+    def next_delay(self) -> float:
+        return 60.0  # a test's hub that starts sampling ticks once, then waits
 
     def close(self) -> None:
         pass
