@@ -47,7 +47,7 @@ bench: setup
 	$(PY) -m benchmarks.spike_drill --rounds 3
 	$(PY) -m benchmarks.registry_cost
 	$(PY) -m benchmarks.flood_cost
-	# The fuzz tier's long profile: 400 generated runs folders and 1000 generated requests (make test runs 20 and 60).
+	# The fuzz tier's long profile: 400 generated runs folders and 1000 generated requests (make test runs 30 and 100).
 	CRASHGUARD_FUZZ_PROFILE=long $(PY) -m pytest tests/python/sidecar/test_fuzz_runs_folder.py -q -p no:cacheprovider
 	$(PY) -m benchmarks.train_loops
 	$(PY) -m benchmarks.checkpoint_cost
