@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 from sidecar_session import SERVER, Session, sidecar
+from wire_frames import TEE, frames, strict  # TEE: the sidecar's stdout, copied byte for byte to a file
 
 from crashguard.sidecar import protocol as p
 
@@ -297,37 +297,6 @@ DIVERGING = textwrap.dedent("""
         hook.step_boundary(step=step, loss=loss)
         time.sleep(0.05)
 """)
-# Between the client and the sidecar: passes stdin through untouched and copies every byte of the sidecar's
-# stdout to a file, so the test can read the frames exactly as they went over the wire.
-TEE = textwrap.dedent("""
-    import subprocess, sys
-    raw = open(sys.argv[1], "wb")
-    child = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE)
-    out = sys.stdout.buffer
-    while chunk := child.stdout.read1(65536):
-        out.write(chunk); out.flush(); raw.write(chunk); raw.flush()
-    sys.exit(child.wait())
-""")
-
-
-def _frames(raw: bytes) -> list[bytes]:
-    frames, at = [], 0
-    while (end := raw.find(b"\r\n\r\n", at)) != -1:
-        match = re.search(rb"Content-Length: (\d+)", raw[at:end])
-        assert match, raw[at:end]
-        body = raw[end + 4:end + 4 + int(match.group(1))]
-        if len(body) < int(match.group(1)):
-            break  # the last frame, still being written
-        frames.append(body)
-        at = end + 4 + len(body)
-    return frames
-
-
-def _strict(body: bytes) -> object:
-    def refuse(constant: str) -> object:
-        raise ValueError(f"{constant} in a frame")
-
-    return json.loads(body, parse_constant=refuse)
 
 
 async def test_a_diverging_run_keeps_every_sample_frame_strict_json_and_the_gauge_live(
@@ -343,7 +312,7 @@ async def test_a_diverging_run_keeps_every_sample_frame_strict_json_and_the_gaug
             await s.wait_for(p.SAMPLE, diverged, timeout=30)
             after = await s.wait_samples(6)
         body_of: Callable[[dict], dict] = lambda frame: frame.get("params") or {}  # noqa: E731
-        samples = [body_of(f) for f in map(_strict, _frames(raw_file.read_bytes()))  # raises on NaN/Infinity
+        samples = [body_of(f) for f in map(strict, frames(raw_file.read_bytes()))  # raises on NaN/Infinity
                    if isinstance(f, dict) and f.get("method") == p.SAMPLE]
     finally:
         child.kill()
