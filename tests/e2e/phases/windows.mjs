@@ -1,8 +1,8 @@
 // Issue 22: two VS Code windows on two folders at once (two browser pages on one code-server, each with its own
 // extension host) share ONE memory monitor: both gauges live; a spike (a real memory hog, the thresholds lowered
 // below the use it causes) gives one level toast in all, one cleanup round and one stop on the host, each logged
-// once in every window and a toast in one; closing the first window keeps the monitor for the second; kill -9 of the monitor: both
-// windows are back within 5 s, on one new monitor.
+// once in every window and a toast in one; closing the first window keeps the monitor for the second; kill -9 of
+// the monitor: both windows are back within 5 s, on one new monitor.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
