@@ -6,6 +6,7 @@ its outcome and whether it took SIGHUP (a closed terminal hangs up torchrun and 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -38,7 +39,9 @@ with guarded_run("ranks", model=model, optimizer=optimizer, runs_dir=runs, coord
             break
 outcome = run.outcome
 assert outcome is not None
-print(json.dumps({"rank": coord.rank, "state": outcome.state, "exit_code": outcome.exit_code,
-                  "message": outcome.message, "checkpoint": str(outcome.checkpoint), "took_hangup": took_hangup}),
-      flush=True)
+# One write of the whole line: the ranks share torchrun's stdout pipe unbuffered, and print() writes the text and
+# its newline separately, so two ranks' lines could run together (a write under PIPE_BUF is atomic).
+result = {"rank": coord.rank, "state": outcome.state, "exit_code": outcome.exit_code, "message": outcome.message,
+          "checkpoint": str(outcome.checkpoint), "took_hangup": took_hangup}
+os.write(sys.stdout.fileno(), (json.dumps(result) + "\n").encode())
 coord.close()
