@@ -31,7 +31,7 @@ def test_warn_mode_warns_and_runs() -> None:
 
 
 def test_exit_check_catches_growth_inside_the_block() -> None:
-    # The reading is the whole machine's, and a sandboxed kernel (gVisor here) hands memory freed a moment ago
+    # The reading is the whole machine's, and a sandboxed kernel (this machine's) hands memory freed a moment ago
     # to the next allocation without the reading moving: the block holds chunks until the reading shows 1 GiB
     # more than on entry, then exits over a threshold set halfway. A few tries, in case another process frees
     # memory meanwhile; each passes only if the block ran and the error came at its exit.
@@ -44,9 +44,8 @@ def test_exit_check_catches_growth_inside_the_block() -> None:
         try:
             with memory_safe_context(threshold=threshold, cleanup=False):
                 while seen < grow and len(held) * chunk < most:
-                    block = bytearray(chunk)
-                    block[::4096] = b"\x01" * len(block[::4096])  # touch every page so it is resident
-                    held.append(block)
+                    held.append(bytearray(chunk))
+                    held[-1][::4096] = b"\x01" * len(held[-1][::4096])  # touch every page so it is resident
                     seen = read_ram().used - before.used
         except MemoryPressureError as caught:
             if seen >= grow:
