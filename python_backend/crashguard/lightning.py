@@ -213,6 +213,8 @@ class CrashGuardCallback(pl.Callback):
             state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
         finally:
             self._rng_for_checkpoint = None
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            _mark_loaders_finished(state)
         return Capture(self.checkpoint_dir / checkpoint_name(boundary.step, ".ckpt"), state, self.keep)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -226,6 +228,17 @@ class CrashGuardCallback(pl.Callback):
         if extra.get("rng"):
             restore_rng(extra["rng"])
             self._restored_rng = extra["rng"]
+
+
+def _mark_loaders_finished(state: dict[str, Any]) -> None:
+    """A checkpoint of an epoch's last batch resumes at the next epoch, but Lightning hands that epoch's loader the
+    saved position: a StatefulDataLoader that has yielded its last batch without yet raising StopIteration would
+    then yield nothing, and the whole epoch is skipped. Marked finished, it starts the next epoch from its restored
+    sampler, as the uninterrupted run does."""
+    loaders = state.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or []
+    for loader in loaders:
+        if isinstance(loader, dict) and "_iterator_finished" in loader:  # torchdata's key
+            loader["_iterator_finished"] = True
 
 
 def _loss(outputs: Any) -> float:

@@ -30,10 +30,10 @@ FRONT_DOORS: dict[str, list[str]] = {
 }
 
 
-def command(front_door: str, runs: Path) -> list[str]:
+def command(front_door: str, runs: Path, interval: int = INTERVAL) -> list[str]:
     script, *length = FRONT_DOORS[front_door]
     return [sys.executable, str(CHILDREN / "kill_at_step.py"), str(EXAMPLES / script), "--runs-dir", str(runs),
-            "--name", "run", "--size", "16", "--checkpoint-every", str(INTERVAL), *length]
+            "--name", "run", "--size", "16", "--checkpoint-every", str(interval), *length]
 
 
 def by_step(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -62,9 +62,22 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.mark.parametrize("front_door", list(FRONT_DOORS))
 def test_a_kill_9_anywhere_redoes_at_most_the_interval_and_the_resumed_steps_match(
         tmp_path: Path, front_door: str, kill_at: int, reference: Any) -> None:
+    kill_and_resume(tmp_path, front_door, kill_at, INTERVAL, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("front_door", list(FRONT_DOORS))
+def test_a_checkpoint_of_an_epochs_last_batch_resumes_with_the_next_epoch_whole(
+        tmp_path: Path, front_door: str, reference: Any) -> None:
+    # A checkpoint every epoch's worth of steps lands on each epoch's last batch; killed in the next epoch, the run
+    # resumes there (Lightning handed the next epoch the finished loader's position and skipped the epoch).
+    kill_and_resume(tmp_path, front_door, STEPS_PER_EPOCH + 2, STEPS_PER_EPOCH, reference)
+
+
+def kill_and_resume(tmp_path: Path, front_door: str, kill_at: int, interval: int, reference: Any) -> None:
     runs = tmp_path / "runs"
     run_dir = runs / "run"
-    killed = subprocess.run(command(front_door, runs), env=child_env(CRASHGUARD_TEST_KILL_AT=str(kill_at)),
+    killed = subprocess.run(command(front_door, runs, interval), env=child_env(CRASHGUARD_TEST_KILL_AT=str(kill_at)),
                             cwd=tmp_path, timeout=300, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     before = len(steps(run_dir))
@@ -77,7 +90,7 @@ def test_a_kill_9_anywhere_redoes_at_most_the_interval_and_the_resumed_steps_mat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     resumes = [e for e in events(run_dir) if e["event"] == "resume"]
     start = resumes[0]["step"] if resumes else 0  # killed while its first checkpoint was written: from the start
-    assert kill_at - INTERVAL <= start <= kill_at, (start, kill_at)  # the work redone: at most the interval
+    assert kill_at - interval <= start <= kill_at, (start, kill_at)  # the work redone: at most the interval
     said = f"resumed from step {start}" if resumes else "no checkpoint to resume from"
     if left["step"] > start:  # what the status last said the killed run had done, past the checkpoint
         said += f", {left['step'] - start} step"
